@@ -1,0 +1,1 @@
+"""Lab 1: the five-stage pipeline (stage scripts) and the small library they share (lab1.core)."""

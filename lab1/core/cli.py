@@ -1,0 +1,65 @@
+"""What every script shares on the command line: the options, logging to stderr, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lab1.core.errors import EXIT_ERROR, PipelineError
+from lab1.core.params import DATASETS, Params, load_params
+from lab1.core.paths import PATHS
+
+logger = logging.getLogger(__name__)
+
+
+def stage_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every stage takes; ``doc`` is the stage module's docstring."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--params", type=Path, default=PATHS.params, help="params file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "-S", "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one parameter, e.g. -S model_preparation.seed=7 (repeatable; same syntax "
+        "as `dvc exp run -S`)",
+    )
+    parser.add_argument(
+        "--dataset", choices=DATASETS, help="shortcut for -S dataset=NAME (default: params.yaml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr: stdout is reserved for the accuracy line."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    # MLflow and its HTTP stack are chatty at INFO; their warnings still show.
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def params_from_args(args: argparse.Namespace) -> Params:
+    overrides = list(args.overrides)
+    if args.dataset:
+        overrides.append(f"dataset={args.dataset}")
+    return load_params(args.params, overrides)
+
+
+def run_script(name: str, body: Callable[[], int]) -> int:
+    """Run a script's body, turning expected failures into one error line and exit code 1."""
+    try:
+        return body()
+    except PipelineError as exc:
+        logger.error("%s failed: %s", name, exc)
+        return EXIT_ERROR

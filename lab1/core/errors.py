@@ -1,0 +1,20 @@
+"""Errors the pipeline reports as one line, and the exit codes every script shares."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input, bad params, a failed stage
+EXIT_USAGE = 2  # argparse's own code for a bad command line
+EXIT_GATE_REJECTED = 3  # model_registration: the model did not pass the quality gate
+
+
+class PipelineError(Exception):
+    """An expected failure with a one-line message naming the file, field and value."""
+
+
+class ParamsError(PipelineError):
+    """params.yaml or a -S override is invalid."""
+
+
+class DataError(PipelineError):
+    """An input file is missing, garbled or has the wrong content."""

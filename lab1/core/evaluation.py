@@ -1,0 +1,57 @@
+"""Scoring a fault detector: pure functions of labels, probabilities and groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_score,
+                             recall_score, roc_auc_score)
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    """Accuracy, precision/recall/F1 of the faulty class, ROC AUC, and the majority-class
+    baseline accuracy (what always answering the most common label would score)."""
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = (np.asarray(proba) >= threshold).astype(int)
+    majority = np.bincount(y_true, minlength=2).max()
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y_true, proba)),
+        "baseline_accuracy": float(majority / len(y_true)),
+    }
+
+
+def grouped_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Accuracy within each group (station, or fault kind: there it is that kind's recall)."""
+    y_true, y_pred, groups = map(np.asarray, (y_true, y_pred, groups))
+    return {
+        str(g): float(np.mean(y_true[groups == g] == y_pred[groups == g]))
+        for g in sorted(set(groups.tolist()))
+    }
+
+
+def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: Path) -> None:
+    """Save a labelled confusion-matrix heat map as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, in CI or in Docker
+    import matplotlib.pyplot as plt
+
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=110)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), count in np.ndenumerate(matrix):
+        colour = "white" if count > matrix.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=colour)
+    ax.set_title("Confusion matrix (test stations)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -1,0 +1,130 @@
+"""Atomic writes and content digests.
+
+Every output is written to a temporary sibling and renamed into place, so a crash (even SIGKILL)
+leaves either the previous output or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of one file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_sha256(path: Path) -> str:
+    """Return one sha256 for a file or a whole folder (relative names and bytes, sorted)."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(item.relative_to(path).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(file_sha256(item).encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``target`` (file) into; rename it into place on success.
+
+    On an exception the temporary file is removed and ``target`` is left as it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A unique sibling (same filesystem, so the rename is atomic) created with the usual umask
+    # permissions, unlike mkstemp's 0600.
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(target: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object; a missing or garbled file raises DataError naming the file."""
+    from lab1.core.errors import DataError
+
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found (run the stage that writes it first)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(payload).__name__}")
+    return payload
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder to fill; on success it replaces ``target`` whole.
+
+    Folders cannot be renamed over non-empty folders, so the swap is two renames: the old folder
+    steps aside, the new one steps in, the old one is deleted. A crash between the two renames
+    leaves the old folder beside the target as ``.<name>.old-<pid>``, never a mixed folder.
+    Leftovers of crashed writers (whose process is gone) are removed first.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_leftovers(target)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_dead_leftovers(target: Path) -> None:
+    """Clean up after writers that died: drop their temp folders; restore a set-aside old
+    folder if the target is missing (the writer died between its two renames)."""
+    for kind in ("tmp", "old"):
+        for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = leftover.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or pid_alive(int(pid)):
+                continue
+            if kind == "old" and not target.exists():
+                os.replace(leftover, target)
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this PID exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,89 @@
+"""Saving, logging and loading the pipeline's model: one home for the MLflow model format.
+
+The model is one scikit-learn Pipeline (preprocessor + estimator) that takes raw reading windows.
+It is stored with skops rather than pickle, so loading it never runs arbitrary code: only types
+on an explicit trust list (ours and scikit-learn's) are rebuilt. It carries the one project
+module it needs (lab1/core/features.py) and exact pip requirements (inferring them costs ~9 s).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lab1.core.errors import DataError
+from lab1.core.paths import PATHS
+
+OUR_TYPES = ("lab1.core.features.WindowFeatures",)
+# What loading the model needs, pinned to the versions that trained it.
+REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The non-default types skops must trust to load ``model``: ours and scikit-learn's only."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = [t for t in found if t not in OUR_TYPES and not t.startswith("sklearn.")]
+    if foreign:
+        raise ValueError(f"model contains types outside the trust list: {', '.join(foreign)}")
+    return sorted(found)
+
+
+def _model_kwargs(model: Any, example: pd.DataFrame, code_dir: Path) -> dict[str, Any]:
+    from mlflow.models import infer_signature
+
+    return {
+        "serialization_format": "skops",
+        "skops_trusted_types": trusted_types(model),
+        "signature": infer_signature(example, model.predict(example)),
+        "input_example": example,
+        "pip_requirements": pip_requirements(),
+        "code_paths": [str(code_dir / "lab1")],
+    }
+
+
+def _stage_code(into: Path) -> Path:
+    """Copy just the modules the model unpickles into ``into``/lab1 (a minimal package)."""
+    package = into / "lab1"
+    (package / "core").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "core" / "__init__.py").write_text("")
+    shutil.copy2(PATHS.root / "lab1" / "core" / "features.py", package / "core" / "features.py")
+    return into
+
+
+def save_and_log(model: Any, example: pd.DataFrame, local_dir: Path) -> Any:
+    """Save the model to ``local_dir`` and log the same model to the active MLflow run.
+
+    Returns MLflow's ModelInfo (``model_uri``, ``model_id``, ``run_id``).
+    """
+    import mlflow.sklearn
+
+    with tempfile.TemporaryDirectory() as staging:
+        kwargs = _model_kwargs(model, example, _stage_code(Path(staging)))
+        mlflow.sklearn.save_model(model, path=str(local_dir), **kwargs)
+        return mlflow.sklearn.log_model(model, name="model", **kwargs)
+
+
+def load_model(uri_or_dir: str | Path) -> Any:
+    """Load the scikit-learn Pipeline from a local folder or a models:/ / runs:/ URI."""
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    target = str(uri_or_dir)
+    if isinstance(uri_or_dir, Path) and not (uri_or_dir / "MLmodel").exists():
+        raise DataError(f"{uri_or_dir}: no MLflow model here (run model_preparation first)")
+    try:
+        return mlflow.sklearn.load_model(target)
+    except MlflowException as exc:
+        raise DataError(f"{target}: cannot load the model ({exc.message.splitlines()[0]})") from None

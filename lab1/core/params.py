@@ -1,0 +1,242 @@
+"""Load params.yaml, apply ``-S section.key=value`` overrides, validate into frozen dataclasses.
+
+params.yaml is the only home of parameters: these dataclasses declare names and types but no
+default values, so the code can never disagree with the file. An unknown key, a missing key or a
+wrong type fails at load time with one line naming the file, the key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lab1.core.errors import ParamsError
+
+# The image datasets (cifar10, fashion_mnist) join with the CNN (issue 3).
+DATASETS = ("temperature",)
+
+
+# --- data_creation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultParams:
+    """Labelled sensor faults injected into the temperature series."""
+
+    fraction: float  # target share of faulty days, so "always normal" scores ~1 - fraction
+    kinds: list[str]  # any of: spike, stuck, drift, missing
+    spike_c: list[float]  # [min, max] absolute jump of a spike, degrees C
+    stuck_days: list[int]  # [min, max] length of a stuck-reading run
+    drift_days: list[int]  # [min, max] length of a drift run
+    drift_c: list[float]  # [min, max] offset reached at the end of a drift run, degrees C
+    missing_days: list[int]  # [min, max] length of a missing-reading run
+
+
+@dataclass(frozen=True)
+class TemperatureParams:
+    years: int
+    start_date: str
+    stations: list[str]  # station names from the built-in climate catalogue (or from csv_path)
+    test_stations: list[str]  # stations held out for testing; never seen in training
+    csv_path: str | None  # a CSV of real daily temperatures (date, station, temperature)
+    faults: FaultParams
+
+
+@dataclass(frozen=True)
+class DataCreationParams:
+    seed: int
+    temperature: TemperatureParams
+
+
+# --- later stages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataPreprocessingParams:
+    window: int  # readings on each side of a day: the model sees 2 * window + 1 raw readings
+    missing_rule: Literal["interpolate", "window_median"]
+
+
+@dataclass(frozen=True)
+class LogisticRegressionParams:
+    C: float
+    max_iter: int
+
+
+@dataclass(frozen=True)
+class RandomForestParams:
+    n_estimators: int
+    max_depth: int | None
+    min_samples_leaf: int
+
+
+@dataclass(frozen=True)
+class HistGradientBoostingParams:
+    max_iter: int
+    learning_rate: float
+    max_leaf_nodes: int
+    l2_regularization: float
+
+
+@dataclass(frozen=True)
+class ModelPreparationParams:
+    estimator: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+    seed: int
+    logistic_regression: LogisticRegressionParams
+    random_forest: RandomForestParams
+    hist_gradient_boosting: HistGradientBoostingParams
+
+    def estimator_params(self) -> dict[str, Any]:
+        """The hyper-parameters of the chosen estimator only."""
+        return dataclasses.asdict(getattr(self, self.estimator))
+
+
+@dataclass(frozen=True)
+class ModelTestingParams:
+    threshold: float  # probability of "faulty" above which a day is flagged
+
+
+@dataclass(frozen=True)
+class ModelRegistrationParams:
+    min_accuracy: float
+    min_f1: float  # F1 of the positive (faulty) class: a model that never flags fails it
+    max_drop_vs_champion: float
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str  # "{dataset}" is replaced by the dataset name
+    registered_model: str  # likewise
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: Literal["temperature"]
+    data_creation: DataCreationParams
+    data_preprocessing: DataPreprocessingParams
+    model_preparation: ModelPreparationParams
+    model_testing: ModelTestingParams
+    model_registration: ModelRegistrationParams
+    tracking: TrackingParams
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment.format(dataset=self.dataset)
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.tracking.registered_model.format(dataset=self.dataset)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section as a plain dict (what a stage logs as its MLflow params)."""
+        value = getattr(self, name)
+        return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {name: value}
+
+    def digest(self) -> str:
+        """A short, stable hash of all parameters (tags runs and model versions)."""
+        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read ``path``, apply ``section.key=value`` overrides, and validate.
+
+    Raises ParamsError (one line, naming the file and key) on any problem.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({_one_line(exc)})") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    for override in overrides:
+        apply_override(raw, override, source=path)
+    return _build(Params, raw, path=str(path), where="")
+
+
+def apply_override(raw: dict[str, Any], override: str, source: Path) -> None:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (like DVC)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ParamsError(f"-S {override!r}: expected section.key=value")
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            where = ".".join(parts[: depth + 1])
+            raise ParamsError(f"-S {override!r}: {source} has no key {where!r} (known: {known})")
+        node = node[part]
+    if not isinstance(node, dict) or parts[-1] not in node:
+        known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+        raise ParamsError(f"-S {override!r}: {source} has no key {key!r} (known: {known})")
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"-S {override!r}: value is not valid YAML ({_one_line(exc)})") from None
+
+
+def _build(cls: type, data: Any, path: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: {where or 'top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"{path}: unknown key {_join(where, unknown[0])!r} (known: {', '.join(names)})"
+        )
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ParamsError(f"{path}: missing key {_join(where, missing[0])!r}")
+    values = {n: _coerce(hints[n], data[n], path, _join(where, n)) for n in names}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, path: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, path, key)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ParamsError(f"{path}: {key}={value!r} is not one of: {choices}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{path}: {key}={value!r} must be a list")
+        return [_coerce(args[0], item, path, f"{key}[{i}]") for i, item in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (
+        type(value) is not hint  # bool is an int subclass: reject True where an int is due
+    ):
+        raise ParamsError(f"{path}: {key}={value!r} must be {hint.__name__}")
+    return value
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,93 @@
+"""One home for every path the pipeline reads or writes.
+
+All paths derive from the project root, so the scripts work from any working directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """The files that are the contracts between stages (see README, "What each stage reads and
+    writes")."""
+
+    root: Path
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    # Stage 1 -> 2
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def raw_manifest(self) -> Path:
+        return self.raw / "manifest.json"
+
+    # Stage 2 -> 3, 4
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def preprocessor(self) -> Path:
+        return self.processed / "preprocessor.skops"
+
+    # Stage 3 -> 4, 5
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models / "model"
+
+    @property
+    def model_info(self) -> Path:
+        return self.models / "model.json"
+
+    # Stage 4 -> 5
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"
+
+    @property
+    def confusion_matrix_plot(self) -> Path:
+        return self.reports / "confusion_matrix.png"
+
+    # Stage 5
+    @property
+    def registration(self) -> Path:
+        return self.reports / "registration.json"
+
+    # Embedded MLflow store (used when MLFLOW_TRACKING_URI is not set)
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.root / ".mlflow"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.mlflow_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    # Parent-run hand-off for callers that run the stages one by one (Jenkins)
+    @property
+    def run_context(self) -> Path:
+        return self.root / ".mlops" / "pipeline_run.json"
+
+
+PATHS = ProjectPaths(PROJECT_ROOT)

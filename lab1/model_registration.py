@@ -1,0 +1,99 @@
+"""Stage 5/5: model registration.
+
+Registers the tested model as a new version in the MLflow Model Registry (tagged with its
+lineage and test metrics) and applies the quality gate from model_registration: minimum
+accuracy, minimum F1 of the faulty class, and no worse than the current `champion` by more
+than max_drop_vs_champion. Only a passing version gets the `champion` alias; a rejected one
+leaves the champion untouched and this script exits with code 3.
+
+`--rollback` moves `champion` back to the version it pointed at before (no training involved).
+
+Reads:  reports/metrics.json, models/model.json, data/raw/manifest.json
+Writes: reports/registration.json (decision, reason, version), registry version + alias
+Exit:   0 promoted, 3 rejected by the gate, 1 error
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
+from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK, DataError
+from lab1.core.io import file_sha256, read_json, write_json
+from lab1.core.paths import PATHS
+from lab1.core.tracking import parent_run_id, stage_run
+
+logger = logging.getLogger(__name__)
+STAGE = "model_registration"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--rollback", action="store_true",
+                        help="move `champion` back to its previous version and exit")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body() -> int:
+        from lab1.core import registry
+        from lab1.core.gate import decide
+        from lab1.core.tracking import connect, lineage_tags
+
+        params = params_from_args(args)
+        name = params.registered_model_name
+        if args.rollback:
+            registry.rollback(connect(), name)
+            return EXIT_OK
+        with stage_run(STAGE, params) as run:
+            report = read_json(PATHS.metrics)
+            model_info = read_json(PATHS.model_info)
+            if report.get("model_uri") != model_info.get("model_uri"):
+                raise DataError(
+                    f"{PATHS.metrics}: model_uri={report.get('model_uri')!r} is not the model in "
+                    f"{PATHS.model_info} ({model_info.get('model_uri')!r}); re-run model_testing"
+                )
+            for path in (PATHS.metrics, PATHS.model_info, PATHS.raw_manifest):
+                run.add_input(path)
+            metrics = report["metrics"]
+            with run.timed():
+                client = run.client
+                current = registry.champion(client, name)
+                champion_metrics = registry.version_metrics(current) if current else None
+                decision = decide(metrics, champion_metrics, params.model_registration)
+                tags = {
+                    **lineage_tags(params),
+                    "source_run_id": model_info["run_id"],
+                    "pipeline_run_id": parent_run_id() or "",
+                    "data.digest": file_sha256(PATHS.raw_manifest)[:16],
+                    "gate.decision": decision.label,
+                    "gate.reason": decision.reason,
+                    **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
+                }
+                version = registry.register(client, model_info["model_uri"], name, tags)
+                if decision.passed:
+                    registry.promote(client, name, version.version,
+                                     current.version if current else None)
+            payload = {
+                "registered_model": name,
+                "version": version.version,
+                "decision": decision.label,
+                "reason": decision.reason,
+                "champion_before": current.version if current else None,
+                "champion_after": version.version if decision.passed else (
+                    current.version if current else None),
+                "model_uri": model_info["model_uri"],
+                "pipeline_run_id": parent_run_id(),
+            }
+            write_json(PATHS.registration, payload)
+            run.log_artifact(PATHS.registration)
+            run.log(tags={"gate.decision": decision.label, "gate.reason": decision.reason,
+                          "registered_version": version.version})
+            log = logger.info if decision.passed else logger.warning
+            log("%s version %s %s: %s", name, version.version, decision.label, decision.reason)
+        return EXIT_OK if decision.passed else EXIT_GATE_REJECTED
+
+    return run_script(STAGE, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

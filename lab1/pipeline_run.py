@@ -1,0 +1,65 @@
+"""Begin or end the MLflow parent run of one pipeline execution (used by pipeline.sh, Jenkins).
+
+  python -m lab1.pipeline_run begin --owner-pid PID [--context]   -> prints the run id
+  python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED
+
+``begin`` also marks KILLED any run on this host whose process died. With ``--context`` the run
+id is written to .mlops/pipeline_run.json, where stages run one per Jenkins step find it; ``end``
+without RUN_ID reads it from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
+from lab1.core.errors import PipelineError
+from lab1.core.io import read_json
+from lab1.core.paths import PATHS
+
+logger = logging.getLogger(__name__)
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    begin = commands.add_parser("begin", parents=[stage_parser(None)], add_help=False,
+                                help="start the parent run; print its id")
+    begin.add_argument("--owner-pid", type=int, default=os.getppid(),
+                       help="process that will end the run (default: the caller)")
+    begin.add_argument("--context", action="store_true",
+                       help="also write the run id to " + str(PATHS.run_context))
+    end = commands.add_parser("end", help="end the parent run")
+    end.add_argument("run_id", nargs="?", help="default: the id in the run-context file")
+    end.add_argument("--status", choices=STATUSES, required=True)
+    end.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body() -> int:
+        from lab1.core.tracking import begin_pipeline, end_pipeline
+
+        if args.command == "begin":
+            run_id = begin_pipeline(params_from_args(args), args.owner_pid, args.context)
+            sys.stdout.write(run_id + "\n")
+            return 0
+        run_id = args.run_id or str(read_json(PATHS.run_context).get("run_id", ""))
+        if not run_id:
+            raise PipelineError(f"{PATHS.run_context}: no run_id; nothing to end")
+        end_pipeline(run_id, args.status)
+        return 0
+
+    return run_script("pipeline_run", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

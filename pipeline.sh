@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# The five-stage pipeline: data_creation -> data_preprocessing -> model_preparation ->
+# model_testing -> model_registration, each a separate Python process, one MLflow parent run
+# around them. The LAST line on stdout is `Model test accuracy is: 0.xxx`; logs go to stderr.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOCK="$ROOT/requirements.lock"
+VENV="${MLOPS_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+EXIT_GATE_REJECTED=3  # from lab1/core/errors.py
+
+usage() {
+  cat <<'EOF'
+Usage: bash pipeline.sh [OPTIONS]
+
+Runs the five stages as separate processes and prints, as the LAST stdout line,
+  Model test accuracy is: 0.947
+The first run creates .venv from requirements.lock (about 1-2 minutes, needs PyPI); later runs
+reuse it and work offline (it is rebuilt only when the lock file changes).
+
+Options:
+  --dataset NAME          dataset to run (default: params.yaml's `dataset`; now: temperature)
+  -S, --set SEC.KEY=VAL   override a parameter, e.g. -S model_preparation.estimator=random_forest
+                          (repeatable; the same syntax as `dvc exp run -S`)
+  --stage NAME            run one stage only (data_creation, data_preprocessing,
+                          model_preparation, model_testing, model_registration); its stdout is
+                          passed through. Attaches to the parent run opened by --begin, if any.
+  --begin                 open the MLflow parent run for stages run one by one (Jenkins)
+  --end STATUS            close that parent run: FINISHED, FAILED or KILLED
+  --setup                 only create/refresh the environment
+  -h, --help              show this help
+
+Environment:
+  MLFLOW_TRACKING_URI     tracking server (default: embedded SQLite store in .mlflow/)
+  MLOPS_VENV              use this existing Python environment as is (no install)
+
+Exit codes: 0 ok; 1 a stage failed; 2 bad command line; 3 the quality gate rejected the model
+(the accuracy line is still printed; the `champion` alias did not move).
+EOF
+}
+
+log() { printf '%s pipeline.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+# --- command line ----------------------------------------------------------------------------
+PASS=()       # options passed on to every Python entry point
+STAGE=""
+MODE="all"
+END_STATUS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --dataset) [ $# -ge 2 ] || die "--dataset needs a name"; PASS+=(--dataset "$2"); shift 2 ;;
+    --dataset=*) PASS+=(--dataset "${1#*=}"); shift ;;
+    -S|--set) [ $# -ge 2 ] || die "$1 needs SECTION.KEY=VALUE"; PASS+=(-S "$2"); shift 2 ;;
+    --stage) [ $# -ge 2 ] || die "--stage needs a name"; STAGE="$2"; MODE="stage"; shift 2 ;;
+    --stage=*) STAGE="${1#*=}"; MODE="stage"; shift ;;
+    --begin) MODE="begin"; shift ;;
+    --end) [ $# -ge 2 ] || die "--end needs a status"; MODE="end"; END_STATUS="$2"; shift 2 ;;
+    --setup) MODE="setup"; shift ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+done
+
+# --- environment -----------------------------------------------------------------------------
+# The venv is (re)built from the lock file only when the lock's hash differs from the one
+# recorded at the last successful install, so a second run needs no network.
+bootstrap() {
+  if [ -n "${MLOPS_VENV:-}" ]; then
+    [ -x "$PY" ] || die "MLOPS_VENV=$MLOPS_VENV has no bin/python"
+    return
+  fi
+  local want stamp="$VENV/.lock.sha256"
+  want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+  if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return
+  fi
+  command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
+  log "creating $VENV from requirements.lock (first run or lock changed; ~1-2 min)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r "$LOCK" >&2
+  # Make the project importable as `lab1...` from the venv, so that
+  # `.venv/bin/python lab1/data_creation.py` works from any directory.
+  local site
+  site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  printf '%s\n' "$ROOT" > "$site/mlops_labs.pth"
+  printf '%s\n' "$want" > "$stamp"
+  log "environment ready"
+}
+
+bootstrap
+# The stages import `lab1` from this checkout, whichever environment runs them.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+cd "$ROOT"
+
+mapfile -t STAGES < <("$PY" -m lab1.core.stages)
+
+run_stage() {  # run_stage NAME [redirect stdout to stderr: yes|no]
+  local name="$1"
+  if [ "${2:-no}" = yes ]; then
+    "$PY" -m "lab1.$name" "${PASS[@]}" >&2 &
+  else
+    "$PY" -m "lab1.$name" "${PASS[@]}" &
+  fi
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+
+case "$MODE" in
+  setup) exit 0 ;;
+  begin) exec "$PY" -m lab1.pipeline_run begin --context "${PASS[@]}" >/dev/null ;;
+  end) exec "$PY" -m lab1.pipeline_run end --status "$END_STATUS" ;;
+  stage)
+    printf '%s\n' "${STAGES[@]}" | grep -qx -- "$STAGE" \
+      || die "unknown stage '$STAGE' (stages: ${STAGES[*]})"
+    CHILD=""
+    trap '[ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 143' TERM
+    run_stage "$STAGE"
+    exit $?
+    ;;
+esac
+
+# --- the whole pipeline ----------------------------------------------------------------------
+# The run id is the last line `begin` prints on stdout.
+PARENT="$("$PY" -m lab1.pipeline_run begin --owner-pid $$ "${PASS[@]}" | tail -n 1)" || exit 1
+export MLOPS_PARENT_RUN_ID="$PARENT"
+CHILD=""
+
+finish() {  # finish STATUS EXIT_CODE
+  "$PY" -m lab1.pipeline_run end "$PARENT" --status "$1" >&2 || log "could not end run $PARENT"
+  exit "$2"
+}
+
+# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent.
+on_signal() {
+  trap - INT TERM
+  log "interrupted; stopping"
+  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" || true; fi
+  finish KILLED 130
+}
+trap on_signal INT TERM
+
+started=$SECONDS
+for stage in "${STAGES[@]}"; do
+  log "stage $stage"
+  rc=0
+  # Stage stdout goes to stderr: the accuracy line is printed once, last, from the report.
+  run_stage "$stage" yes || rc=$?
+  if [ "$rc" -eq "$EXIT_GATE_REJECTED" ] && [ "$stage" = model_registration ]; then
+    log "the quality gate rejected the model; champion unchanged (see reports/registration.json)"
+    "$PY" -m lab1.core.report
+    finish FINISHED "$EXIT_GATE_REJECTED"
+  elif [ "$rc" -ne 0 ]; then
+    log "stage $stage failed (exit $rc)"
+    finish FAILED 1
+  fi
+done
+log "all stages done in $((SECONDS - started)) s"
+"$PY" -m lab1.core.report
+finish FINISHED 0
