@@ -20,8 +20,8 @@ from lab1.core.io import atomic_dir, file_sha256, write_json
 from lab1.core.paths import PATHS
 from lab1.core.tracking import stage_run
 
-logger = logging.getLogger(__name__)
 STAGE = "data_creation"
+logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
 
 
 def write_raw(splits: RawSplits, out_dir: Path) -> dict:
@@ -49,7 +49,9 @@ def write_raw(splits: RawSplits, out_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
     parser.add_argument(
-        "--csv", type=Path, help="base series from a CSV of real daily readings "
+        "--csv",
+        type=Path,
+        help="base series from a CSV of real daily readings "
         "(columns date, station, temperature); sets data_creation.temperature.csv_path",
     )
     args = parser.parse_args(argv)
@@ -66,10 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             run.add_output(PATHS.raw)
             rows = {split: sum(len(f) for f in frames.values()) for split, frames in splits.items()}
             faulty = sum(f["faulty"] for f in manifest["files"])
-            run.log(metrics={"train_rows": rows["train"], "test_rows": rows["test"],
-                             "faulty_fraction": faulty / max(1, sum(rows.values()))})
-            logger.info("wrote %d station files (%s rows) to %s", len(manifest["files"]), rows,
-                        PATHS.raw)
+            run.log(
+                metrics={
+                    "train_rows": rows["train"],
+                    "test_rows": rows["test"],
+                    "faulty_fraction": faulty / max(1, sum(rows.values())),
+                }
+            )
+            logger.info(
+                "wrote %d station files (%s rows) to %s", len(manifest["files"]), rows, PATHS.raw
+            )
         return 0
 
     return run_script(STAGE, body)

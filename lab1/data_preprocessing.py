@@ -24,8 +24,8 @@ from lab1.core.paths import PATHS
 from lab1.core.processed import LABEL, save_preprocessor
 from lab1.core.tracking import stage_run
 
-logger = logging.getLogger(__name__)
 STAGE = "data_preprocessing"
+logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
 
 
 def read_raw(raw_dir: Path) -> dict[str, list[pd.DataFrame]]:
@@ -72,7 +72,8 @@ def check_both_classes(frame: pd.DataFrame, where: Path) -> None:
     classes = sorted(frame[LABEL].unique().tolist()) if len(frame) else []
     if len(classes) < 2:
         raise DataError(
-            f"{where}: {LABEL} has only {classes or 'no'} class(es); need both faulty and normal days"
+            f"{where}: {LABEL} has only {classes or 'no'} class(es); "
+            "need both faulty and normal days"
         )
 
 
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         params = params_from_args(args)
         section = params.data_preprocessing
         if section.window < 1:
-            raise DataError(f"{args.params}: data_preprocessing.window={section.window} must be >= 1")
+            raise DataError(
+                f"{args.params}: data_preprocessing.window={section.window} must be >= 1"
+            )
         with stage_run(STAGE, params) as run:
             run.add_input(PATHS.raw)
             splits = read_raw(PATHS.raw)
@@ -106,17 +109,30 @@ def main(argv: list[str] | None = None) -> int:
             # Fit on train only: fitting the scaler on test would leak its statistics.
             preprocessor = build_preprocessor(section.window, section.missing_rule)
             preprocessor.fit(train[columns])
-            train, test = add_features(train, preprocessor, columns), add_features(test, preprocessor, columns)
+            train, test = (
+                add_features(train, preprocessor, columns),
+                add_features(test, preprocessor, columns),
+            )
             with atomic_dir(PATHS.processed) as tmp:
                 train.to_parquet(tmp / "train.parquet", index=False)
                 test.to_parquet(tmp / "test.parquet", index=False)
                 save_preprocessor(preprocessor, tmp / PATHS.preprocessor.name)
             run.add_output(PATHS.processed)
-            run.log(metrics={"train_rows": len(train), "test_rows": len(test),
-                             "train_faulty_fraction": float(np.mean(train[LABEL])),
-                             "test_faulty_fraction": float(np.mean(test[LABEL]))})
-            logger.info("train %d rows, test %d rows, %d features -> %s", len(train), len(test),
-                        preprocessor[-1].n_features_in_, PATHS.processed)
+            run.log(
+                metrics={
+                    "train_rows": len(train),
+                    "test_rows": len(test),
+                    "train_faulty_fraction": float(np.mean(train[LABEL])),
+                    "test_faulty_fraction": float(np.mean(test[LABEL])),
+                }
+            )
+            logger.info(
+                "train %d rows, test %d rows, %d features -> %s",
+                len(train),
+                len(test),
+                preprocessor[-1].n_features_in_,
+                PATHS.processed,
+            )
         return 0
 
     return run_script(STAGE, body)

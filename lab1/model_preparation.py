@@ -19,8 +19,8 @@ from lab1.core.io import atomic_dir, file_sha256, write_json
 from lab1.core.paths import PATHS
 from lab1.core.tracking import parent_run_id, stage_run
 
-logger = logging.getLogger(__name__)
 STAGE = "model_preparation"
+logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
         from sklearn.pipeline import Pipeline
 
-        from lab1.core.model_io import save_and_log
+        from lab1.core.model_io import log_and_save
         from lab1.core.models import build_estimator
-        from lab1.core.processed import (LABEL, feature_columns, input_columns,
-                                         load_preprocessor, read_split)
+        from lab1.core.processed import (
+            LABEL,
+            feature_columns,
+            input_columns,
+            load_preprocessor,
+            read_split,
+        )
 
         params = params_from_args(args)
         section = params.model_preparation
@@ -56,20 +61,30 @@ def main(argv: list[str] | None = None) -> int:
             train_accuracy = float(np.mean(model.predict(train[inputs]) == train[LABEL]))
             with atomic_dir(PATHS.models) as tmp:
                 with run.timed():
-                    info = save_and_log(model, example, tmp / PATHS.model_dir.name)
-                write_json(tmp / PATHS.model_info.name, {
-                    "run_id": run.run_id,
-                    "pipeline_run_id": parent_run_id(),
-                    "model_uri": info.model_uri,
-                    "model_id": info.model_id,
-                    "estimator": section.estimator,
-                    "train_digest": file_sha256(train_path),
-                })
+                    info = log_and_save(model, example, tmp / PATHS.model_dir.name)
+                write_json(
+                    tmp / PATHS.model_info.name,
+                    {
+                        "run_id": run.run_id,
+                        "pipeline_run_id": parent_run_id(),
+                        "model_uri": info.model_uri,
+                        "model_id": info.model_id,
+                        "estimator": section.estimator,
+                        "train_digest": file_sha256(train_path),
+                    },
+                )
             run.add_output(PATHS.models)
-            run.log(metrics={"fit_s": fit_seconds, "train_accuracy": train_accuracy},
-                    tags={"model_uri": info.model_uri})
-            logger.info("%s trained in %.2f s (train accuracy %.3f); logged as %s",
-                        section.estimator, fit_seconds, train_accuracy, info.model_uri)
+            run.log(
+                metrics={"fit_s": fit_seconds, "train_accuracy": train_accuracy},
+                tags={"model_uri": info.model_uri},
+            )
+            logger.info(
+                "%s trained in %.2f s (train accuracy %.3f); logged as %s",
+                section.estimator,
+                fit_seconds,
+                train_accuracy,
+                info.model_uri,
+            )
         return 0
 
     return run_script(STAGE, body)

@@ -23,14 +23,17 @@ from lab1.core.io import file_sha256, read_json, write_json
 from lab1.core.paths import PATHS
 from lab1.core.tracking import parent_run_id, stage_run
 
-logger = logging.getLogger(__name__)
 STAGE = "model_registration"
+logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
-    parser.add_argument("--rollback", action="store_true",
-                        help="move `champion` back to its previous version and exit")
+    parser.add_argument(
+        "--rollback",
+        action="store_true",
+        help="move `champion` back to its previous version and exit",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
 
@@ -69,25 +72,32 @@ def main(argv: list[str] | None = None) -> int:
                     "gate.reason": decision.reason,
                     **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
                 }
-                version = registry.register(client, model_info["model_uri"], name, tags)
+                version = registry.register(model_info["model_uri"], name, tags)
                 if decision.passed:
-                    registry.promote(client, name, version.version,
-                                     current.version if current else None)
+                    registry.promote(
+                        client, name, version.version, current.version if current else None
+                    )
             payload = {
                 "registered_model": name,
                 "version": version.version,
                 "decision": decision.label,
                 "reason": decision.reason,
                 "champion_before": current.version if current else None,
-                "champion_after": version.version if decision.passed else (
-                    current.version if current else None),
+                "champion_after": version.version
+                if decision.passed
+                else (current.version if current else None),
                 "model_uri": model_info["model_uri"],
                 "pipeline_run_id": parent_run_id(),
             }
             write_json(PATHS.registration, payload)
             run.log_artifact(PATHS.registration)
-            run.log(tags={"gate.decision": decision.label, "gate.reason": decision.reason,
-                          "registered_version": version.version})
+            run.log(
+                tags={
+                    "gate.decision": decision.label,
+                    "gate.reason": decision.reason,
+                    "registered_version": version.version,
+                }
+            )
             log = logger.info if decision.passed else logger.warning
             log("%s version %s %s: %s", name, version.version, decision.label, decision.reason)
         return EXIT_OK if decision.passed else EXIT_GATE_REJECTED

@@ -20,8 +20,8 @@ from lab1.core.paths import PATHS
 from lab1.core.report import accuracy_line
 from lab1.core.tracking import parent_run_id, stage_run
 
-logger = logging.getLogger(__name__)
 STAGE = "model_testing"
+logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from lab1.core.datasets.temperature import FAULT_KINDS
         from lab1.core.errors import DataError
-        from lab1.core.evaluation import (classification_metrics, grouped_accuracy,
-                                          plot_confusion_matrix)
+        from lab1.core.evaluation import (
+            classification_metrics,
+            grouped_accuracy,
+            plot_confusion_matrix,
+        )
         from lab1.core.model_io import load_model
         from lab1.core.processed import LABEL, input_columns, read_split
 
@@ -48,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                 run.add_input(path)
             y_true = test[LABEL].to_numpy()
             if len(np.unique(y_true)) < 2:
-                raise DataError(f"{test_path}: {LABEL} has only one class; accuracy alone "
-                                "would not show whether faults are found")
+                raise DataError(
+                    f"{test_path}: {LABEL} has only one class; accuracy alone "
+                    "would not show whether faults are found"
+                )
             proba = model.predict_proba(test[input_columns(test)])[:, 1]
             threshold = params.model_testing.threshold
             y_pred = (proba >= threshold).astype(int)
@@ -59,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                 "metrics": metrics,
                 "per_station_accuracy": grouped_accuracy(y_true, y_pred, test["station"]),
                 "per_fault_kind_recall": {
-                    kind: value for kind, value in grouped_accuracy(
-                        y_true[faulty], y_pred[faulty], test["fault_kind"][faulty]).items()
+                    kind: value
+                    for kind, value in grouped_accuracy(
+                        y_true[faulty], y_pred[faulty], test["fault_kind"][faulty]
+                    ).items()
                     if kind in FAULT_KINDS
                 },
                 "test_rows": len(test),
@@ -73,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             with atomic_path(PATHS.confusion_matrix_plot) as tmp:
                 plot_confusion_matrix(y_true, y_pred, ["normal", "faulty"], tmp)
             write_json(PATHS.metrics, report)
-            station_metrics = {f"accuracy.{k}": v for k, v in report["per_station_accuracy"].items()}
+            station_metrics = {
+                f"accuracy.{k}": v for k, v in report["per_station_accuracy"].items()
+            }
             kind_metrics = {f"recall.{k}": v for k, v in report["per_fault_kind_recall"].items()}
             run.log(metrics={**metrics, **station_metrics, **kind_metrics})
             run.log_artifact(PATHS.metrics)
@@ -81,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             run.add_output(PATHS.metrics)
             logger.info(
                 "accuracy %.3f (baseline %.3f), F1 %.3f, ROC AUC %.3f on %d test days",
-                metrics["accuracy"], metrics["baseline_accuracy"], metrics["f1"],
-                metrics["roc_auc"], len(test),
+                metrics["accuracy"],
+                metrics["baseline_accuracy"],
+                metrics["f1"],
+                metrics["roc_auc"],
+                len(test),
             )
         sys.stdout.write(accuracy_line(PATHS.metrics) + "\n")
         return 0

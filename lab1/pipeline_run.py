@@ -11,7 +11,6 @@ without RUN_ID reads it from there.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -20,20 +19,29 @@ from lab1.core.errors import PipelineError
 from lab1.core.io import read_json
 from lab1.core.paths import PATHS
 
-logger = logging.getLogger(__name__)
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    begin = commands.add_parser("begin", parents=[stage_parser(None)], add_help=False,
-                                help="start the parent run; print its id")
-    begin.add_argument("--owner-pid", type=int, default=os.getppid(),
-                       help="process that will end the run (default: the caller)")
-    begin.add_argument("--context", action="store_true",
-                       help="also write the run id to " + str(PATHS.run_context))
+    begin = commands.add_parser(
+        "begin",
+        parents=[stage_parser(None)],
+        add_help=False,
+        help="start the parent run; print its id",
+    )
+    begin.add_argument(
+        "--owner-pid",
+        type=int,
+        default=os.getppid(),
+        help="process that will end the run (default: the caller)",
+    )
+    begin.add_argument(
+        "--context", action="store_true", help="also write the run id to " + str(PATHS.run_context)
+    )
     end = commands.add_parser("end", help="end the parent run")
     end.add_argument("run_id", nargs="?", help="default: the id in the run-context file")
     end.add_argument("--status", choices=STATUSES, required=True)

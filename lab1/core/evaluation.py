@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_score,
-                             recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, threshold: float
+) -> dict[str, float]:
     """Accuracy, precision/recall/F1 of the faulty class, ROC AUC, and the majority-class
     baseline accuracy (what always answering the most common label would score)."""
     y_true = np.asarray(y_true).astype(int)
@@ -25,7 +33,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
     }
 
 
-def grouped_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+def grouped_accuracy(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
+) -> dict[str, float]:
     """Accuracy within each group (station, or fault kind: there it is that kind's recall)."""
     y_true, y_pred, groups = map(np.asarray, (y_true, y_pred, groups))
     return {
@@ -34,7 +44,9 @@ def grouped_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray)
     }
 
 
-def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: Path) -> None:
+def plot_confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], path: Path
+) -> None:
     """Save a labelled confusion-matrix heat map as PNG."""
     import matplotlib
 

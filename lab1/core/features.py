@@ -41,7 +41,9 @@ FEATURE_NAMES = (
 
 def window_columns(window: int) -> list[str]:
     """Names of the model's input columns for a half-width ``window``: t_m7 .. t_0 .. t_p7."""
-    return [f"t_m{-k}" if k < 0 else f"t_p{k}" if k > 0 else "t_0" for k in range(-window, window + 1)]
+    return [
+        f"t_m{-k}" if k < 0 else f"t_p{k}" if k > 0 else "t_0" for k in range(-window, window + 1)
+    ]
 
 
 def extract_windows(readings: np.ndarray, window: int) -> np.ndarray:
@@ -88,7 +90,7 @@ def window_features(windows: np.ndarray, missing_rule: str) -> np.ndarray:
     # Equality is judged on raw readings: a stuck sensor repeats the exact value; NaN never equals.
     equal = np.isclose(raw[:, 1:], raw[:, :-1], rtol=0.0, atol=1e-9)
     same_prev, same_next = equal[:, c - 1], equal[:, c]
-    left_run = _run_length(equal[:, : c][:, ::-1])
+    left_run = _run_length(equal[:, :c][:, ::-1])
     right_run = _run_length(equal[:, c:])
     left, right = filled[:, :c], filled[:, c + 1 :]
     t = np.arange(width) - c
@@ -134,17 +136,17 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         self.window = window
         self.missing_rule = missing_rule
 
-    def fit(self, X, y=None):  # noqa: N803 (scikit-learn's naming)
+    def fit(self, X, y=None):
         self._check(X)
         return self
 
-    def transform(self, X):  # noqa: N803
+    def transform(self, X):
         return window_features(self._check(X), self.missing_rule)
 
     def get_feature_names_out(self, input_features=None):
         return np.asarray(FEATURE_NAMES, dtype=object)
 
-    def _check(self, X) -> np.ndarray:  # noqa: N803
+    def _check(self, X) -> np.ndarray:
         values = X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else np.asarray(X, float)
         expected = 2 * self.window + 1
         if values.ndim != 2 or values.shape[1] != expected:

@@ -70,5 +70,6 @@ def _sklearn_types(path: Path) -> list[str]:
     """The scikit-learn/numpy types in the file, trusted because they come from those libraries."""
     import skops.io
 
-    return [t for t in skops.io.get_untrusted_types(file=path)
-            if t.startswith(("sklearn.", "numpy."))]
+    return [
+        t for t in skops.io.get_untrusted_types(file=path) if t.startswith(("sklearn.", "numpy."))
+    ]

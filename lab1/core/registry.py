@@ -39,17 +39,14 @@ def version_metrics(version: ModelVersion) -> dict[str, float]:
     }
 
 
-def register(client: MlflowClient, model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
-    """Create a new version of ``name`` from ``model_uri`` carrying ``tags``."""
+def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
+    """Create a new version of ``name`` from ``model_uri`` carrying ``tags``.
+
+    register_model creates the registered model on first use and tolerates a concurrent
+    pipeline creating it at the same moment.
+    """
     import mlflow
 
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(name)
-        except MlflowException:
-            pass  # created by a concurrent pipeline in the meantime
     return mlflow.register_model(model_uri, name, tags=tags)
 
 

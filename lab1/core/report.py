@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if args in (["-h"], ["--help"]):
-        sys.stderr.write("usage: python -m lab1.core.report [METRICS_JSON]\n"
-                         "Print the accuracy line from reports/metrics.json (or METRICS_JSON).\n")
+        sys.stderr.write(
+            "usage: python -m lab1.core.report [METRICS_JSON]\n"
+            "Print the accuracy line from reports/metrics.json (or METRICS_JSON).\n"
+        )
         return 0
     path = Path(args[0]) if args else PATHS.metrics
     try:

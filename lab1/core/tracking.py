@@ -99,9 +99,12 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     if found is not None:
         return found.experiment_id
     location = None
-    if is_embedded(tracking_uri()):
-        # Keep the embedded store's artifacts in the project, not in the caller's working dir.
-        location = (PATHS.mlflow_artifacts / name).as_uri()
+    uri = tracking_uri()
+    if is_embedded(uri):
+        # A SQLite store keeps its artifacts beside the database file (for the embedded default:
+        # .mlflow/artifacts), never in whatever directory the caller happens to run from.
+        db = Path(uri.removeprefix("sqlite:///"))
+        location = (db.parent / PATHS.mlflow_artifacts.name / name).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:
@@ -271,7 +274,11 @@ class StageRun:
 
     def _add_dataset(self, path: Path, context: str) -> str:
         digest = file_sha256(path) if path.is_file() else tree_sha256(path)
-        name = path.relative_to(PATHS.root).as_posix() if path.is_relative_to(PATHS.root) else str(path)
+        name = (
+            path.relative_to(PATHS.root).as_posix()
+            if path.is_relative_to(PATHS.root)
+            else str(path)
+        )
         dataset = Dataset(
             name=name, digest=digest[:16], source_type="local", source=path.resolve().as_uri()
         )
@@ -338,10 +345,15 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             logger.warning("parent run %s not found; %s runs on its own", parent, stage)
             parent = None
     tags = {**lineage_tags(params), **_owner_tags(os.getpid()), "mlops.role": "stage"}
-    mlflow_active = mlflow.start_run(
-        experiment_id=exp, run_name=stage, parent_run_id=parent, tags=tags
-    )
+    if os.environ.get("MLFLOW_RUN_ID"):
+        # Under `mlflow run` (MLflow Projects) the run already exists: record into it.
+        mlflow_active = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"], tags=tags)
+    else:
+        mlflow_active = mlflow.start_run(
+            experiment_id=exp, run_name=stage, parent_run_id=parent, tags=tags
+        )
     run = StageRun(client, mlflow_active.info.run_id)
+    logger.info("%s run %s started%s", stage, run.run_id, f" (parent {parent})" if parent else "")
     run.mlflow_seconds += time.perf_counter() - started
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     status = "FAILED"

@@ -75,7 +75,7 @@ def inject_faults(
     out = values.astype(float).copy()
     kind = np.where(np.isnan(out), "missing", "").astype(object)
     n = len(out)
-    target = int(round(faults.fraction * n))
+    target = round(faults.fraction * n)
     # Draw kinds roughly in inverse proportion to their mean length (the 0.7 power offsets long
     # runs failing more often to find room), so each kind contributes a similar number of faulty
     # days; drawn uniformly, long drifts would swamp one-day spikes.
@@ -156,7 +156,7 @@ def _synthetic_base(params: TemperatureParams, seed: int) -> dict[str, pd.Series
             f"params.yaml: data_creation.temperature.stations has unknown station {unknown[0]!r} "
             f"(catalogue: {', '.join(CLIMATES)}; or set csv_path)"
         )
-    dates = pd.date_range(params.start_date, periods=int(round(365.25 * params.years)), freq="D")
+    dates = pd.date_range(params.start_date, periods=round(365.25 * params.years), freq="D")
     base = {}
     for index, station in enumerate(params.stations):
         rng = np.random.default_rng([seed, index, 0])
@@ -167,7 +167,9 @@ def _synthetic_base(params: TemperatureParams, seed: int) -> dict[str, pd.Series
 def _check_split(params: TemperatureParams, available: set[str], source: str) -> None:
     for station in params.stations:
         if station not in available:
-            raise DataError(f"{source}: no station {station!r} (found: {', '.join(sorted(available))})")
+            raise DataError(
+                f"{source}: no station {station!r} (found: {', '.join(sorted(available))})"
+            )
     for station in params.test_stations:
         if station not in params.stations:
             raise DataError(
@@ -175,7 +177,9 @@ def _check_split(params: TemperatureParams, available: set[str], source: str) ->
                 "which is not in stations"
             )
     if len(params.test_stations) >= len(params.stations):
-        raise DataError("params.yaml: data_creation.temperature.test_stations leaves no station to train on")
+        raise DataError(
+            "params.yaml: data_creation.temperature.test_stations leaves no station to train on"
+        )
     if not params.test_stations:
         raise DataError("params.yaml: data_creation.temperature.test_stations is empty")
 
@@ -187,7 +191,9 @@ def validate_fault_params(faults: FaultParams) -> None:
         raise DataError(f"{where}.fraction={faults.fraction} must be between 0 and 0.6")
     bad = [k for k in faults.kinds if k not in FAULT_KINDS]
     if bad or not faults.kinds:
-        raise DataError(f"{where}.kinds={faults.kinds} must be a non-empty subset of {list(FAULT_KINDS)}")
+        raise DataError(
+            f"{where}.kinds={faults.kinds} must be a non-empty subset of {list(FAULT_KINDS)}"
+        )
     for name in ("spike_c", "stuck_days", "drift_days", "drift_c", "missing_days"):
         pair = getattr(faults, name)
         if len(pair) != 2 or pair[0] > pair[1] or pair[0] <= 0:
@@ -197,38 +203,18 @@ def validate_fault_params(faults: FaultParams) -> None:
 def read_station_csv(path: Path) -> dict[str, pd.Series]:
     """Read real daily readings (columns date, station, temperature) into one daily series per
     station. Days absent from the file become missing readings (NaN)."""
-    try:
-        frame = pd.read_csv(path, dtype={"station": str})
-    except FileNotFoundError:
-        raise DataError(f"{path}: CSV file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
-    missing = [c for c in ("date", "station", "temperature") if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{path}: column {missing[0]!r} missing (found: {', '.join(map(str, frame.columns))})"
-        )
-    if frame.empty:
-        raise DataError(f"{path}: no rows")
+    frame = _read_csv(path, ["date", "station", "temperature"], dtype={"station": str})
     dates = pd.to_datetime(frame["date"], errors="coerce", format="%Y-%m-%d")
     if dates.isna().any():
-        row = int(dates.isna().to_numpy().argmax())
-        raise DataError(f"{path}: line {row + 2}: date={frame['date'].iloc[row]!r} is not YYYY-MM-DD")
-    temps = pd.to_numeric(frame["temperature"], errors="coerce")
-    bad = temps.isna() & frame["temperature"].notna()
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        raise DataError(
-            f"{path}: line {row + 2}: temperature={frame['temperature'].iloc[row]!r} is not a number"
-        )
-    frame = frame.assign(date=dates, temperature=temps)
+        line = _line_of(dates.isna())
+        value = frame["date"].iloc[line - 2]
+        raise DataError(f"{path}: line {line}: date={value!r} is not YYYY-MM-DD")
+    frame = frame.assign(date=dates, temperature=_numeric(frame, "temperature", path))
     duplicated = frame.duplicated(["station", "date"])
     if duplicated.any():
-        row = int(duplicated.to_numpy().argmax())
-        raise DataError(
-            f"{path}: line {row + 2}: station {frame['station'].iloc[row]!r} has date "
-            f"{frame['date'].iloc[row]:%Y-%m-%d} twice"
-        )
+        line = _line_of(duplicated)
+        station, date = frame["station"].iloc[line - 2], frame["date"].iloc[line - 2]
+        raise DataError(f"{path}: line {line}: station {station!r} has date {date:%Y-%m-%d} twice")
     series = {}
     for station, group in frame.groupby("station", sort=True):
         daily = group.set_index("date")["temperature"].sort_index()
@@ -239,27 +225,50 @@ def read_station_csv(path: Path) -> dict[str, pd.Series]:
 
 def read_raw_station_file(path: Path) -> pd.DataFrame:
     """Read one raw station file written by data_creation, checking its schema."""
+    frame = _read_csv(
+        path,
+        RAW_COLUMNS,
+        dtype={"station": str, "fault_kind": str},
+        keep_default_na=False,  # an empty fault_kind means "normal", not NaN
+        na_values={"temperature": [""]},
+    )
+    frame["temperature"] = _numeric(frame, "temperature", path)
+    labels = _numeric(frame, "is_faulty", path)
+    if labels.isna().any() or not set(labels.unique()) <= {0, 1}:
+        found = sorted(map(str, frame["is_faulty"].unique()))
+        raise DataError(f"{path}: column 'is_faulty' must hold only 0 and 1 (found: {found})")
+    frame["is_faulty"] = labels.astype(int)
+    return frame
+
+
+def _read_csv(path: Path, required: list[str], **options) -> pd.DataFrame:
+    """Read a CSV that must exist, parse, have ``required`` columns and at least one row."""
     try:
-        frame = pd.read_csv(path, dtype={"station": str, "fault_kind": str}, keep_default_na=False,
-                            na_values={"temperature": ["", "nan", "NaN"]})
+        frame = pd.read_csv(path, **options)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
-    missing = [c for c in RAW_COLUMNS if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"{path}: column {missing[0]!r} missing (found: {', '.join(map(str, frame.columns))})"
-        )
+        found = ", ".join(map(str, frame.columns))
+        raise DataError(f"{path}: column {missing[0]!r} missing (found: {found})")
     if frame.empty:
         raise DataError(f"{path}: no rows")
-    for column in ("temperature", "is_faulty"):
-        numeric = pd.to_numeric(frame[column], errors="coerce")
-        bad = numeric.isna() & frame[column].notna()
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise DataError(f"{path}: line {row + 2}: {column}={frame[column].iloc[row]!r} is not a number")
-        frame[column] = numeric
-    labels = set(frame["is_faulty"].dropna().unique())
-    if not labels <= {0, 1} or frame["is_faulty"].isna().any():
-        raise DataError(f"{path}: column 'is_faulty' must hold only 0 and 1 (found: {sorted(labels)})")
-    frame["is_faulty"] = frame["is_faulty"].astype(int)
     return frame
+
+
+def _numeric(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """``column`` as numbers; an empty cell is NaN, any other non-number is an error."""
+    numeric = pd.to_numeric(frame[column], errors="coerce")
+    bad = numeric.isna() & frame[column].notna() & (frame[column].astype(str).str.strip() != "")
+    if bad.any():
+        line = _line_of(bad)
+        value = frame[column].iloc[line - 2]
+        raise DataError(f"{path}: line {line}: {column}={value!r} is not a number")
+    return numeric
+
+
+def _line_of(mask: pd.Series) -> int:
+    """File line of the first True row (line 1 is the header)."""
+    return int(mask.to_numpy().argmax()) + 2
