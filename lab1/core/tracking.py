@@ -353,7 +353,10 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             experiment_id=exp, run_name=stage, parent_run_id=parent, tags=tags
         )
     run = StageRun(client, mlflow_active.info.run_id)
-    logger.info("%s run %s started%s", stage, run.run_id, f" (parent {parent})" if parent else "")
+    logger.info(
+        "%s run %s started (pid %d%s)",
+        stage, run.run_id, os.getpid(), f", parent {parent}" if parent else "",
+    )  # fmt: skip
     run.mlflow_seconds += time.perf_counter() - started
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     status = "FAILED"

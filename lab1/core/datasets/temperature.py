@@ -51,7 +51,7 @@ CLIMATES: dict[str, Climate] = {
 
 def clean_series(climate: Climate, dates: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     """Seasonal cycle plus AR(1) weather noise, one value per date (degrees C)."""
-    doy = dates.dayofyear.to_numpy()
+    doy = dates.day_of_year.to_numpy()
     seasonal = climate.mean_c + climate.amplitude_c * np.cos(
         2 * np.pi * (doy - climate.warmest_doy) / 365.25
     )

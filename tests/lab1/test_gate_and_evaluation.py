@@ -1,0 +1,56 @@
+"""The quality gate and the evaluation metrics: pure functions."""
+
+import numpy as np
+import pytest
+
+from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
+from lab1.core.gate import decide
+from lab1.core.params import ModelRegistrationParams
+
+RULES = ModelRegistrationParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_champion=0.01)
+
+
+def test_first_good_model_is_promoted():
+    decision = decide({"accuracy": 0.93, "f1": 0.87}, None, RULES)
+    assert decision.passed and "no champion yet" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "reason"),
+    [
+        ({"accuracy": 0.85, "f1": 0.9}, None, "accuracy 0.850 < min_accuracy 0.900"),
+        ({"accuracy": 0.95, "f1": 0.5}, None, "f1 0.500 < min_f1 0.800"),
+        ({"accuracy": 0.92, "f1": 0.9}, {"accuracy": 0.94}, "champion's 0.940"),
+    ],
+)
+def test_gate_rejects_with_the_reason(candidate, champion, reason):
+    decision = decide(candidate, champion, RULES)
+    assert not decision.passed and reason in decision.reason and decision.label == "rejected"
+
+
+def test_within_margin_of_champion_passes():
+    assert decide({"accuracy": 0.935, "f1": 0.9}, {"accuracy": 0.94}, RULES).passed
+
+
+def test_a_model_that_never_flags_cannot_pass():
+    y = np.array([0] * 70 + [1] * 30)
+    metrics = classification_metrics(y, np.zeros(100), 0.5)
+    assert metrics["accuracy"] == metrics["baseline_accuracy"] == 0.7
+    assert metrics["f1"] == 0.0
+    assert not decide(metrics, None, RULES).passed
+
+
+def test_metrics_and_groups():
+    y = np.array([0, 0, 1, 1])
+    metrics = classification_metrics(y, np.array([0.1, 0.6, 0.7, 0.9]), 0.5)
+    assert metrics["accuracy"] == 0.75 and metrics["recall"] == 1.0 and metrics["roc_auc"] == 1.0
+    assert grouped_accuracy(y, np.array([0, 1, 1, 1]), np.array(["a", "a", "b", "b"])) == {
+        "a": 0.5,
+        "b": 1.0,
+    }
+
+
+def test_confusion_matrix_plot_is_a_png(tmp_path):
+    path = tmp_path / "cm.png"
+    plot_confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), ["normal", "faulty"], path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,83 @@
+"""params.yaml loading: typed, validated, overridable, one-line errors."""
+
+from pathlib import Path
+
+import pytest
+
+from lab1.core.errors import ParamsError
+from lab1.core.params import Params, load_params
+from lab1.core.paths import PATHS
+
+
+def test_repo_params_load_and_hash_is_stable():
+    params = load_params(PATHS.params)
+    assert isinstance(params, Params)
+    assert params.dataset == "temperature"
+    assert params.digest() == load_params(PATHS.params).digest()
+    assert params.experiment_name == "lab1-temperature"
+
+
+def test_override_changes_value_and_hash():
+    base = load_params(PATHS.params)
+    changed = load_params(PATHS.params, ["model_preparation.seed=7"])
+    assert changed.model_preparation.seed == 7
+    assert changed.digest() != base.digest()
+
+
+def test_override_parses_yaml_values():
+    params = load_params(
+        PATHS.params,
+        [
+            "model_preparation.random_forest.max_depth=null",
+            "data_creation.temperature.test_stations=[moscow]",
+            "model_registration.min_accuracy=1",  # an int where a float is due is fine
+        ],
+    )
+    assert params.model_preparation.random_forest.max_depth is None
+    assert params.data_creation.temperature.test_stations == ["moscow"]
+    assert params.model_registration.min_accuracy == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model_preparation.seed=x", r"model_preparation\.seed='x' must be int"),
+        ("model_preparation.seed=true", r"model_preparation\.seed=True must be int"),
+        ("model_preparation.sed=1", r"no key 'model_preparation\.sed' \(known: estimator"),
+        ("nosuch.key=1", r"no key 'nosuch'"),
+        ("dataset=mnist", r"dataset='mnist' is not one of: temperature"),
+        ("model_preparation.estimator=svm", r"estimator='svm' is not one of"),
+        ("data_creation.temperature.stations=moscow", r"stations='moscow' must be a list"),
+        ("model_preparation.seed", r"expected section\.key=value"),
+    ],
+)
+def test_bad_override_is_one_clear_line(override, message):
+    with pytest.raises(ParamsError, match=message) as caught:
+        load_params(PATHS.params, [override])
+    assert "\n" not in str(caught.value)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    text = PATHS.params.read_text().replace("  threshold: 0.5", "  threshold: 0.5\n  treshold: 1")
+    path = write(tmp_path, text)
+    with pytest.raises(ParamsError, match=rf"{path}: unknown key 'model_testing\.treshold'"):
+        load_params(path)
+
+
+def test_missing_key_in_file(tmp_path):
+    path = write(tmp_path, PATHS.params.read_text().replace("  threshold: 0.5", ""))
+    with pytest.raises(ParamsError, match=r"model_testing must be a mapping"):
+        load_params(path)
+
+
+def test_garbled_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(write(tmp_path, "dataset: [unclosed"))
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")

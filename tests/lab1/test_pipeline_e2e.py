@@ -1,0 +1,158 @@
+"""pipeline.sh end to end on a small config: the stdout contract, the MLflow run tree, the
+registry and the gate. One project copy for the module; tests run in file order."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+from lab1.core.stages import STAGES
+from tests.conftest import SMALL, Project
+
+pytestmark = pytest.mark.e2e
+ACCURACY_LINE = re.compile(r"^Model test accuracy is: (\d\.\d{3})$")
+
+
+@pytest.fixture(scope="module")
+def first_run(module_project: Project):
+    return module_project.pipeline(*SMALL)
+
+
+def test_pipeline_prints_only_the_accuracy_line_on_stdout(first_run, module_project):
+    assert first_run.returncode == 0, first_run.stderr
+    lines = first_run.stdout.splitlines()
+    assert len(lines) == 1, first_run.stdout  # everything else went to stderr
+    match = ACCURACY_LINE.match(lines[-1])
+    assert match, lines[-1]
+    report = json.loads((module_project.root / "reports" / "metrics.json").read_text())
+    assert match.group(1) == f"{report['metrics']['accuracy']:.3f}"
+    assert report["metrics"]["accuracy"] > report["metrics"]["baseline_accuracy"] + 0.1
+
+
+def test_one_parent_run_with_five_child_runs(first_run, module_project):
+    runs = module_project.runs()
+    parents = [r for r in runs if r.data.tags.get("mlops.role") == "pipeline"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", tags["git.commit"])
+    assert tags["git.dirty"] in ("True", "False", "unknown")
+    assert tags["dataset"] == "temperature" and len(tags["params.hash"]) == 12
+    assert parent.data.metrics["accuracy"] > 0.8  # the final metrics are on the parent
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert [c.data.tags["mlflow.runName"] for c in children] == list(STAGES)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        stage = child.data.tags["mlflow.runName"]
+        assert child.data.params["dataset"] == "temperature"
+        assert child.data.metrics["duration_s"] > 0
+        contexts = {
+            i.tags[0].value for i in child.inputs.dataset_inputs
+        }  # "input" / "output", each with a content digest
+        assert all(len(i.dataset.digest) == 16 for i in child.inputs.dataset_inputs)
+        assert contexts == ({"output"} if stage == "data_creation" else {"input", "output"}
+                            if stage != "model_registration" else {"input"})
+    by_stage = {c.data.tags["mlflow.runName"]: c for c in children}
+    assert by_stage["model_preparation"].data.params["estimator"] == "hist_gradient_boosting"
+    assert by_stage["data_creation"].data.params["temperature.years"] == "1"
+
+
+def test_registry_version_is_champion_with_lineage(first_run, module_project):
+    client = module_project.client()
+    version = client.get_model_version_by_alias("temperature-classifier", "champion")
+    assert version.version in (1, "1")
+    tags = version.tags
+    for key in ("git.commit", "params.hash", "data.digest", "source_run_id", "pipeline_run_id"):
+        assert tags[key], key
+    assert tags["gate.decision"] == "promoted"
+    assert float(tags["test.accuracy"]) > 0.8
+    decision = json.loads((module_project.root / "reports" / "registration.json").read_text())
+    assert decision["decision"] == "promoted" and decision["champion_after"] in (1, "1")
+
+
+def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
+    done = module_project.pipeline(*SMALL, "-S", "model_registration.min_accuracy=0.999")
+    assert done.returncode == 3, done.stderr
+    assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])  # still printed, still last
+    client = module_project.client()
+    assert str(client.get_model_version_by_alias("temperature-classifier", "champion").version) == "1"
+    rejected = client.get_model_version("temperature-classifier", "2")
+    assert rejected.tags["gate.decision"] == "rejected"
+    assert "min_accuracy 0.999" in rejected.tags["gate.reason"]
+    decision = json.loads((module_project.root / "reports" / "registration.json").read_text())
+    assert decision["decision"] == "rejected" and str(decision["champion_after"]) == "1"
+    parent = [r for r in module_project.runs() if r.data.tags.get("mlops.role") == "pipeline"][-1]
+    assert parent.info.status == "FINISHED" and parent.data.tags["gate.decision"] == "rejected"
+
+
+def test_promotion_records_previous_champion_and_rollback_restores_it(first_run, module_project):
+    done = module_project.stage("model_registration", *SMALL)
+    assert done.returncode == 0, done.stderr
+    client = module_project.client()
+    champion = client.get_model_version_by_alias("temperature-classifier", "champion")
+    assert str(champion.version) == "3"
+    assert champion.tags["champion.previous_version"] == "1"
+    done = module_project.stage("model_registration", "--rollback")
+    assert done.returncode == 0, done.stderr
+    champion = client.get_model_version_by_alias("temperature-classifier", "champion")
+    assert str(champion.version) == "1"
+
+
+def test_stage_mode_passes_the_accuracy_line_through(first_run, module_project):
+    done = module_project.pipeline("--stage", "model_testing", *SMALL)
+    assert done.returncode == 0, done.stderr
+    assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
+    bad = module_project.pipeline("--stage", "training")
+    assert bad.returncode == 2 and "unknown stage 'training'" in bad.stderr
+
+
+def test_stages_one_by_one_share_a_parent_run(first_run, module_project):
+    """The way Jenkins runs them: --begin, one --stage per step, --end."""
+    assert module_project.pipeline("--begin", *SMALL).returncode == 0
+    context = json.loads((module_project.root / ".mlops" / "pipeline_run.json").read_text())
+    for stage in STAGES:
+        done = module_project.pipeline("--stage", stage, *SMALL)
+        assert done.returncode == 0, done.stderr
+    assert module_project.pipeline("--end", "FINISHED").returncode == 0
+    assert not (module_project.root / ".mlops" / "pipeline_run.json").exists()
+    client = module_project.client()
+    parent = client.get_run(context["run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{context['run_id']}'",
+    )
+    assert sorted(c.data.tags["mlflow.runName"] for c in children) == sorted(STAGES)
+
+
+def test_mlflow_projects_entry_point(first_run, module_project):
+    import subprocess
+
+    from tests.conftest import clean_env
+
+    mlflow_cli = f"{sys.prefix}/bin/mlflow"
+    done = subprocess.run(
+        [mlflow_cli, "run", ".", "-e", "model_testing", "--env-manager", "local",
+         "--experiment-name", "lab1-temperature"],
+        cwd=module_project.root, capture_output=True, text=True, timeout=300,
+        # As after `source .venv/bin/activate`: MLproject's `python` is the project's.
+        env=clean_env(PATH=f"{sys.prefix}/bin:{os.environ['PATH']}",
+                      MLFLOW_TRACKING_URI=f"sqlite:///{module_project.root}/.mlflow/mlflow.db"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("script", ["pipeline.sh", *STAGES])
+def test_every_entry_point_has_help(module_project, script):
+    if script == "pipeline.sh":
+        done = module_project.pipeline("--help")
+    else:
+        done = module_project.stage(script, "--help")
+    assert done.returncode == 0 and "usage" in done.stdout.lower()
+    assert "Reads:" in done.stdout or script == "pipeline.sh"

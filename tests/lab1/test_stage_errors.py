@@ -1,0 +1,159 @@
+"""Bad input to a stage: one ERROR line naming the file/field/value, exit 1, nothing half-written.
+
+Each case runs the real stage script as a process in a copy of the project whose raw data was
+made by the real data_creation stage, then breaks one thing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SMALL, Project, copy_project, error_lines
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Project:
+    """A project copy after data_creation (small config)."""
+    project = Project(copy_project(tmp_path_factory.mktemp("made") / "project"))
+    done = project.stage("data_creation", *SMALL)
+    assert done.returncode == 0, done.stderr
+    return project
+
+
+@pytest.fixture
+def broken(made, tmp_path) -> Project:
+    """A private copy of ``made`` (project files + data/raw) to break."""
+    project = Project(copy_project(tmp_path / "project"))
+    shutil.copytree(made.root / "data", project.root / "data")
+    return project
+
+
+def assert_clean_failure(done, *expected: str, untouched: Path | None = None) -> None:
+    assert done.returncode == 1, done.stderr
+    errors = error_lines(done.stderr)
+    assert len(errors) == 1, done.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    assert "Traceback" not in done.stderr
+    if untouched is not None:
+        assert not untouched.exists(), f"{untouched} was written despite the error"
+        leftovers = list(untouched.parent.glob(f".{untouched.name}.*"))
+        assert not leftovers, leftovers
+
+
+def raw(project: Project, name: str) -> Path:
+    return project.root / "data" / "raw" / name
+
+
+def test_missing_raw_file(broken):
+    raw(broken, "train/davos.csv").unlink()
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, "data/raw/train/davos.csv: listed in",
+                         untouched=broken.root / "data" / "processed")
+
+
+def test_garbled_raw_file(broken):
+    raw(broken, "test/moscow.csv").write_bytes(b"\x00\xff garbage")
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, "test/moscow.csv: content changed since data_creation",
+                         untouched=broken.root / "data" / "processed")
+
+
+def edit_and_reseal(project: Project, name: str, edit) -> None:
+    """Change a raw file and update its manifest digest, so the schema checks are reached."""
+    import json
+
+    from lab1.core.io import file_sha256
+
+    path = raw(project, name)
+    path.write_text(edit(path.read_text()))
+    manifest_path = raw(project, "manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == name:
+            entry["sha256"] = file_sha256(path)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_missing_column(broken):
+    edit_and_reseal(broken, "train/davos.csv", lambda t: t.replace("temperature", "temp", 1))
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, "train/davos.csv: column 'temperature' missing",
+                         untouched=broken.root / "data" / "processed")
+
+
+def test_non_numeric_reading(broken):
+    def edit(text: str) -> str:
+        lines = text.splitlines()
+        fields = lines[5].split(",")
+        fields[2] = "hot"
+        lines[5] = ",".join(fields)
+        return "\n".join(lines) + "\n"
+
+    edit_and_reseal(broken, "train/davos.csv", edit)
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, "train/davos.csv: line 6: temperature='hot' is not a number",
+                         untouched=broken.root / "data" / "processed")
+
+
+def test_empty_train_folder(broken):
+    import json
+
+    manifest_path = raw(broken, "manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["split"] != "train"]
+    manifest_path.write_text(json.dumps(manifest))
+    shutil.rmtree(raw(broken, "train"))
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, "data/raw/train: no station files (empty train split)",
+                         untouched=broken.root / "data" / "processed")
+
+
+def test_test_set_with_one_class(broken):
+    import json
+
+    manifest = json.loads(raw(broken, "manifest.json").read_text())
+    for entry in manifest["files"]:
+        if entry["split"] == "test":
+            edit_and_reseal(
+                broken, entry["path"],
+                lambda t: "\n".join(
+                    line if i == 0 else ",".join(line.split(",")[:3] + ["0", ""])
+                    for i, line in enumerate(t.splitlines())
+                ) + "\n",
+            )  # fmt: skip
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, "data/raw/test: is_faulty has only [0] class(es)",
+                         untouched=broken.root / "data" / "processed")
+
+
+def test_unknown_params_key_fails_before_any_work(project):
+    done = project.stage("data_creation", "-S", "data_creation.nope=1")
+    assert_clean_failure(done, "no key 'data_creation.nope'", untouched=project.root / "data" / "raw")
+    assert not (project.root / ".mlflow").exists()  # failed before even opening the store
+
+
+def test_wrong_type_in_params_file(project):
+    params = project.root / "params.yaml"
+    params.write_text(params.read_text().replace("  window: 7", "  window: seven"))
+    done = project.stage("data_preprocessing")
+    assert_clean_failure(done, "params.yaml: data_preprocessing.window='seven' must be int")
+
+
+def test_malformed_user_csv(project, tmp_path):
+    csv = tmp_path / "mine.csv"
+    csv.write_text("date,station,temperature\n2024-01-01,a,oops\n")
+    done = project.stage("data_creation", "--csv", str(csv))
+    assert_clean_failure(done, f"{csv}: line 2: temperature='oops' is not a number",
+                         untouched=project.root / "data" / "raw")
+
+
+def test_failed_stage_run_is_marked_failed(broken):
+    raw(broken, "train/davos.csv").unlink()
+    broken.stage("data_preprocessing", *SMALL)
+    runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "davos.csv" in runs[0].data.tags["mlops.error"]
