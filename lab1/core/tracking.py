@@ -85,10 +85,10 @@ def connect() -> MlflowClient:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, registry_uri=uri)
     with _store_lock(uri):
-        # The first call on each store object runs its schema set-up (tracking and registry).
-        client.search_experiments(max_results=1)
+        # Creating the store objects runs their schema set-up: the tracking store in the
+        # constructor, the registry store on first use. Both happen inside the lock.
+        client = MlflowClient(uri, registry_uri=uri)
         client.search_registered_models(max_results=1)
     return client
 

@@ -55,8 +55,13 @@ def test_one_parent_run_with_five_child_runs(first_run, module_project):
             i.tags[0].value for i in child.inputs.dataset_inputs
         }  # "input" / "output", each with a content digest
         assert all(len(i.dataset.digest) == 16 for i in child.inputs.dataset_inputs)
-        assert contexts == ({"output"} if stage == "data_creation" else {"input", "output"}
-                            if stage != "model_registration" else {"input"})
+        assert contexts == (
+            {"output"}
+            if stage == "data_creation"
+            else {"input", "output"}
+            if stage != "model_registration"
+            else {"input"}
+        )
     by_stage = {c.data.tags["mlflow.runName"]: c for c in children}
     assert by_stage["model_preparation"].data.params["estimator"] == "hist_gradient_boosting"
     assert by_stage["data_creation"].data.params["temperature.years"] == "1"
@@ -80,7 +85,9 @@ def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
     assert done.returncode == 3, done.stderr
     assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])  # still printed, still last
     client = module_project.client()
-    assert str(client.get_model_version_by_alias("temperature-classifier", "champion").version) == "1"
+    assert (
+        str(client.get_model_version_by_alias("temperature-classifier", "champion").version) == "1"
+    )
     rejected = client.get_model_version("temperature-classifier", "2")
     assert rejected.tags["gate.decision"] == "rejected"
     assert "min_accuracy 0.999" in rejected.tags["gate.reason"]

@@ -51,15 +51,19 @@ def raw(project: Project, name: str) -> Path:
 def test_missing_raw_file(broken):
     raw(broken, "train/davos.csv").unlink()
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(done, "data/raw/train/davos.csv: listed in",
-                         untouched=broken.root / "data" / "processed")
+    assert_clean_failure(
+        done, "data/raw/train/davos.csv: listed in", untouched=broken.root / "data" / "processed"
+    )
 
 
 def test_garbled_raw_file(broken):
     raw(broken, "test/moscow.csv").write_bytes(b"\x00\xff garbage")
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(done, "test/moscow.csv: content changed since data_creation",
-                         untouched=broken.root / "data" / "processed")
+    assert_clean_failure(
+        done,
+        "test/moscow.csv: content changed since data_creation",
+        untouched=broken.root / "data" / "processed",
+    )
 
 
 def edit_and_reseal(project: Project, name: str, edit) -> None:
@@ -81,8 +85,11 @@ def edit_and_reseal(project: Project, name: str, edit) -> None:
 def test_missing_column(broken):
     edit_and_reseal(broken, "train/davos.csv", lambda t: t.replace("temperature", "temp", 1))
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(done, "train/davos.csv: column 'temperature' missing",
-                         untouched=broken.root / "data" / "processed")
+    assert_clean_failure(
+        done,
+        "train/davos.csv: column 'temperature' missing",
+        untouched=broken.root / "data" / "processed",
+    )
 
 
 def test_non_numeric_reading(broken):
@@ -95,8 +102,11 @@ def test_non_numeric_reading(broken):
 
     edit_and_reseal(broken, "train/davos.csv", edit)
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(done, "train/davos.csv: line 6: temperature='hot' is not a number",
-                         untouched=broken.root / "data" / "processed")
+    assert_clean_failure(
+        done,
+        "train/davos.csv: line 6: temperature='hot' is not a number",
+        untouched=broken.root / "data" / "processed",
+    )
 
 
 def test_empty_train_folder(broken):
@@ -108,8 +118,11 @@ def test_empty_train_folder(broken):
     manifest_path.write_text(json.dumps(manifest))
     shutil.rmtree(raw(broken, "train"))
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(done, "data/raw/train: no station files (empty train split)",
-                         untouched=broken.root / "data" / "processed")
+    assert_clean_failure(
+        done,
+        "data/raw/train: no station files (empty train split)",
+        untouched=broken.root / "data" / "processed",
+    )
 
 
 def test_test_set_with_one_class(broken):
@@ -126,13 +139,18 @@ def test_test_set_with_one_class(broken):
                 ) + "\n",
             )  # fmt: skip
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(done, "data/raw/test: is_faulty has only [0] class(es)",
-                         untouched=broken.root / "data" / "processed")
+    assert_clean_failure(
+        done,
+        "data/raw/test: is_faulty has only [0] class(es)",
+        untouched=broken.root / "data" / "processed",
+    )
 
 
 def test_unknown_params_key_fails_before_any_work(project):
     done = project.stage("data_creation", "-S", "data_creation.nope=1")
-    assert_clean_failure(done, "no key 'data_creation.nope'", untouched=project.root / "data" / "raw")
+    assert_clean_failure(
+        done, "no key 'data_creation.nope'", untouched=project.root / "data" / "raw"
+    )
     assert not (project.root / ".mlflow").exists()  # failed before even opening the store
 
 
@@ -147,8 +165,11 @@ def test_malformed_user_csv(project, tmp_path):
     csv = tmp_path / "mine.csv"
     csv.write_text("date,station,temperature\n2024-01-01,a,oops\n")
     done = project.stage("data_creation", "--csv", str(csv))
-    assert_clean_failure(done, f"{csv}: line 2: temperature='oops' is not a number",
-                         untouched=project.root / "data" / "raw")
+    assert_clean_failure(
+        done,
+        f"{csv}: line 2: temperature='oops' is not a number",
+        untouched=project.root / "data" / "raw",
+    )
 
 
 def test_failed_stage_run_is_marked_failed(broken):

@@ -118,14 +118,17 @@ def test_malformed_user_csv_is_one_clear_error(tmp_path, text, message):
 def test_generate_from_csv_injects_faults_and_checks_split(tmp_path, params):
     rows = ["date,station,temperature"]
     for station in ("north", "south", "east"):
-        rows += [f"{d.date()},{station},{10 + i % 7}" for i, d in
-                 enumerate(pd.date_range("2022-01-01", periods=400))]
+        rows += [
+            f"{d.date()},{station},{10 + i % 7}"
+            for i, d in enumerate(pd.date_range("2022-01-01", periods=400))
+        ]
     path = write_csv(tmp_path, "\n".join(rows) + "\n")
     section = params.data_creation.temperature
     from dataclasses import replace
 
-    custom = replace(section, csv_path=str(path), stations=["north", "south", "east"],
-                     test_stations=["east"])
+    custom = replace(
+        section, csv_path=str(path), stations=["north", "south", "east"], test_stations=["east"]
+    )
     frames = generate(custom, 3)
     assert set(frames) == {"north", "south", "east"}
     assert all(f["is_faulty"].mean() > 0.2 for f in frames.values())

@@ -1,0 +1,108 @@
+"""Crash safety: SIGKILL mid-pipeline, and two pipelines started at once on a fresh store."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from lab1.core.stages import STAGES
+from tests.conftest import SMALL, Project, clean_env, copy_project
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+ACCURACY_LINE = re.compile(r"^Model test accuracy is: \d\.\d{3}$")
+
+
+def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 300) -> str:
+    """Read the process's stderr until a line matches; return it."""
+    deadline = time.monotonic() + timeout
+    for line in process.stderr:
+        if re.search(pattern, line):
+            return line
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"no line matching {pattern!r} (exit {process.poll()})")
+
+
+def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(project: Project):
+    process = subprocess.Popen(
+        ["bash", str(project.root / "pipeline.sh"), *SMALL],
+        cwd=project.root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group: we kill all of it at once
+    )  # fmt: skip
+    try:
+        wait_for_line(process, r"model_preparation run \w+ started")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # pipeline.sh and the stage, no chance to clean up
+        process.wait()
+    assert not (project.root / "models").exists()  # no half-written model
+    stuck = [r for r in project.runs() if r.info.status == "RUNNING"]
+    assert sorted(r.data.tags["mlflow.runName"].split("-")[0] for r in stuck) == [
+        "model_preparation", "pipeline"]  # fmt: skip
+
+    again = project.pipeline(*SMALL)
+    assert again.returncode == 0, again.stderr
+    assert "marked 2 run(s) KILLED" in again.stderr
+    client = project.client()
+    for run in stuck:
+        after = client.get_run(run.info.run_id)
+        assert after.info.status == "KILLED"
+        assert "died" in after.data.tags["mlops.end_reason"]
+    assert not [r for r in project.runs() if r.info.status == "RUNNING"]
+    leftovers = [p.name for p in project.root.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert not leftovers
+
+
+def test_sigterm_ends_runs_as_killed(project: Project):
+    process = subprocess.Popen(
+        ["bash", str(project.root / "pipeline.sh"), *SMALL],
+        cwd=project.root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    wait_for_line(process, r"data_preprocessing run \w+ started")
+    process.send_signal(signal.SIGTERM)  # what Jenkins' abort or `kill` sends
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    statuses = {r.data.tags["mlflow.runName"].split("-")[0]: r.info.status for r in project.runs()}
+    assert statuses == {
+        "pipeline": "KILLED", "data_creation": "FINISHED", "data_preprocessing": "KILLED"
+    }  # fmt: skip
+
+
+def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
+    """Two workspaces (as two Jenkins builds have) share one brand-new SQLite store."""
+    store = tmp_path / "shared-store" / "mlflow.db"
+    uri = f"sqlite:///{store}"
+    projects = [Project(copy_project(tmp_path / name)) for name in ("a", "b")]
+    processes = [
+        subprocess.Popen(
+            ["bash", str(p.root / "pipeline.sh"), *SMALL],
+            cwd=p.root,
+            env=clean_env(MLFLOW_TRACKING_URI=uri),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for p in projects
+    ]
+    outputs = [p.communicate(timeout=900) for p in processes]
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+        assert ACCURACY_LINE.match(stdout.splitlines()[-1])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri, registry_uri=uri)
+    exp = client.get_experiment_by_name("lab1-temperature")
+    assert exp.artifact_location.startswith((store.parent / "artifacts").as_uri())
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("mlops.role") == "pipeline"]
+    assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in parents)
+    for parent in parents:
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(c.data.tags["mlflow.runName"] for c in children) == sorted(STAGES)
+    versions = client.search_model_versions("name = 'temperature-classifier'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
