@@ -19,17 +19,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Small but real: one year per station and a lighter booster keep an end-to-end run short.
 SMALL = (
-    "-S", "data_creation.temperature.years=1",
-    "-S", "model_preparation.hist_gradient_boosting.max_iter=80",
-)  # fmt: skip
+    "-S",
+    "data_creation.temperature.years=1",
+    "-S",
+    "model_preparation.hist_gradient_boosting.max_iter=80",
+)
 
 
 def tracked_files(root: Path) -> list[str]:
     """What a fresh clone would contain (tracked files plus new files git does not ignore)."""
     done = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=root, capture_output=True, check=True,
-    )  # fmt: skip
+        cwd=root,
+        capture_output=True,
+        check=True,
+    )
     return [name for name in done.stdout.decode().split("\0") if name]
 
 
@@ -64,16 +68,23 @@ class Project:
     def pipeline(self, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["bash", str(self.root / "pipeline.sh"), *args],
-            cwd=self.root, env=clean_env(**env), capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            cwd=self.root,
+            env=clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def stage(self, name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
         """Run one stage script directly (``python -m lab1.<name>``), as a user would."""
         return subprocess.run(
             [sys.executable, "-m", f"lab1.{name}", *args],
-            cwd=self.root, env=clean_env(PYTHONPATH=str(self.root), **env),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=self.root,
+            env=clean_env(PYTHONPATH=str(self.root), **env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     def client(self):
         from mlflow.tracking import MlflowClient

@@ -355,8 +355,11 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
     run = StageRun(client, mlflow_active.info.run_id)
     logger.info(
         "%s run %s started (pid %d%s)",
-        stage, run.run_id, os.getpid(), f", parent {parent}" if parent else "",
-    )  # fmt: skip
+        stage,
+        run.run_id,
+        os.getpid(),
+        f", parent {parent}" if parent else "",
+    )
     run.mlflow_seconds += time.perf_counter() - started
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     status = "FAILED"

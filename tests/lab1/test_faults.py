@@ -31,9 +31,13 @@ def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 300)
 def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(project: Project):
     process = subprocess.Popen(
         ["bash", str(project.root / "pipeline.sh"), *SMALL],
-        cwd=project.root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,  # its own process group: we kill all of it at once
-    )  # fmt: skip
+        cwd=project.root,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: we kill all of it at once
+    )
     try:
         wait_for_line(process, r"model_preparation run \w+ started")
     finally:
@@ -42,7 +46,9 @@ def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(pro
     assert not (project.root / "models").exists()  # no half-written model
     stuck = [r for r in project.runs() if r.info.status == "RUNNING"]
     assert sorted(r.data.tags["mlflow.runName"].split("-")[0] for r in stuck) == [
-        "model_preparation", "pipeline"]  # fmt: skip
+        "model_preparation",
+        "pipeline",
+    ]
 
     again = project.pipeline(*SMALL)
     assert again.returncode == 0, again.stderr
@@ -60,17 +66,22 @@ def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(pro
 def test_sigterm_ends_runs_as_killed(project: Project):
     process = subprocess.Popen(
         ["bash", str(project.root / "pipeline.sh"), *SMALL],
-        cwd=project.root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=project.root,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     wait_for_line(process, r"data_preprocessing run \w+ started")
     process.send_signal(signal.SIGTERM)  # what Jenkins' abort or `kill` sends
     process.wait(timeout=120)
     assert process.returncode != 0
     statuses = {r.data.tags["mlflow.runName"].split("-")[0]: r.info.status for r in project.runs()}
     assert statuses == {
-        "pipeline": "KILLED", "data_creation": "FINISHED", "data_preprocessing": "KILLED"
-    }  # fmt: skip
+        "pipeline": "KILLED",
+        "data_creation": "FINISHED",
+        "data_preprocessing": "KILLED",
+    }
 
 
 def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
@@ -86,7 +97,7 @@ def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for p in projects
     ]
     outputs = [p.communicate(timeout=900) for p in processes]

@@ -144,13 +144,27 @@ def test_mlflow_projects_entry_point(first_run, module_project):
 
     mlflow_cli = f"{sys.prefix}/bin/mlflow"
     done = subprocess.run(
-        [mlflow_cli, "run", ".", "-e", "model_testing", "--env-manager", "local",
-         "--experiment-name", "lab1-temperature"],
-        cwd=module_project.root, capture_output=True, text=True, timeout=300,
+        [
+            mlflow_cli,
+            "run",
+            ".",
+            "-e",
+            "model_testing",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "lab1-temperature",
+        ],
+        cwd=module_project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
         # As after `source .venv/bin/activate`: MLproject's `python` is the project's.
-        env=clean_env(PATH=f"{sys.prefix}/bin:{os.environ['PATH']}",
-                      MLFLOW_TRACKING_URI=f"sqlite:///{module_project.root}/.mlflow/mlflow.db"),
-    )  # fmt: skip
+        env=clean_env(
+            PATH=f"{sys.prefix}/bin:{os.environ['PATH']}",
+            MLFLOW_TRACKING_URI=f"sqlite:///{module_project.root}/.mlflow/mlflow.db",
+        ),
+    )
     assert done.returncode == 0, done.stderr
     assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
 

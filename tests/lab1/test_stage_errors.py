@@ -132,12 +132,16 @@ def test_test_set_with_one_class(broken):
     for entry in manifest["files"]:
         if entry["split"] == "test":
             edit_and_reseal(
-                broken, entry["path"],
-                lambda t: "\n".join(
-                    line if i == 0 else ",".join(line.split(",")[:3] + ["0", ""])
-                    for i, line in enumerate(t.splitlines())
-                ) + "\n",
-            )  # fmt: skip
+                broken,
+                entry["path"],
+                lambda t: (
+                    "\n".join(
+                        line if i == 0 else ",".join([*line.split(",")[:3], "0", ""])
+                        for i, line in enumerate(t.splitlines())
+                    )
+                    + "\n"
+                ),
+            )
     done = broken.stage("data_preprocessing", *SMALL)
     assert_clean_failure(
         done,
