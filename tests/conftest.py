@@ -17,13 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Small but real: one year per station and a lighter booster keep an end-to-end run short.
-SMALL = (
-    "-S",
-    "data_creation.temperature.years=1",
-    "-S",
-    "model_preparation.hist_gradient_boosting.max_iter=80",
-)
+# Small but real: one year per station keeps an end-to-end run short.
+SMALL = ("-S", "data_creation.temperature.years=1")
 
 
 def tracked_files(root: Path) -> list[str]:
