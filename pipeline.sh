@@ -34,6 +34,7 @@ Options:
 Environment:
   MLFLOW_TRACKING_URI     tracking server (default: embedded SQLite store in .mlflow/)
   MLOPS_VENV              use this existing Python environment as is (no install)
+  MLOPS_OVERRIDES         extra overrides, one section.key=value per line (before -S options)
 
 Exit codes: 0 ok; 1 a stage failed; 2 bad command line; 3 the quality gate rejected the model
 (the accuracy line is still printed; the `champion` alias did not move).
@@ -45,6 +46,12 @@ die() { log "error: $*"; exit 2; }
 
 # --- command line ----------------------------------------------------------------------------
 PASS=()       # options passed on to every Python entry point
+# Overrides from the environment, one section.key=value per line (how Jenkins passes its
+# PARAMS_OVERRIDES text parameter). Command-line -S options come later and win.
+while IFS= read -r override; do
+  override="$(printf '%s' "$override" | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')"
+  [ -n "$override" ] && PASS+=(-S "$override")
+done <<< "${MLOPS_OVERRIDES:-}"
 STAGE=""
 MODE="all"
 END_STATUS=""
@@ -121,8 +128,13 @@ case "$MODE" in
       || die "unknown stage '$STAGE' (stages: ${STAGES[*]})"
     CHILD=""
     trap '[ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 143' TERM
-    run_stage "$STAGE"
-    exit $?
+    rc=0
+    run_stage "$STAGE" || rc=$?
+    # After the last stage, end with the accuracy line as the full pipeline does.
+    if [ "$STAGE" = "${STAGES[-1]}" ] && { [ "$rc" -eq 0 ] || [ "$rc" -eq "$EXIT_GATE_REJECTED" ]; }; then
+      "$PY" -m lab1.core.report
+    fi
+    exit "$rc"
     ;;
 esac
 

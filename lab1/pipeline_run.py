@@ -1,17 +1,18 @@
 """Begin or end the MLflow parent run of one pipeline execution (used by pipeline.sh, Jenkins).
 
-  python -m lab1.pipeline_run begin --owner-pid PID [--context]   -> prints the run id
+  python -m lab1.pipeline_run begin --owner-pid PID     -> prints the run id (pipeline.sh)
+  python -m lab1.pipeline_run begin --context           -> keeps it in .mlops/pipeline_run.json
   python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED
 
-``begin`` also marks KILLED any run on this host whose process died. With ``--context`` the run
-id is written to .mlops/pipeline_run.json, where stages run one per Jenkins step find it; ``end``
-without RUN_ID reads it from there.
+``begin`` also marks KILLED any run on this host whose process died. ``--context`` is for
+callers with no process that lives as long as the pipeline (Jenkins runs each stage in a new
+shell): stages find the run id in the context file, and ``end`` without RUN_ID reads it there.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
 
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
@@ -19,6 +20,7 @@ from lab1.core.errors import PipelineError
 from lab1.core.io import read_json
 from lab1.core.paths import PATHS
 
+logger = logging.getLogger("lab1.pipeline_run")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -28,20 +30,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     begin = commands.add_parser(
-        "begin",
-        parents=[stage_parser(None)],
-        add_help=False,
+        "begin", parents=[stage_parser(None)], add_help=False,
         help="start the parent run; print its id",
-    )
-    begin.add_argument(
-        "--owner-pid",
-        type=int,
-        default=os.getppid(),
-        help="process that will end the run (default: the caller)",
-    )
-    begin.add_argument(
-        "--context", action="store_true", help="also write the run id to " + str(PATHS.run_context)
-    )
+    )  # fmt: skip
+    owner = begin.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--owner-pid", type=int, help="the process that will end the run")
+    owner.add_argument(
+        "--context", action="store_true",
+        help=f"no owning process: keep the run id in {PATHS.run_context}",
+    )  # fmt: skip
     end = commands.add_parser("end", help="end the parent run")
     end.add_argument("run_id", nargs="?", help="default: the id in the run-context file")
     end.add_argument("--status", choices=STATUSES, required=True)
@@ -57,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         from lab1.core.tracking import begin_pipeline, end_pipeline
 
         if args.command == "begin":
-            run_id = begin_pipeline(params_from_args(args), args.owner_pid, args.context)
-            sys.stdout.write(run_id + "\n")
+            owner = None if args.context else args.owner_pid
+            sys.stdout.write(begin_pipeline(params_from_args(args), owner) + "\n")
+            return 0
+        if args.run_id is None and not PATHS.run_context.exists():
+            # A build that failed before --begin has no run to end: say so, do not fail again.
+            logger.warning("%s not found: no pipeline run to end", PATHS.run_context)
             return 0
         run_id = args.run_id or str(read_json(PATHS.run_context).get("run_id", ""))
         if not run_id:

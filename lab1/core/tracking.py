@@ -148,24 +148,28 @@ def _owner_tags(pid: int) -> dict[str, str]:
 # --- pipeline (parent) runs ------------------------------------------------------------------
 
 
-def begin_pipeline(params: Params, owner_pid: int, write_context: bool = False) -> str:
+def begin_pipeline(params: Params, owner_pid: int | None) -> str:
     """Start the parent run of one pipeline execution and return its id.
 
     ``owner_pid`` is the process that will end it (pipeline.sh's PID); if that process dies
-    first, the next pipeline marks the run KILLED. With ``write_context`` the id is also written
-    to the run-context file for callers that cannot pass environment variables between steps.
+    first, the next pipeline marks the run KILLED. With ``owner_pid=None`` the run belongs to the
+    run-context file instead (Jenkins: every step is a new shell, so no process lives as long as
+    the build): its id is written there, and a later begin in the same workspace ends a run a
+    crashed build left behind.
     """
     client = connect()
     mark_orphans_killed(client)
+    if owner_pid is None:
+        _end_stale_context(client)
     exp = experiment_id(client, params.experiment_name)
     tags = {
         **lineage_tags(params),
-        **_owner_tags(owner_pid),
+        **_owner_tags(owner_pid or 0),
         "mlops.role": "pipeline",
         "mlflow.runName": f"pipeline-{params.dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
     }
     run = client.create_run(exp, tags=tags)
-    if write_context:
+    if owner_pid is None:
         write_json(PATHS.run_context, {"run_id": run.info.run_id, "tracking_uri": tracking_uri()})
     logger.info("pipeline run %s started (experiment %s)", run.info.run_id, params.experiment_name)
     return run.info.run_id
@@ -194,6 +198,16 @@ def end_pipeline(run_id: str, status: str) -> None:
     logger.info("pipeline run %s ended %s", run_id, status)
 
 
+def _end_stale_context(client: MlflowClient) -> None:
+    """End the run an earlier, crashed build of this workspace left in the run-context file."""
+    with contextlib.suppress(Exception):
+        stale = str(read_json(PATHS.run_context)["run_id"])
+        if client.get_run(stale).info.status == "RUNNING":
+            client.set_tag(stale, "mlops.end_reason", "a new build started in this workspace")
+            client.set_terminated(stale, status="KILLED")
+            logger.warning("ended run %s left RUNNING by an earlier build: KILLED", stale)
+
+
 def parent_run_id() -> str | None:
     """The parent run for a stage: from the environment, else the run-context file."""
     if os.environ.get(PARENT_ENV):
@@ -205,7 +219,10 @@ def parent_run_id() -> str | None:
 
 
 def mark_orphans_killed(client: MlflowClient) -> list[str]:
-    """Mark KILLED every RUNNING run started on this host by a process that no longer exists."""
+    """Mark KILLED every RUNNING run started on this host by a process that no longer exists.
+
+    Runs with PID 0 belong to a run-context file, not a process, and are left alone here.
+    """
     host = socket.gethostname()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:

@@ -119,15 +119,22 @@ def test_stage_mode_passes_the_accuracy_line_through(first_run, module_project):
 
 
 def test_stages_one_by_one_share_a_parent_run(first_run, module_project):
-    """The way Jenkins runs them: --begin, one --stage per step, --end."""
-    assert module_project.pipeline("--begin", *SMALL).returncode == 0
+    """The way Jenkins runs them: --begin, one --stage per step, --end; overrides come from the
+    environment (one per line), as Jenkins passes its text parameter."""
+    overrides = "data_creation.temperature.years=1\n  \n"
+    assert module_project.pipeline("--begin", MLOPS_OVERRIDES=overrides).returncode == 0
+    crashed = json.loads((module_project.root / ".mlops" / "pipeline_run.json").read_text())
+    # A build that crashed after --begin leaves its run; the next build's --begin ends it.
+    assert module_project.pipeline("--begin", MLOPS_OVERRIDES=overrides).returncode == 0
     context = json.loads((module_project.root / ".mlops" / "pipeline_run.json").read_text())
+    client = module_project.client()
+    assert client.get_run(crashed["run_id"]).info.status == "KILLED"
     for stage in STAGES:
-        done = module_project.pipeline("--stage", stage, *SMALL)
+        done = module_project.pipeline("--stage", stage, MLOPS_OVERRIDES=overrides)
         assert done.returncode == 0, done.stderr
+    assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])  # the last stage ends with it
     assert module_project.pipeline("--end", "FINISHED").returncode == 0
     assert not (module_project.root / ".mlops" / "pipeline_run.json").exists()
-    client = module_project.client()
     parent = client.get_run(context["run_id"])
     assert parent.info.status == "FINISHED"
     children = client.search_runs(
@@ -135,6 +142,11 @@ def test_stages_one_by_one_share_a_parent_run(first_run, module_project):
         filter_string=f"tags.mlflow.parentRunId = '{context['run_id']}'",
     )
     assert sorted(c.data.tags["mlflow.runName"] for c in children) == sorted(STAGES)
+    assert all(c.data.params["temperature.years"] == "1" for c in children
+               if c.data.tags["mlflow.runName"] == "data_creation")  # fmt: skip
+    # With no run open, --end says so and does not fail (a build that failed in Setup).
+    done = module_project.pipeline("--end", "FAILED")
+    assert done.returncode == 0 and "no pipeline run to end" in done.stderr
 
 
 def test_mlflow_projects_entry_point(first_run, module_project):
