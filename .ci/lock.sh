@@ -7,7 +7,7 @@ tools="$(mktemp -d)"
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"
 "$tools/venv/bin/pip" install --quiet "uv==0.13.8"
-"$tools/venv/bin/uv" pip compile "$root/pyproject.toml" --extra dev --generate-hashes \
+"$tools/venv/bin/uv" pip compile "$root/pyproject.toml" --extra dev --extra ci --generate-hashes \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet \
   --custom-compile-command "bash .ci/lock.sh" -o "$root/requirements.lock"
 echo "wrote $root/requirements.lock" >&2

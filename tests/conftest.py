@@ -21,15 +21,28 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ("-S", "data_creation.temperature.years=1")
 
 
+# Run outputs and environments: never part of a copy (the same folders .gitignore lists).
+NOT_COPIED = {".git", ".venv", ".mlflow", ".mlops", "data", "models", "reports", "node_modules",
+              "__pycache__", ".pytest_cache", ".ruff_cache"}  # fmt: skip
+
+
 def tracked_files(root: Path) -> list[str]:
-    """What a fresh clone would contain (tracked files plus new files git does not ignore)."""
+    """What a fresh clone would contain (tracked files plus new files git does not ignore).
+
+    Outside a git checkout (a copy made by another test), every file not under NOT_COPIED.
+    """
     done = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=root,
         capture_output=True,
-        check=True,
     )
-    return [name for name in done.stdout.decode().split("\0") if name]
+    if done.returncode == 0:
+        return [name for name in done.stdout.decode().split("\0") if name]
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and not NOT_COPIED & set(path.relative_to(root).parts)
+    ]
 
 
 def copy_project(dest: Path) -> Path:
@@ -106,3 +119,16 @@ def module_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 def error_lines(stderr: str) -> list[str]:
     """The ERROR log lines of a run's stderr."""
     return [line for line in stderr.splitlines() if " ERROR " in line]
+
+
+def tool(name: str) -> str:
+    """Path of a validation tool that tests/run.sh installs; a clear failure if it is missing
+    (never a skip: a missing tool must not pass for a passing test)."""
+    candidates = {
+        "npm-groovy-lint": REPO / "lab2" / "lint" / "node_modules" / ".bin" / "npm-groovy-lint",
+        "jenkins-jobs": Path(sys.prefix) / "bin" / "jenkins-jobs",
+    }
+    path = candidates.get(name) or shutil.which(name)
+    if path is None or not Path(path).exists():
+        pytest.fail(f"{name} is not installed; run `bash tests/run.sh`, which installs it")
+    return str(path)

@@ -8,6 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 bash pipeline.sh --setup
+bash tests/tools.sh
 py="${MLOPS_VENV:-$root/.venv}/bin/python"
 
 echo "== ruff" >&2
