@@ -6,6 +6,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LOCK="$ROOT/requirements.lock"
+IMAGES_LOCK="$ROOT/requirements-images.lock"
+IMAGE_DATASETS="cifar10 fashion_mnist"
 VENV="${MLOPS_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 EXIT_GATE_REJECTED=3  # from lab1/core/errors.py
@@ -20,7 +22,9 @@ The first run creates .venv from requirements.lock (about 1-2 minutes, needs PyP
 reuse it and work offline (it is rebuilt only when the lock file changes).
 
 Options:
-  --dataset NAME          dataset to run (default: params.yaml's `dataset`; now: temperature)
+  --dataset NAME          temperature (default, params.yaml's `dataset`), fashion_mnist or
+                          cifar10; an image dataset installs requirements-images.lock (torch,
+                          ~1.5 min and ~5 GB, once)
   -S, --set SEC.KEY=VAL   override a parameter, e.g. -S model_preparation.estimator=random_forest
                           (repeatable; the same syntax as `dvc exp run -S`)
   --stage NAME            run one stage only (data_creation, data_preprocessing,
@@ -28,7 +32,7 @@ Options:
                           passed through. Attaches to the parent run opened by --begin, if any.
   --begin                 open the MLflow parent run for stages run one by one (Jenkins)
   --end STATUS            close that parent run: FINISHED, FAILED or KILLED
-  --setup                 only create/refresh the environment
+  --setup [--images]      only create/refresh the environment (--images: with torch)
   -h, --help              show this help
 
 Environment:
@@ -55,12 +59,16 @@ done <<< "${MLOPS_OVERRIDES:-}"
 STAGE=""
 MODE="all"
 END_STATUS=""
+IMAGES=no
+wants_images() { case " $IMAGE_DATASETS " in *" $1 "*) IMAGES=yes ;; esac; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --dataset) [ $# -ge 2 ] || die "--dataset needs a name"; PASS+=(--dataset "$2"); shift 2 ;;
-    --dataset=*) PASS+=(--dataset "${1#*=}"); shift ;;
-    -S|--set) [ $# -ge 2 ] || die "$1 needs SECTION.KEY=VALUE"; PASS+=(-S "$2"); shift 2 ;;
+    --dataset) [ $# -ge 2 ] || die "--dataset needs a name"; PASS+=(--dataset "$2"); wants_images "$2"; shift 2 ;;
+    --dataset=*) PASS+=(--dataset "${1#*=}"); wants_images "${1#*=}"; shift ;;
+    -S|--set) [ $# -ge 2 ] || die "$1 needs SECTION.KEY=VALUE"; PASS+=(-S "$2")
+              case "$2" in dataset=*) wants_images "${2#dataset=}" ;; esac; shift 2 ;;
+    --images) IMAGES=yes; shift ;;
     --stage) [ $# -ge 2 ] || die "--stage needs a name"; STAGE="$2"; MODE="stage"; shift 2 ;;
     --stage=*) STAGE="${1#*=}"; MODE="stage"; shift ;;
     --begin) MODE="begin"; shift ;;
@@ -73,6 +81,11 @@ done
 # --- environment -----------------------------------------------------------------------------
 # The venv is (re)built from the lock file only when the lock's hash differs from the one
 # recorded at the last successful install, so a second run needs no network.
+install_lock() {  # install_lock LOCKFILE: pinned, hash-checked, no resolver
+  "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r "$1" >&2
+}
+
 bootstrap() {
   if [ -n "${MLOPS_VENV:-}" ]; then
     [ -x "$PY" ] || die "MLOPS_VENV=$MLOPS_VENV has no bin/python"
@@ -80,22 +93,29 @@ bootstrap() {
   fi
   local want stamp="$VENV/.lock.sha256"
   want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
-  if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return
+  if ! [ -x "$PY" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
+    log "creating $VENV from requirements.lock (first run or lock changed; ~1-2 min)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    install_lock "$LOCK"
+    # Make the project importable as `lab1...` from the venv, so that
+    # `.venv/bin/python lab1/data_creation.py` works from any directory.
+    local site
+    site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    printf '%s\n' "$ROOT" > "$site/mlops_labs.pth"
+    printf '%s\n' "$want" > "$stamp"
+    log "environment ready"
   fi
-  command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
-  log "creating $VENV from requirements.lock (first run or lock changed; ~1-2 min)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
-    -r "$LOCK" >&2
-  # Make the project importable as `lab1...` from the venv, so that
-  # `.venv/bin/python lab1/data_creation.py` works from any directory.
-  local site
-  site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  printf '%s\n' "$ROOT" > "$site/mlops_labs.pth"
-  printf '%s\n' "$want" > "$stamp"
-  log "environment ready"
+  if [ "$IMAGES" = yes ]; then
+    local images_want images_stamp="$VENV/.images-lock.sha256"
+    images_want="$(sha256sum "$IMAGES_LOCK" | cut -d' ' -f1)"
+    if [ "$(cat "$images_stamp" 2>/dev/null)" != "$images_want" ]; then
+      log "adding torch to $VENV from requirements-images.lock (once; ~1.5 min, ~5 GB)"
+      install_lock "$IMAGES_LOCK"
+      printf '%s\n' "$images_want" > "$images_stamp"
+    fi
+  fi
 }
 
 bootstrap

@@ -115,7 +115,7 @@ def single_process_floor(workdir: Path) -> tuple[float, float]:
     metrics = classification_metrics(y_test, proba, params.model_testing.threshold)
     plot_confusion_matrix(y_test, (proba >= 0.5).astype(int), ["normal", "faulty"],
                           workdir / "cm.png")  # fmt: skip
-    decide(metrics, None, params.model_registration)
+    decide(metrics, None, params.gate)
     return imports, time.perf_counter() - start
 
 

@@ -1,11 +1,16 @@
 """Stage 3/5: model preparation.
 
-Trains the scikit-learn classifier named in model_preparation.estimator on the TRAIN stations'
-features to tell faulty days from normal ones, then joins it with the fitted preprocessor into
-one model that takes raw reading windows. Saves it locally and logs it to MLflow (signature,
-input example, exact pip requirements, skops format).
+temperature: trains the scikit-learn classifier named in model_preparation.estimator on the TRAIN
+stations' features to tell faulty days from normal ones, then joins it with the fitted
+preprocessor into one model that takes raw reading windows (skops format: no unpickling).
 
-Reads:  data/processed/train.parquet, data/processed/preprocessor.skops
+Images: trains the CNN (model_preparation.cnn) on the train images, keeping the epoch with the
+best validation accuracy; per-epoch losses and accuracies are MLflow step metrics. The
+normalisation is the model's first layer, so it takes raw uint8 images (pt2 format).
+
+Both are logged to MLflow with signature, input example and exact pip requirements.
+
+Reads:  data/processed/train.parquet + preprocessor.skops, or train.npz + normalization.json
 Writes: models/model/ (MLflow model), models/model.json (run id, model URI)
 """
 
@@ -13,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
-from lab1.core.io import atomic_dir, file_sha256, write_json
+from lab1.core.io import atomic_dir, file_sha256, read_json, write_json
 from lab1.core.paths import PATHS
 from lab1.core.tracking import parent_run_id, stage_run
 
@@ -23,68 +29,111 @@ STAGE = "model_preparation"
 logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
 
 
+def write_model_info(target: Path, run, info, estimator: str, train_path: Path,
+                     extra: dict | None = None) -> None:  # fmt: skip
+    """models/model.json: which run logged the model and where it is (stages 4-5 read it)."""
+    write_json(target, {
+        "run_id": run.run_id,
+        "pipeline_run_id": parent_run_id(),
+        "model_uri": info.model_uri,
+        "model_id": info.model_id,
+        "estimator": estimator,
+        "train_digest": file_sha256(train_path),
+        **(extra or {}),
+    })  # fmt: skip
+
+
+def prepare_stations(params, run) -> None:
+    import numpy as np
+    from sklearn.pipeline import Pipeline
+
+    from lab1.core.model_io import log_and_save
+    from lab1.core.models import build_estimator
+    from lab1.core.processed import (
+        LABEL,
+        feature_columns,
+        input_columns,
+        load_preprocessor,
+        read_split,
+    )
+
+    section = params.model_preparation
+    train_path = PATHS.processed / "train.parquet"
+    run.add_input(train_path)
+    run.add_input(PATHS.preprocessor)
+    train = read_split(train_path)
+    preprocessor = load_preprocessor(PATHS.preprocessor)
+    started = time.perf_counter()
+    estimator = build_estimator(section)
+    # Fit on the features stage 2 computed (scaled with train statistics).
+    estimator.fit(train[feature_columns(train)].to_numpy(), train[LABEL].to_numpy())
+    fit_seconds = time.perf_counter() - started
+    model = Pipeline([("preprocess", preprocessor), ("classify", estimator)])
+    inputs = input_columns(train)
+    complete = train[inputs].notna().all(axis=1)
+    example = train.loc[complete, inputs].head(5).reset_index(drop=True)
+    train_accuracy = float(np.mean(model.predict(train[inputs]) == train[LABEL]))
+    with atomic_dir(PATHS.models) as tmp:
+        with run.timed():
+            info = log_and_save(model, example, tmp / PATHS.model_dir.name)
+        write_model_info(tmp / PATHS.model_info.name, run, info, section.estimator, train_path)
+    run.add_output(PATHS.models)
+    run.log(metrics={"fit_s": fit_seconds, "train_accuracy": train_accuracy},
+            tags={"model_uri": info.model_uri})  # fmt: skip
+    logger.info("%s trained in %.2f s (train accuracy %.3f); logged as %s", section.estimator,
+                fit_seconds, train_accuracy, info.model_uri)  # fmt: skip
+
+
+def prepare_images(params, run) -> None:
+    from lab1.core import cnn
+    from lab1.core.datasets.images import load_split
+    from lab1.core.model_io import log_and_save_torch
+
+    train_path = PATHS.processed / "train.npz"
+    run.add_input(train_path)
+    run.add_input(PATHS.normalization)
+    images, labels = load_split(train_path)
+    norm = read_json(PATHS.normalization)
+    section = params.model_preparation.cnn
+    augmentation = params.data_preprocessing.augmentation[params.dataset]
+
+    def log_epoch(result) -> None:  # one request per epoch, not one per metric
+        run.log(metrics={"train_loss": result.train_loss, "train_accuracy": result.train_accuracy,
+                         "val_loss": result.val_loss, "val_accuracy": result.val_accuracy,
+                         "images_per_second": result.images_per_second},
+                step=result.epoch)  # fmt: skip
+
+    started = time.perf_counter()
+    model, history = cnn.train(images, labels, len(norm["classes"]), (norm["mean"], norm["std"]),
+                               section, augmentation, params.model_preparation.seed,
+                               on_epoch=log_epoch)  # fmt: skip
+    fit_seconds = time.perf_counter() - started
+    best = max(history, key=lambda r: r.val_accuracy)
+    with atomic_dir(PATHS.models) as tmp:
+        with run.timed():
+            info = log_and_save_torch(cnn.Probabilities(model), images[:2],
+                                      tmp / PATHS.model_dir.name)  # fmt: skip
+        write_model_info(tmp / PATHS.model_info.name, run, info, "cnn", train_path,
+                         {"classes": norm["classes"]})  # fmt: skip
+    run.add_output(PATHS.models)
+    run.log(metrics={"fit_s": fit_seconds, "best_epoch": best.epoch,
+                     "best_val_accuracy": best.val_accuracy, "epochs_run": len(history)},
+            tags={"model_uri": info.model_uri, "device": str(cnn.device())})  # fmt: skip
+    logger.info("CNN trained in %.0f s; best epoch %d (val accuracy %.3f); logged as %s",
+                fit_seconds, best.epoch, best.val_accuracy, info.model_uri)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = stage_parser(__doc__).parse_args(argv)
     setup_logging(args.verbose)
 
     def body() -> int:
-        import numpy as np
-        from sklearn.pipeline import Pipeline
-
-        from lab1.core.model_io import log_and_save
-        from lab1.core.models import build_estimator
-        from lab1.core.processed import (
-            LABEL,
-            feature_columns,
-            input_columns,
-            load_preprocessor,
-            read_split,
-        )
-
         params = params_from_args(args)
-        section = params.model_preparation
         with stage_run(STAGE, params) as run:
-            train_path = PATHS.processed / "train.parquet"
-            run.add_input(train_path)
-            run.add_input(PATHS.preprocessor)
-            train = read_split(train_path)
-            preprocessor = load_preprocessor(PATHS.preprocessor)
-            started = time.perf_counter()
-            estimator = build_estimator(section)
-            # Fit on the features stage 2 computed (scaled with train statistics).
-            estimator.fit(train[feature_columns(train)].to_numpy(), train[LABEL].to_numpy())
-            fit_seconds = time.perf_counter() - started
-            model = Pipeline([("preprocess", preprocessor), ("classify", estimator)])
-            inputs = input_columns(train)
-            complete = train[inputs].notna().all(axis=1)
-            example = train.loc[complete, inputs].head(5).reset_index(drop=True)
-            train_accuracy = float(np.mean(model.predict(train[inputs]) == train[LABEL]))
-            with atomic_dir(PATHS.models) as tmp:
-                with run.timed():
-                    info = log_and_save(model, example, tmp / PATHS.model_dir.name)
-                write_json(
-                    tmp / PATHS.model_info.name,
-                    {
-                        "run_id": run.run_id,
-                        "pipeline_run_id": parent_run_id(),
-                        "model_uri": info.model_uri,
-                        "model_id": info.model_id,
-                        "estimator": section.estimator,
-                        "train_digest": file_sha256(train_path),
-                    },
-                )
-            run.add_output(PATHS.models)
-            run.log(
-                metrics={"fit_s": fit_seconds, "train_accuracy": train_accuracy},
-                tags={"model_uri": info.model_uri},
-            )
-            logger.info(
-                "%s trained in %.2f s (train accuracy %.3f); logged as %s",
-                section.estimator,
-                fit_seconds,
-                train_accuracy,
-                info.model_uri,
-            )
+            if params.is_image:
+                prepare_images(params, run)
+            else:
+                prepare_stations(params, run)
         return 0
 
     return run_script(STAGE, body)

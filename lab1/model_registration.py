@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 client = run.client
                 current = registry.champion(client, name)
                 champion_metrics = registry.version_metrics(current) if current else None
-                decision = decide(metrics, champion_metrics, params.model_registration)
+                decision = decide(metrics, champion_metrics, params.gate)
                 tags = {
                     **lineage_tags(params),
                     "source_run_id": model_info["run_id"],

@@ -33,6 +33,57 @@ def classification_metrics(
     }
 
 
+def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Metrics of a classifier's probability matrix (N, K). Two classes: precision/recall/F1 of
+    the second (positive) class, as for the fault detector; more: their macro averages."""
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba)
+    if proba.shape[1] == 2:
+        return classification_metrics(y_true, proba[:, 1], 0.5)
+    y_pred = proba.argmax(axis=1)
+    labels = list(range(proba.shape[1]))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "roc_auc": float(roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)),
+        "baseline_accuracy": float(np.bincount(y_true).max() / len(y_true)),
+    }
+
+
+def misclassified_grid(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: list[str],
+    path: Path,
+    limit: int = 36,
+) -> int:
+    """Save a PNG grid of up to ``limit`` misclassified images titled "true -> predicted";
+    return how many were drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))[:limit]
+    cols = 6
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), wrong, strict=False):
+        image = images[index]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        ax.set_title(f"{classes[y_true[index]]}\n-> {classes[y_pred[index]]}", fontsize=7)
+    fig.suptitle(f"Misclassified test images ({len(wrong)} shown)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return len(wrong)
+
+
 def grouped_accuracy(
     y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
 ) -> dict[str, float]:

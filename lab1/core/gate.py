@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab1.core.params import ModelRegistrationParams
+from lab1.core.params import GateParams
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class GateDecision:
 def decide(
     candidate: dict[str, float],
     champion: dict[str, float] | None,
-    rules: ModelRegistrationParams,
+    rules: GateParams,
 ) -> GateDecision:
     """Check ``candidate`` test metrics against the thresholds and the current champion.
 

@@ -62,6 +62,47 @@ def _stage_code(into: Path) -> Path:
     return into
 
 
+def _copy_logged(info: Any, local_dir: Path) -> None:
+    import mlflow.artifacts
+
+    local_dir.mkdir(parents=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
+
+
+def log_and_save_torch(model: Any, example: Any, local_dir: Path) -> Any:
+    """Log a PyTorch module (raw uint8 images in, probabilities out) with MLflow's PyTorch
+    flavour in the "pt2" format (torch.export): loading it never unpickles arbitrary objects.
+    Then copy what was logged to ``local_dir``. Returns MLflow's ModelInfo."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    model = model.cpu().eval()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    requirements = [f"{name}=={version(name)}" for name in ("mlflow", "torch", "numpy")]
+    info = mlflow.pytorch.log_model(
+        model, name="model", serialization_format="pt2", input_example=example,
+        signature=infer_signature(example, output), pip_requirements=requirements,
+    )  # fmt: skip
+    _copy_logged(info, local_dir)
+    return info
+
+
+def load_torch_model(local_dir: Path) -> Any:
+    """Load the logged PyTorch model from a local folder (pt2: no arbitrary unpickling)."""
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    if not (local_dir / "MLmodel").exists():
+        raise DataError(f"{local_dir}: no MLflow model here (run model_preparation first)")
+    try:
+        return mlflow.pytorch.load_model(str(local_dir))
+    except MlflowException as exc:
+        first = exc.message.splitlines()[0]
+        raise DataError(f"{local_dir}: cannot load the model ({first})") from None
+
+
 def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path) -> Any:
     """Log the model to the active MLflow run, then copy exactly what was logged to ``local_dir``.
 
@@ -69,14 +110,12 @@ def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path) -> Any:
     the local folder byte-identical to the logged model. Returns MLflow's ModelInfo
     (``model_uri``, ``model_id``, ``run_id``).
     """
-    import mlflow.artifacts
     import mlflow.sklearn
 
     with tempfile.TemporaryDirectory() as staging:
         kwargs = _model_kwargs(model, example, _stage_code(Path(staging)))
         info = mlflow.sklearn.log_model(model, name="model", **kwargs)
-    local_dir.mkdir(parents=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
+    _copy_logged(info, local_dir)
     return info
 
 

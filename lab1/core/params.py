@@ -20,8 +20,8 @@ import yaml
 
 from lab1.core.errors import ParamsError
 
-# The image datasets (cifar10, fashion_mnist) join with the CNN (issue 3).
-DATASETS = ("temperature",)
+DATASETS = ("temperature", "cifar10", "fashion_mnist")
+IMAGE_DATASETS = ("cifar10", "fashion_mnist")
 
 
 # --- data_creation ---------------------------------------------------------------------------
@@ -51,18 +51,40 @@ class TemperatureParams:
 
 
 @dataclass(frozen=True)
+class ImageSourceParams:
+    """Where an image dataset comes from and which part of it to keep."""
+
+    data_dir: str | None  # an existing copy; None = the data cache (data/cache), downloading once
+    classes: list[str] | None  # class names to keep (relabelled 0..k-1 in this order); None = all
+    verify: bool  # check torchvision's md5 sums (CIFAR-10); false only for a user-made folder
+    max_train: int | None  # keep at most this many training images (quick runs, tests)
+    max_test: int | None
+
+
+@dataclass(frozen=True)
 class DataCreationParams:
     seed: int
     temperature: TemperatureParams
+    cifar10: ImageSourceParams
+    fashion_mnist: ImageSourceParams
 
 
 # --- later stages ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class AugmentationParams:
+    """Training-time augmentation of images (never applied to validation or test images)."""
+
+    crop_padding: int  # pad by this many pixels, then crop randomly back to size; 0 = off
+    horizontal_flip: bool
+
+
+@dataclass(frozen=True)
 class DataPreprocessingParams:
     window: int  # readings on each side of a day: the model sees 2 * window + 1 raw readings
     missing_rule: Literal["interpolate", "window_median"]
+    augmentation: dict[str, AugmentationParams]  # per image dataset
 
 
 @dataclass(frozen=True)
@@ -87,12 +109,27 @@ class HistGradientBoostingParams:
 
 
 @dataclass(frozen=True)
+class CnnParams:
+    """The convolutional network for the image datasets (lab1/core/cnn.py)."""
+
+    epochs: int  # at most; training stops early when validation accuracy stalls
+    patience: int  # epochs without a better validation accuracy before stopping
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    width: int  # channels of the first conv block; later blocks double it
+    dropout: float
+    val_fraction: float  # share of the training images held out to pick the best epoch
+
+
+@dataclass(frozen=True)
 class ModelPreparationParams:
     estimator: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
     seed: int
     logistic_regression: LogisticRegressionParams
     random_forest: RandomForestParams
     hist_gradient_boosting: HistGradientBoostingParams
+    cnn: CnnParams  # used instead of `estimator` for the image datasets
 
     def estimator_params(self) -> dict[str, Any]:
         """The hyper-parameters of the chosen estimator only."""
@@ -105,9 +142,11 @@ class ModelTestingParams:
 
 
 @dataclass(frozen=True)
-class ModelRegistrationParams:
+class GateParams:
     min_accuracy: float
-    min_f1: float  # F1 of the positive (faulty) class: a model that never flags fails it
+    # F1 of the positive class (faulty day; the second of two image classes), or macro F1 for
+    # more than two classes: a model that always answers the majority class fails it.
+    min_f1: float
     max_drop_vs_champion: float
 
 
@@ -119,12 +158,12 @@ class TrackingParams:
 
 @dataclass(frozen=True)
 class Params:
-    dataset: Literal["temperature"]
+    dataset: Literal["temperature", "cifar10", "fashion_mnist"]
     data_creation: DataCreationParams
     data_preprocessing: DataPreprocessingParams
     model_preparation: ModelPreparationParams
     model_testing: ModelTestingParams
-    model_registration: ModelRegistrationParams
+    model_registration: dict[str, GateParams]  # one quality gate per dataset
     tracking: TrackingParams
 
     @property
@@ -134,6 +173,14 @@ class Params:
     @property
     def registered_model_name(self) -> str:
         return self.tracking.registered_model.format(dataset=self.dataset)
+
+    @property
+    def is_image(self) -> bool:
+        return self.dataset in IMAGE_DATASETS
+
+    @property
+    def gate(self) -> GateParams:
+        return self.model_registration[self.dataset]
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as a plain dict (what a stage logs as its MLflow params)."""
@@ -164,7 +211,14 @@ def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Para
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     for override in overrides:
         apply_override(raw, override, source=path)
-    return _build(Params, raw, path=str(path), where="")
+    params = _build(Params, raw, path=str(path), where="")
+    if params.dataset not in params.model_registration:
+        raise ParamsError(f"{path}: model_registration has no gate for dataset {params.dataset!r}")
+    if params.is_image and params.dataset not in params.data_preprocessing.augmentation:
+        raise ParamsError(
+            f"{path}: data_preprocessing.augmentation has no entry for {params.dataset!r}"
+        )
+    return params
 
 
 def apply_override(raw: dict[str, Any], override: str, source: Path) -> None:
@@ -221,6 +275,10 @@ def _coerce(hint: Any, value: Any, path: str, key: str) -> Any:
             choices = ", ".join(map(str, args))
             raise ParamsError(f"{path}: {key}={value!r} is not one of: {choices}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{path}: {key}={value!r} must be a mapping")
+        return {name: _coerce(args[1], item, path, f"{key}.{name}") for name, item in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ParamsError(f"{path}: {key}={value!r} must be a list")

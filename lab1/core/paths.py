@@ -31,6 +31,11 @@ class ProjectPaths:
     def raw_manifest(self) -> Path:
         return self.raw / "manifest.json"
 
+    @property
+    def data_cache(self) -> Path:
+        """Downloaded or unpacked image datasets (torchvision's layout), reused across runs."""
+        return self.root / "data" / "cache"
+
     # Stage 2 -> 3, 4
     @property
     def processed(self) -> Path:
@@ -39,6 +44,11 @@ class ProjectPaths:
     @property
     def preprocessor(self) -> Path:
         return self.processed / "preprocessor.skops"
+
+    @property
+    def normalization(self) -> Path:
+        """Image datasets: per-channel mean/std of the train images and the augmentation."""
+        return self.processed / "normalization.json"
 
     # Stage 3 -> 4, 5
     @property
@@ -65,6 +75,10 @@ class ProjectPaths:
     @property
     def confusion_matrix_plot(self) -> Path:
         return self.reports / "confusion_matrix.png"
+
+    @property
+    def misclassified_plot(self) -> Path:
+        return self.reports / "misclassified.png"
 
     # Stage 5
     @property

@@ -309,9 +309,13 @@ class StageRun:
         metrics: dict[str, float] | None = None,
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
+        step: int = 0,
     ) -> None:
+        """One request for all of it (one round trip against a server); ``step`` for per-epoch
+        metrics."""
         with self.timed():
-            log_batch(self.client, self.run_id, metrics=metrics, params=params, tags=tags)
+            log_batch(self.client, self.run_id, metrics=metrics, params=params, tags=tags,
+                      step=step)  # fmt: skip
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         with self.timed():

@@ -5,9 +5,9 @@ import pytest
 
 from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
 from lab1.core.gate import decide
-from lab1.core.params import ModelRegistrationParams
+from lab1.core.params import GateParams
 
-RULES = ModelRegistrationParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_champion=0.01)
+RULES = GateParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_champion=0.01)
 
 
 def test_first_good_model_is_promoted():

@@ -30,12 +30,12 @@ def test_override_parses_yaml_values():
         [
             "model_preparation.random_forest.max_depth=null",
             "data_creation.temperature.test_stations=[moscow]",
-            "model_registration.min_accuracy=1",  # an int where a float is due is fine
+            "model_registration.temperature.min_accuracy=1",  # an int for a float is fine
         ],
     )
     assert params.model_preparation.random_forest.max_depth is None
     assert params.data_creation.temperature.test_stations == ["moscow"]
-    assert params.model_registration.min_accuracy == 1.0
+    assert params.gate.min_accuracy == 1.0
 
 
 @pytest.mark.parametrize(
@@ -43,9 +43,9 @@ def test_override_parses_yaml_values():
     [
         ("model_preparation.seed=x", r"model_preparation\.seed='x' must be int"),
         ("model_preparation.seed=true", r"model_preparation\.seed=True must be int"),
-        ("model_preparation.sed=1", r"no key 'model_preparation\.sed' \(known: estimator"),
+        ("model_preparation.sed=1", r"no key 'model_preparation\.sed' \(known: cnn, estimator"),
         ("nosuch.key=1", r"no key 'nosuch'"),
-        ("dataset=mnist", r"dataset='mnist' is not one of: temperature"),
+        ("dataset=mnist", r"dataset='mnist' is not one of: temperature, cifar10"),
         ("model_preparation.estimator=svm", r"estimator='svm' is not one of"),
         ("data_creation.temperature.stations=moscow", r"stations='moscow' must be a list"),
         ("model_preparation.seed", r"expected section\.key=value"),

@@ -81,7 +81,9 @@ def test_registry_version_is_champion_with_lineage(first_run, module_project):
 
 
 def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
-    done = module_project.pipeline(*SMALL, "-S", "model_registration.min_accuracy=0.999")
+    done = module_project.pipeline(
+        *SMALL, "-S", "model_registration.temperature.min_accuracy=0.999"
+    )
     assert done.returncode == 3, done.stderr
     assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])  # still printed, still last
     client = module_project.client()

@@ -47,7 +47,7 @@ def test_every_station_has_three_years_and_all_fault_kinds(frames, params):
 def test_faults_frequent_enough_that_always_normal_fails_the_gate(frames, params):
     faulty = np.mean(np.concatenate([f["is_faulty"].to_numpy() for f in frames.values()]))
     always_normal_accuracy = 1 - faulty
-    assert always_normal_accuracy < params.model_registration.min_accuracy - 0.1
+    assert always_normal_accuracy < params.gate.min_accuracy - 0.1
 
 
 def test_deterministic_from_seed(params):

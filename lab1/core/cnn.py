@@ -1,0 +1,232 @@
+"""The convolutional network for the image datasets, and its training loop.
+
+The model takes RAW images: uint8 tensors (N, H, W, C), as they come from the files or a PNG.
+Normalisation with the train images' per-channel statistics is its first layer, so nothing has
+to be re-implemented at serving time. Training is seeded and deterministic on the CPU, uses CUDA
+when present, and keeps the epoch with the best validation accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lab1.core.params import AugmentationParams, CnnParams
+
+logger = logging.getLogger(__name__)
+
+
+class Normalize(nn.Module):
+    """uint8 (N, H, W, C) -> float (N, C, H, W), scaled to [0, 1] then standardised per channel."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        return (x - self.mean) / self.std
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class ImageClassifier(nn.Module):
+    """Three conv blocks (width, 2x, 4x channels) -> global average pool -> dropout -> linear.
+
+    Returns logits; wrap in Probabilities for serving.
+    """
+
+    def __init__(self, mean: list[float], std: list[float], classes: int, width: int,
+                 dropout: float):  # fmt: skip
+        super().__init__()
+        channels = len(mean)
+        self.normalize = Normalize(mean, std)
+        self.features = nn.Sequential(
+            conv_block(channels, width), conv_block(width, 2 * width),
+            conv_block(2 * width, 4 * width),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.normalize(images))
+        return self.head(F.adaptive_avg_pool2d(x, 1))
+
+
+class Probabilities(nn.Module):
+    """What is logged and served: class probabilities for raw uint8 images."""
+
+    def __init__(self, classifier: ImageClassifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(images), dim=1)
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N, H, W, C) on the [0, 1] scale."""
+    scaled = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return scaled.mean(axis=0).tolist(), scaled.std(axis=0).tolist()
+
+
+def augment(
+    batch: torch.Tensor, aug: AugmentationParams, generator: torch.Generator
+) -> torch.Tensor:
+    """Random crop after zero padding, and random horizontal flip, per image (uint8 NHWC)."""
+    n, h, w, _ = batch.shape
+    if aug.crop_padding:
+        pad = aug.crop_padding
+        padded = F.pad(batch.permute(0, 3, 1, 2), (pad, pad, pad, pad)).permute(0, 2, 3, 1)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        rows = (dy[:, None] + torch.arange(h))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w))[:, None, :]
+        batch = padded[torch.arange(n)[:, None, None], rows, cols]
+    if aug.horizontal_flip:
+        flip = torch.rand(n, generator=generator) < 0.5
+        batch = torch.where(flip[:, None, None, None], batch.flip(2), batch)
+    return batch
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    images_per_second: float
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities for uint8 images (N, H, W, C) from a model that returns them, on the
+    CPU. The model must already be in eval mode (an exported "pt2" model always is, and
+    refuses .eval())."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            out.append(model(torch.from_numpy(images[start : start + batch_size])))
+    return torch.cat(out).numpy()
+
+
+def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+              batch_size: int) -> tuple[float, float]:  # fmt: skip
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = model(images[start : start + batch_size])
+            target = labels[start : start + batch_size]
+            total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(1) == target).sum().item()
+    return total_loss / len(images), correct / len(images)
+
+
+def train(
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    normalization: tuple[list[float], list[float]],
+    params: CnnParams,
+    aug: AugmentationParams,
+    seed: int,
+    on_epoch: Callable[[EpochResult], None] = lambda _result: None,
+) -> tuple[ImageClassifier, list[EpochResult]]:
+    """Train on uint8 images (N, H, W, C); return the best-validation-accuracy model and the
+    per-epoch history. ``normalization`` is the train images' per-channel (mean, std) from
+    data_preprocessing. ``on_epoch`` is called after each epoch (MLflow logging)."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    n_val = max(1, round(params.val_fraction * len(images)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    mean, std = normalization
+    dev = device()
+    x_train = torch.from_numpy(images[train_idx]).to(dev)
+    y_train = torch.from_numpy(labels[train_idx]).to(dev)
+    x_val = torch.from_numpy(images[val_idx]).to(dev)
+    y_val = torch.from_numpy(labels[val_idx]).to(dev)
+    model = ImageClassifier(mean, std, classes, params.width, params.dropout).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate,
+                                  weight_decay=params.weight_decay)  # fmt: skip
+    steps = (len(x_train) + params.batch_size - 1) // params.batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.learning_rate,
+                                                   total_steps=params.epochs * steps)  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    history: list[EpochResult] = []
+    best_state, best_accuracy, stale = None, -1.0, 0
+    for epoch in range(1, params.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        permutation = torch.randperm(len(x_train), generator=generator).to(dev)
+        seen, loss_sum, correct = 0, 0.0, 0
+        for step in range(steps):
+            index = permutation[step * params.batch_size : (step + 1) * params.batch_size]
+            batch = augment(x_train[index].cpu(), aug, generator).to(dev)
+            target = y_train[index]
+            logits = model(batch)
+            loss = F.cross_entropy(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += len(index)
+            loss_sum += loss.item() * len(index)
+            correct += (logits.argmax(1) == target).sum().item()
+            _progress(epoch, params.epochs, step + 1, steps, loss_sum / seen, correct / seen)
+        seconds = time.perf_counter() - started
+        val_loss, val_accuracy = _evaluate(model, x_val, y_val, 4 * params.batch_size)
+        result = EpochResult(epoch, loss_sum / seen, correct / seen, val_loss, val_accuracy,
+                             seconds, seen / seconds)  # fmt: skip
+        history.append(result)
+        on_epoch(result)
+        logger.info(
+            "epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f img/s",
+            epoch, params.epochs, result.train_loss, result.train_accuracy, val_loss,
+            val_accuracy, result.images_per_second,
+        )  # fmt: skip
+        if val_accuracy > best_accuracy:
+            best_state, best_accuracy, stale = copy.deepcopy(model.state_dict()), val_accuracy, 0
+        else:
+            stale += 1
+            if stale >= params.patience:
+                logger.info("no better validation accuracy for %d epochs: stopping", stale)
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history
+
+
+def _progress(epoch: int, epochs: int, step: int, steps: int, loss: float, acc: float) -> None:
+    """A progress bar on stderr, only when stderr is a terminal (quiet in logs, CI, Jenkins)."""
+    if not sys.stderr.isatty():
+        return
+    done = int(30 * step / steps)
+    sys.stderr.write(
+        f"\repoch {epoch}/{epochs} [{'#' * done}{'.' * (30 - done)}] {step}/{steps} "
+        f"loss {loss:.3f} acc {acc:.3f}" + ("\n" if step == steps else "")
+    )
+    sys.stderr.flush()
