@@ -83,6 +83,15 @@ class Project:
             timeout=timeout,
         )
 
+    def start_pipeline(self, *args: str, env: dict[str, str] | None = None,
+                       **popen: object) -> subprocess.Popen:  # fmt: skip
+        """Start pipeline.sh without waiting (stdout/stderr piped, text mode)."""
+        return subprocess.Popen(
+            ["bash", str(self.root / "pipeline.sh"), *args], cwd=self.root,
+            env=env or clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            **popen,
+        )  # fmt: skip
+
     def stage(self, name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
         """Run one stage script directly (``python -m lab1.<name>``), as a user would."""
         return subprocess.run(

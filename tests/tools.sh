@@ -2,6 +2,7 @@
 # Install the validation tools the `tools` tests use, where missing (tests/run.sh calls this):
 #   npm-groovy-lint  pinned in lab2/lint/package-lock.json (needs Node.js and Java)
 #   docker-compose   Debian's package (validates the compose files; no Docker engine needed)
+#   dataset-fashion-mnist  Debian's package: the real Fashion-MNIST idx files, offline
 # jenkins-jobs comes with the Python environment (requirements.lock, extra "ci").
 # Missing system packages are installed with apt-get when running as root; otherwise this stops
 # with the command to run, because the tests would otherwise fail for want of a tool.
@@ -12,6 +13,8 @@ packages=()
 command -v java >/dev/null || packages+=(default-jre-headless)
 command -v npm >/dev/null || packages+=(nodejs npm)
 command -v docker-compose >/dev/null || packages+=(docker-compose)
+# Real Fashion-MNIST, offline (the image tests and bench/cnn_bench.py read it).
+[ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/tools.sh: missing ${packages[*]}; run: sudo apt-get install ${packages[*]}" >&2

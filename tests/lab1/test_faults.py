@@ -29,15 +29,8 @@ def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 300)
 
 
 def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(project: Project):
-    process = subprocess.Popen(
-        ["bash", str(project.root / "pipeline.sh"), *SMALL],
-        cwd=project.root,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: we kill all of it at once
-    )
+    # Its own process group, so that we kill all of it at once.
+    process = project.start_pipeline(*SMALL, start_new_session=True)
     try:
         wait_for_line(process, r"model_preparation run \w+ started")
     finally:
@@ -64,14 +57,7 @@ def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(pro
 
 
 def test_sigterm_ends_runs_as_killed(project: Project):
-    process = subprocess.Popen(
-        ["bash", str(project.root / "pipeline.sh"), *SMALL],
-        cwd=project.root,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = project.start_pipeline(*SMALL)
     wait_for_line(process, r"data_preprocessing run \w+ started")
     process.send_signal(signal.SIGTERM)  # what Jenkins' abort or `kill` sends
     process.wait(timeout=120)
@@ -89,17 +75,7 @@ def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
     store = tmp_path / "shared-store" / "mlflow.db"
     uri = f"sqlite:///{store}"
     projects = [Project(copy_project(tmp_path / name)) for name in ("a", "b")]
-    processes = [
-        subprocess.Popen(
-            ["bash", str(p.root / "pipeline.sh"), *SMALL],
-            cwd=p.root,
-            env=clean_env(MLFLOW_TRACKING_URI=uri),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for p in projects
-    ]
+    processes = [p.start_pipeline(*SMALL, env=clean_env(MLFLOW_TRACKING_URI=uri)) for p in projects]
     outputs = [p.communicate(timeout=900) for p in processes]
     for process, (stdout, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr

@@ -44,6 +44,12 @@ def assert_clean_failure(done, *expected: str, untouched: Path | None = None) ->
         assert not leftovers, leftovers
 
 
+def assert_preprocessing_fails(project: Project, *expected: str) -> None:
+    """Run data_preprocessing on the broken copy: a clean failure, nothing processed written."""
+    done = project.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(done, *expected, untouched=project.root / "data" / "processed")
+
+
 def raw(project: Project, name: str) -> Path:
     return project.root / "data" / "raw" / name
 
@@ -58,12 +64,7 @@ def test_missing_raw_file(broken):
 
 def test_garbled_raw_file(broken):
     raw(broken, "test/moscow.csv").write_bytes(b"\x00\xff garbage")
-    done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(
-        done,
-        "test/moscow.csv: content changed since data_creation",
-        untouched=broken.root / "data" / "processed",
-    )
+    assert_preprocessing_fails(broken, "test/moscow.csv: content changed since data_creation")
 
 
 def edit_and_reseal(project: Project, name: str, edit) -> None:
@@ -84,12 +85,7 @@ def edit_and_reseal(project: Project, name: str, edit) -> None:
 
 def test_missing_column(broken):
     edit_and_reseal(broken, "train/davos.csv", lambda t: t.replace("temperature", "temp", 1))
-    done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(
-        done,
-        "train/davos.csv: column 'temperature' missing",
-        untouched=broken.root / "data" / "processed",
-    )
+    assert_preprocessing_fails(broken, "train/davos.csv: column 'temperature' missing")
 
 
 def test_non_numeric_reading(broken):
@@ -101,12 +97,7 @@ def test_non_numeric_reading(broken):
         return "\n".join(lines) + "\n"
 
     edit_and_reseal(broken, "train/davos.csv", edit)
-    done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(
-        done,
-        "train/davos.csv: line 6: temperature='hot' is not a number",
-        untouched=broken.root / "data" / "processed",
-    )
+    assert_preprocessing_fails(broken, "train/davos.csv: line 6: temperature='hot' is not a number")
 
 
 def test_empty_train_folder(broken):
@@ -117,12 +108,7 @@ def test_empty_train_folder(broken):
     manifest["files"] = [f for f in manifest["files"] if f["split"] != "train"]
     manifest_path.write_text(json.dumps(manifest))
     shutil.rmtree(raw(broken, "train"))
-    done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(
-        done,
-        "data/raw/train: no station files (empty train split)",
-        untouched=broken.root / "data" / "processed",
-    )
+    assert_preprocessing_fails(broken, "data/raw/train: no station files (empty train split)")
 
 
 def test_test_set_with_one_class(broken):
@@ -142,12 +128,7 @@ def test_test_set_with_one_class(broken):
                     + "\n"
                 ),
             )
-    done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(
-        done,
-        "data/raw/test: is_faulty has only [0] class(es)",
-        untouched=broken.root / "data" / "processed",
-    )
+    assert_preprocessing_fails(broken, "data/raw/test: is_faulty has only [0] class(es)")
 
 
 def test_unknown_params_key_fails_before_any_work(project):
