@@ -46,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = float(np.mean(cnn.predict_proba(cnn.Probabilities(model), data.test_images)
                              .argmax(1) == data.test_labels))  # fmt: skip
     best = max(history, key=lambda r: r.val_accuracy)
+    aug = params.data_preprocessing.augmentation["fashion_mnist"]
     rate = np.mean([r.images_per_second for r in history])
     print(f"Fashion-MNIST ({data.source}): {len(data.train_labels)} train / "
           f"{len(data.test_labels)} test images, 10 classes, {cnn.device()}")  # fmt: skip
     print(
         f"  test accuracy {accuracy:.4f} | training {train_s:.0f} s for {len(history)} epochs "
-        f"(best epoch {best.epoch}) | {rate:.0f} images/s (28x28x1, with augmentation)"
+        f"(best epoch {best.epoch}) | {rate:.0f} images/s (28x28x1; augmentation: crop "
+        f"padding {aug.crop_padding}, flip {aug.horizontal_flip})"
     )
 
     rng = np.random.default_rng(0)
