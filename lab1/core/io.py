@@ -84,8 +84,9 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
     Folders cannot be renamed over non-empty folders, so the swap is two renames: the old folder
     steps aside, the new one steps in, the old one is deleted. A crash between the two renames
-    leaves the old folder beside the target as ``.<name>.old-<pid>``, never a mixed folder.
-    Leftovers of crashed writers (whose process is gone) are removed first.
+    leaves the old folder beside the target as ``.<name>.old-<pid>``, never a mixed folder; the
+    next writer puts it back if the target is missing. Leftovers of crashed writers (whose
+    process is gone) are cleaned up first.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_leftovers(target)

@@ -28,15 +28,20 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in REQUIREMENTS]
 
 
-def trusted_types(model: Any) -> list[str]:
-    """The non-default types skops must trust to load ``model``: ours and scikit-learn's only."""
-    import skops.io
-
-    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+def allowed_types(found: list[str], where: str) -> list[str]:
+    """The trust policy for skops files: of the non-default types skops ``found``, trust ours
+    and scikit-learn's; anything else is refused (ValueError naming ``where`` and the type)."""
     foreign = [t for t in found if t not in OUR_TYPES and not t.startswith("sklearn.")]
     if foreign:
-        raise ValueError(f"model contains types outside the trust list: {', '.join(foreign)}")
+        raise ValueError(f"{where} contains types outside the trust list: {', '.join(foreign)}")
     return sorted(found)
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The non-default types skops must trust to load ``model`` (see allowed_types)."""
+    import skops.io
+
+    return allowed_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)), "model")
 
 
 def _model_kwargs(model: Any, example: pd.DataFrame, code_dir: Path) -> dict[str, Any]:

@@ -17,8 +17,6 @@ from lab1.core.errors import DataError
 
 META_COLUMNS = ["station", "date", "is_faulty", "fault_kind"]
 LABEL = "is_faulty"
-# Types the preprocessor file may contain besides scikit-learn's own (skops refuses others).
-TRUSTED_TYPES = ["lab1.core.features.WindowFeatures"]
 
 
 def input_columns(frame: pd.DataFrame) -> list[str]:
@@ -55,21 +53,15 @@ def save_preprocessor(preprocessor, path: Path) -> None:
 
 
 def load_preprocessor(path: Path):
-    """Load the fitted preprocessor without unpickling (skops, with an explicit trust list)."""
+    """Load the fitted preprocessor without unpickling (skops, with the model's trust policy)."""
     import skops.io
+
+    from lab1.core.model_io import allowed_types
 
     if not path.exists():
         raise DataError(f"{path}: file not found (run data_preprocessing first)")
     try:
-        return skops.io.load(path, trusted=TRUSTED_TYPES + _sklearn_types(path))
+        trusted = allowed_types(skops.io.get_untrusted_types(file=path), str(path))
+        return skops.io.load(path, trusted=trusted)
     except Exception as exc:
         raise DataError(f"{path}: cannot load the preprocessor ({exc})") from None
-
-
-def _sklearn_types(path: Path) -> list[str]:
-    """The scikit-learn/numpy types in the file, trusted because they come from those libraries."""
-    import skops.io
-
-    return [
-        t for t in skops.io.get_untrusted_types(file=path) if t.startswith(("sklearn.", "numpy."))
-    ]
