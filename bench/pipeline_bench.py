@@ -15,6 +15,7 @@ Runs in a temporary copy of the project (your data/ and MLflow store are not tou
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -48,7 +49,9 @@ def stage_breakdown(project: Project) -> tuple[dict[str, dict[str, float]], floa
     """Run begin, the five stages and end as pipeline.sh does; read each run's own timings."""
     env = clean_env(PYTHONPATH=str(project.root))
     python = [sys.executable, "-m"]
-    begin_s, stdout = timed([*python, "lab1.pipeline_run", "begin"], project.root, env)
+    # This process ends the run, so it is the owner.
+    begin = [*python, "lab1.pipeline_run", "begin", "--owner-pid", str(os.getpid())]
+    begin_s, stdout = timed(begin, project.root, env)
     parent = stdout.strip().splitlines()[-1]
     env["MLOPS_PARENT_RUN_ID"] = parent
     walls = {stage: timed([*python, f"lab1.{stage}"], project.root, env)[0] for stage in STAGES}
