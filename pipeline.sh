@@ -7,6 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LOCK="$ROOT/requirements.lock"
 IMAGES_LOCK="$ROOT/requirements-images.lock"
+DEV_LOCK="$ROOT/requirements-dev.lock"
 IMAGE_DATASETS="cifar10 fashion_mnist"
 VENV="${MLOPS_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
@@ -32,7 +33,9 @@ Options:
                           passed through. Attaches to the parent run opened by --begin, if any.
   --begin                 open the MLflow parent run for stages run one by one (Jenkins)
   --end STATUS            close that parent run: FINISHED, FAILED or KILLED
-  --setup [--images]      only create/refresh the environment (--images: with torch)
+  --setup [--images] [--dev]
+                          only create/refresh the environment (--images: add torch;
+                          --dev: add the test and lint tools of requirements-dev.lock)
   -h, --help              show this help
 
 Environment:
@@ -60,6 +63,7 @@ STAGE=""
 MODE="all"
 END_STATUS=""
 IMAGES=no
+DEV=no
 wants_images() { case " $IMAGE_DATASETS " in *" $1 "*) IMAGES=yes ;; esac; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -69,6 +73,7 @@ while [ $# -gt 0 ]; do
     -S|--set) [ $# -ge 2 ] || die "$1 needs SECTION.KEY=VALUE"; PASS+=(-S "$2")
               case "$2" in dataset=*) wants_images "${2#dataset=}" ;; esac; shift 2 ;;
     --images) IMAGES=yes; shift ;;
+    --dev) DEV=yes; shift ;;
     --stage) [ $# -ge 2 ] || die "--stage needs a name"; STAGE="$2"; MODE="stage"; shift 2 ;;
     --stage=*) STAGE="${1#*=}"; MODE="stage"; shift ;;
     --begin) MODE="begin"; shift ;;
@@ -107,14 +112,17 @@ bootstrap() {
     printf '%s\n' "$want" > "$stamp"
     log "environment ready"
   fi
-  if [ "$IMAGES" = yes ]; then
-    local images_want images_stamp="$VENV/.images-lock.sha256"
-    images_want="$(sha256sum "$IMAGES_LOCK" | cut -d' ' -f1)"
-    if [ "$(cat "$images_stamp" 2>/dev/null)" != "$images_want" ]; then
-      log "adding torch to $VENV from requirements-images.lock (once; ~1.5 min, ~5 GB)"
-      install_lock "$IMAGES_LOCK"
-      printf '%s\n' "$images_want" > "$images_stamp"
-    fi
+  [ "$IMAGES" = no ] || add_lock "$IMAGES_LOCK" "torch (once; ~1.5 min, ~5 GB)"
+  [ "$DEV" = no ] || add_lock "$DEV_LOCK" "the test and lint tools"
+}
+
+add_lock() {  # add_lock LOCKFILE WHAT: install an extra lock once (again only when it changes)
+  local want stamp="$VENV/.$(basename "$1" .lock).sha256"
+  want="$(sha256sum "$1" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "adding $2 to $VENV from $(basename "$1")"
+    install_lock "$1"
+    printf '%s\n' "$want" > "$stamp"
   fi
 }
 

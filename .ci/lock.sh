@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Regenerate the lock files (exact versions + hashes) from pyproject.toml's dependencies:
-#   requirements.lock         the project, dev and ci extras (what pipeline.sh always installs)
-#   requirements-images.lock  the "images" extra (torch, torchvision), constrained to agree with
-#                             requirements.lock; installed when an image dataset is used
-# Run after changing dependencies; commit the result. pipeline.sh re-installs when one changes.
+# Regenerate the lock files (exact versions + hashes) from pyproject.toml:
+#   requirements.lock         the runtime dependencies: pipeline, service, MLflow server
+#                             (what pipeline.sh always installs and the Docker image installs)
+#   requirements-images.lock  the "images" extra (torch, torchvision) minus what
+#                             requirements.lock already pins; installed for an image dataset
+#   requirements-dev.lock     the "dev" and "ci" extras minus what requirements.lock pins
+#                             (pipeline.sh --setup --dev; the test command installs it)
+# Each extra is resolved with the runtime lock as a constraint, and images also with the dev set
+# (setuptools<81 for jenkins-job-builder), so any combination in one environment agrees.
+# Run after changing dependencies; commit the result. pipeline.sh re-installs when a lock changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$(mktemp -d)"
@@ -14,14 +19,8 @@ compile() {
   "$tools/venv/bin/uv" pip compile --generate-hashes --python-version 3.11 \
     --python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "bash .ci/lock.sh" "$@"
 }
-compile "$root/pyproject.toml" --extra dev --extra ci -o "$root/requirements.lock"
-# Only the packages the core lock lacks, at versions compatible with it.
-python3 - "$root/pyproject.toml" > "$tools/images.in" <<'PY'
-import sys, tomllib
-print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["images"]))
-PY
-compile "$tools/images.in" -c "$root/requirements.lock" -o "$tools/images.lock"
-python3 - "$root/requirements.lock" "$tools/images.lock" > "$root/requirements-images.lock" <<'PY'
+without_core() {  # without_core FULL_LOCK: the entries of FULL_LOCK that requirements.lock lacks
+  python3 - "$root/requirements.lock" "$1" <<'PY'
 import re, sys
 core = set(re.findall(r"^([A-Za-z0-9_.-]+)==", open(sys.argv[1]).read(), re.M))
 out, keep = [], True
@@ -35,4 +34,16 @@ for line in open(sys.argv[2]):
         out.append(line)
 sys.stdout.write("".join(out))
 PY
-echo "wrote requirements.lock and requirements-images.lock" >&2
+}
+compile "$root/pyproject.toml" -o "$root/requirements.lock"
+python3 - "$root/pyproject.toml" > "$tools/images.in" <<'PY'
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["images"]))
+PY
+compile "$root/pyproject.toml" --extra dev --extra ci -c "$root/requirements.lock" \
+  -o "$tools/dev.lock"
+without_core "$tools/dev.lock" > "$root/requirements-dev.lock"
+compile "$tools/images.in" -c "$root/requirements.lock" -c "$tools/dev.lock" \
+  -o "$tools/images.lock"
+without_core "$tools/images.lock" > "$root/requirements-images.lock"
+echo "wrote requirements.lock, requirements-images.lock and requirements-dev.lock" >&2

@@ -50,6 +50,7 @@ def prepare_stations(params, run) -> None:
     from lab1.core.model_io import log_and_save
     from lab1.core.models import build_estimator
     from lab1.core.processed import (
+        CLASS_NAMES,
         LABEL,
         feature_columns,
         input_columns,
@@ -75,7 +76,7 @@ def prepare_stations(params, run) -> None:
     train_accuracy = float(np.mean(model.predict(train[inputs]) == train[LABEL]))
     with atomic_dir(PATHS.models) as tmp:
         with run.timed():
-            info = log_and_save(model, example, tmp / PATHS.model_dir.name)
+            info = log_and_save(model, example, tmp / PATHS.model_dir.name, list(CLASS_NAMES))
         write_model_info(tmp / PATHS.model_info.name, run, info, section.estimator, train_path)
     run.add_output(PATHS.models)
     run.log(metrics={"fit_s": fit_seconds, "train_accuracy": train_accuracy},
@@ -112,7 +113,7 @@ def prepare_images(params, run) -> None:
     with atomic_dir(PATHS.models) as tmp:
         with run.timed():
             info = log_and_save_torch(cnn.Probabilities(model), images[:2],
-                                      tmp / PATHS.model_dir.name)  # fmt: skip
+                                      tmp / PATHS.model_dir.name, norm["classes"])  # fmt: skip
         write_model_info(tmp / PATHS.model_info.name, run, info, "cnn", train_path,
                          {"classes": norm["classes"]})  # fmt: skip
     run.add_output(PATHS.models)

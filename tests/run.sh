@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-bash pipeline.sh --setup --images
+bash pipeline.sh --setup --images --dev
 bash tests/tools.sh
 py="${MLOPS_VENV:-$root/.venv}/bin/python"
 

@@ -44,10 +44,13 @@ def trusted_types(model: Any) -> list[str]:
     return allowed_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)), "model")
 
 
-def _model_kwargs(model: Any, example: pd.DataFrame, code_dir: Path) -> dict[str, Any]:
+def _model_kwargs(
+    model: Any, example: pd.DataFrame, code_dir: Path, classes: list[str]
+) -> dict[str, Any]:
     from mlflow.models import infer_signature
 
     return {
+        "metadata": {"classes": list(classes)},
         "serialization_format": "skops",
         "skops_trusted_types": trusted_types(model),
         "signature": infer_signature(example, model.predict(example)),
@@ -74,9 +77,10 @@ def _copy_logged(info: Any, local_dir: Path) -> None:
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
 
 
-def log_and_save_torch(model: Any, example: Any, local_dir: Path) -> Any:
+def log_and_save_torch(model: Any, example: Any, local_dir: Path, classes: list[str]) -> Any:
     """Log a PyTorch module (raw uint8 images in, probabilities out) with MLflow's PyTorch
     flavour in the "pt2" format (torch.export): loading it never unpickles arbitrary objects.
+    The class names travel in the model's metadata (the service labels its answers with them).
     Then copy what was logged to ``local_dir``. Returns MLflow's ModelInfo."""
     import mlflow.pytorch
     import torch
@@ -89,6 +93,7 @@ def log_and_save_torch(model: Any, example: Any, local_dir: Path) -> Any:
     info = mlflow.pytorch.log_model(
         model, name="model", serialization_format="pt2", input_example=example,
         signature=infer_signature(example, output), pip_requirements=requirements,
+        metadata={"classes": list(classes)},
     )  # fmt: skip
     _copy_logged(info, local_dir)
     return info
@@ -108,8 +113,10 @@ def load_torch_model(local_dir: Path) -> Any:
         raise DataError(f"{local_dir}: cannot load the model ({first})") from None
 
 
-def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path) -> Any:
+def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path, classes: list[str]) -> Any:
     """Log the model to the active MLflow run, then copy exactly what was logged to ``local_dir``.
+
+    ``classes`` names the model's classes in label order; it is stored in the MLmodel metadata.
 
     Logging once and copying (rather than saving twice) halves the serialisation work and makes
     the local folder byte-identical to the logged model. Returns MLflow's ModelInfo
@@ -118,7 +125,7 @@ def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path) -> Any:
     import mlflow.sklearn
 
     with tempfile.TemporaryDirectory() as staging:
-        kwargs = _model_kwargs(model, example, _stage_code(Path(staging)))
+        kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes)
         info = mlflow.sklearn.log_model(model, name="model", **kwargs)
     _copy_logged(info, local_dir)
     return info

@@ -17,6 +17,9 @@ from lab1.core.errors import DataError
 
 META_COLUMNS = ["station", "date", "is_faulty", "fault_kind"]
 LABEL = "is_faulty"
+# Names of the label values 0 and 1, in that order (stored in the model; the service answers
+# with them).
+CLASS_NAMES = ("normal", "faulty")
 
 
 def input_columns(frame: pd.DataFrame) -> list[str]:

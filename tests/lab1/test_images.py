@@ -136,8 +136,10 @@ def test_logged_models_load_without_unpickling(tmp_path, monkeypatch):
     model = cnn.ImageClassifier(*cnn.channel_stats(images), classes=2, width=4, dropout=0.0)
     model.eval()
     with mlflow.start_run():
-        log_and_save_torch(cnn.Probabilities(model), images[:2], tmp_path / "model")
-    flavor = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())["flavors"]["pytorch"]
+        log_and_save_torch(cnn.Probabilities(model), images[:2], tmp_path / "model", ["a", "b"])
+    mlmodel = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
+    assert mlmodel["metadata"] == {"classes": ["a", "b"]}
+    flavor = mlmodel["flavors"]["pytorch"]
     saved = sorted(p.name for p in (tmp_path / "model" / flavor["model_data"]).iterdir())
     assert saved == ["model.pt2"]  # torch.export's archive, not a pickled module (model.pth)
     loaded = load_torch_model(tmp_path / "model")

@@ -1,0 +1,62 @@
+"""Serve the registry's champion over HTTP (FastAPI on uvicorn with uvloop and httptools).
+
+    .venv/bin/python -m lab3.serve                       # models:/<dataset>-classifier@champion
+    MODEL_URI=models/model .venv/bin/python -m lab3.serve --port 8080   # a local model folder
+
+Settings come from the environment (MODEL_URI, MLFLOW_TRACKING_URI, POLL_INTERVAL_S,
+MAX_BATCH_ROWS, MAX_BODY_BYTES: see lab3/service/settings.py); the options below override the
+first two. One process serves one model; scale out with more replicas behind a load balancer
+(each is stateless and follows the alias by itself). Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from lab1.core.cli import setup_logging
+from lab1.core.errors import EXIT_ERROR, PipelineError
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s;"
+                     " 0.0.0.0 in the Docker image)")  # fmt: skip
+    cli.add_argument("--port", type=int, default=8080, help="default: %(default)s")
+    cli.add_argument("--model-uri", help="overrides MODEL_URI")
+    cli.add_argument("--poll-interval", type=float, help="seconds; overrides POLL_INTERVAL_S")
+    cli.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    cli.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.model_uri:
+        os.environ["MODEL_URI"] = args.model_uri
+    if args.poll_interval is not None:
+        os.environ["POLL_INTERVAL_S"] = str(args.poll_interval)
+    # One request is one small predict: OpenMP thread start-up and hand-off would cost more
+    # than the work, and the process would compete with its siblings for the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import uvicorn
+
+    from lab3.service.app import create_app
+    from lab3.service.settings import Settings
+
+    try:
+        app = create_app(Settings.from_env())
+    except PipelineError as exc:
+        logging.getLogger("lab3.serve").error("%s", exc)
+        return EXIT_ERROR
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+                access_log=args.access_log, log_config=None, timeout_graceful_shutdown=10)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

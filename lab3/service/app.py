@@ -1,0 +1,301 @@
+"""The FastAPI application: health, readiness, model lineage, predictions, Prometheus metrics.
+
+    GET  /health          the process is alive (always 200)
+    GET  /ready           200 once a model is loaded; 503 before. Reports a failed reload too.
+    GET  /model           what is served: name, version, alias, source run, commit, data, metrics
+    POST /predict         a batch of raw inputs (see lab3/service/inputs.py for the bodies)
+    POST /predict/image   image models: one PNG/JPEG, as multipart field `file` or a raw body
+    GET  /metrics         Prometheus
+    GET  /docs, /openapi.json
+
+Request bodies are read and validated by hand (inputs.py) rather than by pydantic models: the
+one-row path is the hot path, and skipping FastAPI's body machinery keeps it at a fraction of a
+millisecond. The OpenAPI schema still describes every body (openapi_extra), so /docs and
+schemathesis see the real contract.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from lab3.service import inputs
+from lab3.service.inputs import InputError
+from lab3.service.model import ServedModel
+from lab3.service.settings import Settings
+from lab3.service.watcher import ModelWatcher
+
+logger = logging.getLogger(__name__)
+
+ENDPOINTS = ("/health", "/ready", "/model", "/predict", "/predict/image", "/metrics")
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"body: larger than the limit of {limit} bytes")
+
+
+class Metrics:
+    """Request counters and latency per endpoint, plus the watcher's state at scrape time."""
+
+    def __init__(self, watcher: ModelWatcher):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("service_requests", "HTTP requests", ["endpoint", "status"],
+                                registry=self.registry)  # fmt: skip
+        self.latency = Histogram("service_request_seconds", "Time to answer", ["endpoint"],
+                                 buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1,
+                                          2.5, 5), registry=self.registry)  # fmt: skip
+        self.rows = Counter("service_predicted_rows", "Rows or images predicted",
+                            registry=self.registry)  # fmt: skip
+        self.registry.register(_WatcherCollector(watcher))
+
+
+class _WatcherCollector:
+    def __init__(self, watcher: ModelWatcher):
+        self.watcher = watcher
+
+    def collect(self):
+        watcher, model = self.watcher, self.watcher.current
+        ready = GaugeMetricFamily("service_model_ready", "1 once a model is loaded")
+        ready.add_metric([], 1.0 if model else 0.0)
+        yield ready
+        info = GaugeMetricFamily("service_model_info", "The served model", labels=["uri"])
+        if model:
+            info.add_metric([model.info.uri], 1.0)
+        yield info
+        yield GaugeMetricFamily("service_model_loads", "Successful model loads",
+                                value=watcher.loads)  # fmt: skip
+        yield GaugeMetricFamily("service_model_load_failures", "Failed resolves or loads",
+                                value=watcher.failures)  # fmt: skip
+
+
+class Guard:
+    """Pure ASGI middleware (cheap, unlike BaseHTTPMiddleware): refuses bodies over the limit
+    (by Content-Length, and by counting when the length is not declared) and records each
+    request's status and latency."""
+
+    def __init__(self, app, max_body_bytes: int, metrics: Metrics):
+        self.app = app
+        self.limit = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        status = 500
+        limit = self.limit
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            status = 413 if declared.isdigit() else 400
+            detail = f"body: larger than the limit of {limit} bytes" if status == 413 else \
+                "bad Content-Length header"  # fmt: skip
+            await JSONResponse({"detail": detail}, status)(scope, receive, send)
+            self._record(endpoint, status, started)
+            return
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def watched_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        finally:
+            self._record(endpoint, status, started)
+
+    def _record(self, endpoint: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastAPI:
+    """The service for ``settings``. ``watcher`` defaults to one following settings.model_uri;
+    it is started and stopped with the application (lifespan)."""
+    watcher = watcher or ModelWatcher(settings.model_uri, settings.poll_interval_s)
+    metrics = Metrics(watcher)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        watcher.start()
+        yield
+        watcher.stop()
+
+    app = FastAPI(title="Model service (lab3)", version="1.0", lifespan=lifespan,
+                  description="Serves the registry's champion; see lab3/README.md.")  # fmt: skip
+    app.state.watcher = watcher
+    app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+
+    @app.exception_handler(InputError)
+    async def refuse(_request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, exc.status)
+
+    def served() -> ServedModel:
+        model = watcher.current
+        if model is None:
+            raise HTTPException(503, f"no model loaded yet ({watcher.last_error or 'loading'})")
+        return model
+
+    @app.get("/health", summary="The process is alive")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="A model is loaded", responses={503: {"description": "Not yet"}})
+    async def ready() -> JSONResponse:
+        model = watcher.current
+        body = {"ready": model is not None, "model_uri": watcher.model_uri,
+                "serving": model.info.uri if model else None,
+                "last_error": watcher.last_error, "last_checked": watcher.last_checked}  # fmt: skip
+        return JSONResponse(body, 200 if model else 503)
+
+    @app.get("/model", summary="What is served and where it came from",
+             responses={503: {"description": "No model loaded yet"}})  # fmt: skip
+    async def model_info() -> dict[str, Any]:
+        model = served()
+        return {**model.info.as_dict(), "classes": model.classes,
+                "input": model.input_description(), "follows_alias": watcher.follows_alias,
+                "last_reload_error": watcher.last_error}  # fmt: skip
+
+    @app.post("/predict", summary="Predict a batch", openapi_extra=PREDICT_OPENAPI,
+              responses=ERROR_RESPONSES)  # fmt: skip
+    async def predict(request: Request) -> Response:
+        model = served()
+        _require_type(request, ("application/json",))
+        payload = inputs.parse_json(await request.body())
+        if model.kind == "tabular":
+            batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
+        else:
+            batch = inputs.image_batch(payload, model.image_shape, settings.max_batch_rows)
+        return _answer(model, batch, metrics)
+
+    @app.post("/predict/image", summary="Classify one PNG or JPEG image",
+              openapi_extra=IMAGE_OPENAPI, responses=ERROR_RESPONSES)  # fmt: skip
+    async def predict_image(request: Request) -> Response:
+        model = served()
+        if model.kind != "image":
+            raise InputError(400, "this model takes tabular rows, not images; use POST /predict")
+        content_type = _require_type(request, ("multipart/form-data", *IMAGE_TYPES))
+        if content_type == "multipart/form-data":
+            data, where = await _uploaded_file(request)
+        else:
+            data, where = await request.body(), "body"
+        batch = inputs.decode_image(data, model.image_shape, where)
+        return _answer(model, batch, metrics, single=True)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _require_type(request: Request, allowed: tuple[str, ...]) -> str:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in allowed:
+        raise InputError(415, f"Content-Type {content_type or 'missing'!r}: send "
+                              f"{' or '.join(allowed)}")  # fmt: skip
+    return content_type
+
+
+async def _uploaded_file(request: Request) -> tuple[bytes, str]:
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except HTTPException as exc:  # Starlette's own refusals (too many files or fields)
+        raise InputError(400, f"multipart body: {exc.detail}") from None
+    except (AssertionError, ValueError, KeyError) as exc:  # malformed multipart
+        raise InputError(400, f"multipart body: malformed ({exc})") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InputError(422, "multipart body: expected a file in field 'file'")
+    return await upload.read(), f"file {upload.filename!r}"
+
+
+def _answer(model: ServedModel, batch: np.ndarray, metrics: Metrics, single: bool = False):
+    probabilities = np.asarray(model.probabilities(batch), dtype=np.float64)
+    predicted = probabilities.argmax(axis=1)
+    metrics.rows.inc(len(batch))
+    labels = [model.classes[i] if i < len(model.classes) else str(i) for i in predicted]
+    body: dict[str, Any] = {"model": {"name": model.info.name, "version": model.info.version}}
+    if single:
+        body.update(label=labels[0], probabilities=dict(zip(model.classes, probabilities[0].tolist(),
+                                                            strict=False)))  # fmt: skip
+    else:
+        body.update(predictions=predicted.tolist(), labels=labels,
+                    probabilities=probabilities.tolist())  # fmt: skip
+    # json.dumps straight to bytes: FastAPI's jsonable_encoder walks every float in Python.
+    return Response(json.dumps(body), media_type="application/json")
+
+
+# --- OpenAPI descriptions of the hand-parsed bodies ----------------------------------------
+
+_ROW = {"oneOf": [
+    {"type": "array", "items": {"type": ["number", "null"]}, "description": "signature order"},
+    {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+]}  # fmt: skip
+PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "description": "Exactly one of the three forms. Tabular models: rows of the "
+                           "signature's columns (GET /model lists them), null = missing reading. "
+                           "Image models: instances/inputs hold uint8 images (H, W, C).",
+            "oneOf": [
+                {"type": "object", "required": ["instances"], "additionalProperties": False,
+                 "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}}},
+                {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
+                 "properties": {"dataframe_split": {
+                     "type": "object", "required": ["data"],
+                     "properties": {"columns": {"type": "array", "items": {"type": "string"}},
+                                    "data": {"type": "array", "items": _ROW}}}}},
+                {"type": "object", "required": ["inputs"], "additionalProperties": False,
+                 "properties": {"inputs": {"oneOf": [
+                     {"type": "array", "items": {}},
+                     {"type": "object", "additionalProperties": {"type": "array"}}]}}},
+            ],
+            "example": {"instances": [[1.5, 2.0, 1.8, 2.2, 2.5, 2.4, 2.9, 3.1, 3.0, 2.7, 2.8,
+                                       3.3, 3.0, 2.9, 3.2]]},
+        }}},
+    },
+}  # fmt: skip
+IMAGE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+}  # fmt: skip
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text}
+    for status, text in ((400, "Malformed body"), (413, "Body or batch over the limit"),
+                         (415, "Wrong content type"), (422, "Body does not fit the model"),
+                         (503, "No model loaded yet"))
+}  # fmt: skip

@@ -1,0 +1,155 @@
+"""A model loaded for serving: what it takes (from its MLflow signature), what it answers, and
+where it came from (registry version, run, commit, data digest, test metrics).
+
+Two kinds, told apart by the MLmodel's flavours:
+  tabular  the scikit-learn Pipeline (skops): a row of named float columns in, class out
+  image    the PyTorch CNN (pt2): uint8 images (N, H, W, C) in, class probabilities out
+Loading goes through lab1.core.model_io, the one place that knows the formats and the skops trust
+policy, so the service never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lab1.core.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a loaded model came from (the body of GET /model)."""
+
+    uri: str  # the exact, immutable URI that was loaded (models:/name/version, a folder, ...)
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    git_commit: str | None = None
+    data_digest: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    loaded_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "source_run_id": self.run_id,
+            "git_commit": self.git_commit,
+            "data_digest": self.data_digest,
+            "test_metrics": self.metrics,
+            "loaded_at": self.loaded_at,
+        }
+
+
+class ServedModel:
+    """A loaded model plus its input description. ``probabilities(x)`` is the only call the
+    request path makes: x is already validated (tabular: float64 (n, columns); image: uint8
+    (n, H, W, C)) and the result is float (n, classes)."""
+
+    def __init__(self, native: Any, kind: str, classes: list[str], info: ModelInfo,
+                 columns: list[str] | None = None,
+                 image_shape: tuple[int, int, int] | None = None):  # fmt: skip
+        self.native = native
+        self.kind = kind
+        self.classes = classes
+        self.info = info
+        self.columns = columns or []
+        self.image_shape = image_shape  # (H, W, C)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "tabular":
+            return self.native.predict_proba(x)
+        from lab1.core.cnn import predict_proba
+
+        return predict_proba(self.native, x)
+
+    def input_description(self) -> dict[str, Any]:
+        if self.kind == "tabular":
+            return {"kind": "tabular", "columns": self.columns, "dtype": "float64",
+                    "missing": "null"}  # fmt: skip
+        height, width, channels = self.image_shape or (0, 0, 0)
+        return {"kind": "image", "shape": [height, width, channels], "dtype": "uint8"}
+
+
+def load(uri: str, info: ModelInfo) -> ServedModel:
+    """Download ``uri`` (any MLflow model URI or a local folder) and load it for serving.
+
+    Raises DataError with a one-line reason when the model cannot be fetched or loaded, or is
+    not one of the two kinds above.
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix="served-model-"))
+    try:
+        if Path(uri).is_dir():
+            local = Path(uri)
+        else:
+            try:
+                local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(staging)))
+            except MlflowException as exc:
+                raise DataError(f"{uri}: cannot fetch the model ({_first(exc)})") from None
+            except OSError as exc:
+                raise DataError(f"{uri}: cannot fetch the model ({exc})") from None
+        if not (local / "MLmodel").exists():
+            raise DataError(f"{uri}: no MLmodel file (not an MLflow model)")
+        mlmodel = Model.load(str(local))
+        served = _build(local, mlmodel, info)
+    finally:
+        # Everything needed is in memory now; the download is not kept.
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("loaded %s (%s, %d classes) in %.2f s", uri, served.kind, len(served.classes),
+                time.perf_counter() - started)  # fmt: skip
+    return served
+
+
+def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
+    from lab1.core.model_io import load_model, load_torch_model
+
+    info = ModelInfo(**{**info.__dict__, "run_id": info.run_id or mlmodel.run_id,
+                        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
+    classes = list((mlmodel.metadata or {}).get("classes") or [])
+    signature = mlmodel.signature
+    if signature is None:
+        raise DataError(f"{info.uri}: the model has no signature; the service needs one")
+    inputs = signature.inputs.to_dict()
+    if "sklearn" in mlmodel.flavors:
+        columns = [spec["name"] for spec in inputs if spec.get("name")]
+        if len(columns) != len(inputs):
+            raise DataError(f"{info.uri}: the signature's inputs are not named columns")
+        native = load_model(local)
+        classes = classes or [str(c) for c in getattr(native, "classes_", [])]
+        return ServedModel(native, "tabular", classes, info, columns=columns)
+    if "pytorch" in mlmodel.flavors:
+        shape = inputs[0].get("tensor-spec", {}).get("shape", []) if len(inputs) == 1 else []
+        if len(shape) != 4 or min(shape[1:]) < 1:
+            raise DataError(f"{info.uri}: the signature is not one image tensor (N, H, W, C)")
+        native = load_torch_model(local)
+        if not classes:
+            raise DataError(f"{info.uri}: the model's metadata names no classes")
+        return ServedModel(native, "image", classes, info, image_shape=tuple(shape[1:]))
+    raise DataError(f"{info.uri}: flavours {sorted(mlmodel.flavors)}: not a model this serves")
+
+
+def _first(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    try:  # MLflow REST errors carry JSON
+        message = json.loads(message).get("message", message)
+    except (ValueError, AttributeError):
+        pass
+    return str(message).splitlines()[0] if message else type(exc).__name__

@@ -1,0 +1,134 @@
+"""Keeps the served model in step with MODEL_URI.
+
+For ``models:/<name>@<alias>`` a background thread asks the registry where the alias points
+every POLL_INTERVAL_S seconds. When it has moved, the new version is loaded in that thread while
+requests go on being answered by the old one, then swapped in with one reference assignment
+(atomic under the GIL: a request sees the old model or the new one, never a mix). If loading
+fails, the old model stays and the failure is reported by /ready and /model. Any other URI (a
+fixed version, a run, a local folder) is loaded once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lab3.service.model import ModelInfo, ServedModel, load
+
+logger = logging.getLogger(__name__)
+
+ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What MODEL_URI points at right now: an immutable URI to load and its lineage."""
+
+    uri: str
+    info: ModelInfo
+
+
+class ModelWatcher:
+    def __init__(self, model_uri: str, poll_interval_s: float,
+                 loader: Callable[[str, ModelInfo], ServedModel] = load):  # fmt: skip
+        self.model_uri = model_uri
+        self.poll_interval_s = poll_interval_s
+        self.follows_alias = ALIAS_URI.match(model_uri) is not None
+        self.current: ServedModel | None = None
+        self.last_error: str | None = None
+        self.last_checked: str | None = None
+        self.loads = 0  # successful loads (the first one included)
+        self.failures = 0
+        self._loader = loader
+        self._client = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load in the background (the server answers /health at once) and keep watching."""
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check()
+            if self.current is not None and not self.follows_alias:
+                return  # a fixed URI: nothing more will change
+            self._stop.wait(self.poll_interval_s)
+
+    # --- one poll ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Resolve MODEL_URI; load and swap in the model if it differs from the one served."""
+        self.last_checked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            target = self._resolve()
+        except Exception as exc:  # the registry may be down for a while: keep serving
+            self._failed(f"cannot resolve {self.model_uri}: {_one_line(exc)}")
+            return
+        if self.current is not None and self.current.info.uri == target.uri:
+            self.last_error = None
+            return
+        try:
+            model = self._loader(target.uri, target.info)
+        except Exception as exc:  # a broken version must not take the service down
+            self._failed(f"cannot load {target.uri}: {_one_line(exc)}")
+            return
+        previous = self.current
+        self.current = model  # the swap
+        self.loads += 1
+        self.last_error = None
+        logger.info("serving %s (was %s)", target.uri, previous.info.uri if previous else "none")
+
+    def _failed(self, message: str) -> None:
+        if message != self.last_error:
+            logger.warning("%s%s", message, "; still serving the previous model"
+                           if self.current is not None else "")  # fmt: skip
+        self.failures += 1
+        self.last_error = message
+
+    def _resolve(self) -> Target:
+        alias, version = ALIAS_URI.match(self.model_uri), VERSION_URI.match(self.model_uri)
+        if not (alias or version):
+            return Target(self.model_uri, ModelInfo(uri=self.model_uri))
+        client = self._registry()
+        if alias:
+            found = client.get_model_version_by_alias(alias["name"], alias["alias"])
+        else:
+            found = client.get_model_version(version["name"], version["version"])
+        from lab1.core.registry import version_metrics
+
+        tags = found.tags or {}
+        uri = f"models:/{found.name}/{found.version}"
+        info = ModelInfo(
+            uri=uri, name=found.name, version=str(found.version),
+            alias=alias["alias"] if alias else None,
+            run_id=tags.get("source_run_id") or found.run_id,
+            git_commit=tags.get("git.commit"), data_digest=tags.get("data.digest"),
+            metrics=version_metrics(found),
+        )  # fmt: skip
+        return Target(uri, info)
+
+    def _registry(self):
+        if self._client is None:
+            from lab1.core.tracking import connect
+
+            self._client = connect()  # the same default store as the pipeline
+        return self._client
+
+
+def _one_line(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(message).strip().splitlines()[0]

@@ -1,0 +1,97 @@
+"""Models for the service tests: small but real, logged with the project's own model_io.
+
+``models`` (one per session) is an embedded MLflow store (SQLite, in a temporary folder) holding
+two versions of a registered temperature classifier, plus each version's local model folder and
+a sample of raw reading windows with the offline predictions to compare against.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab1.core.features import build_preprocessor, window_columns
+
+NAME = "temperature-classifier"
+
+
+def windows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Raw 15-reading windows of a smooth series; a third have a spike on the judged day."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(10, 8, size=(n, 1)) + np.cumsum(rng.normal(0, 1, size=(n, 15)), axis=1)
+    faulty = rng.random(n) < 0.33
+    base[faulty, 7] += rng.choice([-1, 1], faulty.sum()) * rng.uniform(6, 18, faulty.sum())
+    return pd.DataFrame(base, columns=window_columns(7)), faulty.astype(int)
+
+
+@dataclass
+class Models:
+    tracking_uri: str
+    folders: dict[str, Path]  # version -> local model folder
+    sample: pd.DataFrame
+    expected: dict[str, np.ndarray]  # version -> offline predict_proba on sample
+
+    def registered(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from lab1.core import registry
+    from lab1.core.model_io import load_model, log_and_save
+
+    root = tmp_path_factory.mktemp("service-models")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    x, y = windows(600, seed=1)
+    sample, _ = windows(40, seed=2)
+    sample.iloc[3, 2] = np.nan  # a missing reading: the service takes null for it
+    folders, expected = {}, {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        from lab1.core.tracking import connect, experiment_id
+
+        client = connect()
+        experiment = experiment_id(client, "service-tests")
+        for version, c in (("1", 0.05), ("2", 5.0)):  # two genuinely different models
+            model = Pipeline([("preprocess", build_preprocessor(7, "interpolate")),
+                              ("classify", LogisticRegression(C=c, max_iter=2000))])  # fmt: skip
+            model.fit(x, y)
+            with mlflow.start_run(experiment_id=experiment) as run:
+                folder = root / f"v{version}"
+                info = log_and_save(model, x.head(3), folder, ["normal", "faulty"])
+            tags = {"git.commit": f"commit{version}", "data.digest": f"digest{version}",
+                    "source_run_id": run.info.run_id, "test.accuracy": "0.9"}  # fmt: skip
+            registered = registry.register(info.model_uri, NAME, tags)
+            assert str(registered.version) == version
+            folders[version] = folder
+            expected[version] = load_model(folder).predict_proba(sample)
+        registry.promote(client, NAME, "1", None)
+    assert not np.allclose(expected["1"], expected["2"])
+    return Models(uri, folders, sample, expected)
+
+
+def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
+    """Poll ``condition()`` until it is truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+def rows(frame: pd.DataFrame) -> list[list[float | None]]:
+    """A DataFrame as JSON rows, NaN as null (how a client sends a missing reading)."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in frame.to_numpy()]

@@ -1,0 +1,203 @@
+"""The model service in-process (FastAPI's TestClient runs the real app, lifespan included)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from lab1.core import registry
+from lab1.core.errors import PipelineError
+from lab3.service.app import create_app
+from lab3.service.settings import Settings
+from tests.lab3.conftest import NAME, rows, wait_for
+
+
+def settings(uri: str, **extra) -> Settings:
+    values = {"model_uri": uri, "poll_interval_s": 0.1, "max_batch_rows": 100,
+              "max_body_bytes": 64 * 1024}  # fmt: skip
+    return Settings(**{**values, **extra})
+
+
+@pytest.fixture
+def local(models):
+    """The service on version 1's local folder, ready."""
+    with TestClient(create_app(settings(str(models.folders["1"])))) as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        yield client
+
+
+def test_every_body_form_gives_the_offline_predictions(local, models):
+    sample, expected = models.sample, models.expected["1"]
+    columns = list(sample.columns)
+    data = rows(sample)
+    shuffled = columns[::-1]
+    bodies = {
+        "instances rows": {"instances": data},
+        "instances objects": {"instances": [dict(zip(columns, r, strict=True)) for r in data]},
+        "dataframe_split, any column order": {"dataframe_split": {
+            "columns": shuffled, "data": [r[::-1] for r in data]}},
+        "inputs rows": {"inputs": data},
+        "inputs columnar": {"inputs": {c: [r[i] for r in data] for i, c in enumerate(columns)}},
+    }  # fmt: skip
+    for form, body in bodies.items():
+        answer = local.post("/predict", json=body)
+        assert answer.status_code == 200, (form, answer.text)
+        got = answer.json()
+        np.testing.assert_allclose(got["probabilities"], expected, rtol=0, atol=1e-12,
+                                   err_msg=form)  # fmt: skip
+        assert got["predictions"] == expected.argmax(axis=1).tolist(), form
+        assert got["labels"] == [["normal", "faulty"][i] for i in got["predictions"]]
+    assert any(r[2] is None for r in data)  # a null reading went through as missing
+
+
+BAD_BODIES = [
+    # (what, body bytes, content type, status, part of the message)
+    ("malformed JSON", b'{"instances": [[1,', "application/json", 400, "malformed JSON"),
+    ("not UTF-8", b"\xff\xfe{}", "application/json", 400, "malformed JSON"),
+    ("empty body", b"", "application/json", 400, "empty"),
+    ("NaN literal", b'{"instances": [[NaN' + b", 1.0" * 14 + b"]]}", "application/json", 400,
+     "NaN is not valid JSON"),
+    ("Infinity literal", b'{"instances": [[Infinity' + b", 1.0" * 14 + b"]]}",
+     "application/json", 400, "Infinity is not valid JSON"),
+    ("overflowing number", b'{"instances": [[1e400' + b", 1.0" * 14 + b"]]}",
+     "application/json", 422, "too large"),
+    ("wrong content type", b'{"instances": []}', "text/plain", 415, "Content-Type 'text/plain'"),
+    ("no content type", b'{"instances": []}', "", 415, "missing"),
+    ("not an object", b"[1, 2]", "application/json", 422, "JSON object"),
+    ("unknown key", b'{"rows": [[1]]}', "application/json", 422, "found keys: 'rows'"),
+    ("two keys", b'{"instances": [], "inputs": []}', "application/json", 422, "exactly one"),
+    ("empty batch", b'{"instances": []}', "application/json", 422, "empty batch"),
+    ("too few values", b'{"instances": [[1.0, 2.0]]}', "application/json", 422,
+     "2 values, the model takes 15"),
+    ("a string value", b'{"instances": [["warm"' + b", 1.0" * 14 + b"]]}", "application/json",
+     422, "instances[0].t_m7: 'warm' is not a number"),
+    ("a boolean value", b'{"instances": [[true' + b", 1.0" * 14 + b"]]}", "application/json",
+     422, "True is not a number"),
+    ("row not a list", b'{"instances": [5]}', "application/json", 422, "got a number"),
+    ("object missing a column", b'{"instances": [{"t_0": 1}]}', "application/json", 422,
+     "missing ['t_m7'"),
+    ("dataframe_split wrong columns", b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}',
+     "application/json", 422, "not the model's columns"),
+    ("columnar ragged", json.dumps({"inputs": {f"t_{k}": [1.0] for k in
+                                               ["m7", "m6", "m5", "m4", "m3", "m2", "m1", "0",
+                                                "p1", "p2", "p3", "p4", "p5", "p6"]}
+                                    | {"t_p7": [1.0, 2.0]}}).encode(),
+     "application/json", 422, "same length"),
+    ("batch over the limit", json.dumps({"instances": [[1.0] * 15] * 101}).encode(),
+     "application/json", 413, "101 rows is over the limit of 100"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "body", "content_type", "status", "message"), BAD_BODIES,
+                         ids=[case[0] for case in BAD_BODIES])  # fmt: skip
+def test_bad_input_is_a_clear_4xx(local, what, body, content_type, status, message):
+    headers = {"content-type": content_type} if content_type else {}
+    answer = local.post("/predict", content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]
+
+
+def test_bodies_over_the_size_limit_are_refused_declared_or_streamed(local):
+    big = b'{"instances": [' + b"[1.0]," * 20_000 + b"[1.0]]}"  # ~120 KB > 64 KiB
+    answer = local.post("/predict", content=big, headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "limit of 65536 bytes" in answer.json()["detail"]
+
+    def chunks():  # no Content-Length: the service counts as it reads
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    answer = local.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert local.get("/health").status_code == 200  # and it goes on serving
+
+
+def test_health_model_and_metrics(local, models):
+    assert local.get("/health").json() == {"status": "ok"}
+    info = local.get("/model").json()
+    assert info["uri"] == str(models.folders["1"]) and info["classes"] == ["normal", "faulty"]
+    assert info["input"]["columns"][0] == "t_m7" and len(info["input"]["columns"]) == 15
+    assert info["source_run_id"]  # from the MLmodel file
+    local.post("/predict", json={"instances": [[1.0] * 15, [2.0] * 15]})
+    local.post("/predict", json={"instances": []})
+    text = local.get("/metrics").text
+    assert 'service_requests_total{endpoint="/predict",status="200"}' in text
+    assert 'service_requests_total{endpoint="/predict",status="422"}' in text
+    assert "service_predicted_rows_total" in text and "service_model_ready 1.0" in text
+    local.get("/no/such/path")
+    assert 'endpoint="other",status="404"' in local.get("/metrics").text  # bounded labels
+
+
+def test_not_ready_until_a_model_loads(tmp_path):
+    app = create_app(settings(str(tmp_path / "no-model-here")))
+    with TestClient(app) as client:
+        wait_for(lambda: app.state.watcher.last_error)
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "no-model-here" in ready.json()["last_error"]
+        assert client.get("/health").status_code == 200
+        answer = client.post("/predict", json={"instances": [[1.0] * 15]})
+        assert answer.status_code == 503 and "no model loaded" in answer.json()["detail"]
+
+
+def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(models, monkeypatch,
+                                                                      tmp_path):  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", models.tracking_uri)
+    client_registry = models.registered()
+    body = {"instances": rows(models.sample)}
+    app = create_app(settings(f"models:/{NAME}@champion"))
+    try:
+        with TestClient(app) as client:
+            wait_for(lambda: client.get("/ready").status_code == 200)
+            info = client.get("/model").json()
+            assert (info["name"], info["version"], info["alias"]) == (NAME, "1", "champion")
+            assert (info["git_commit"], info["data_digest"]) == ("commit1", "digest1")
+            assert info["test_metrics"] == {"accuracy": 0.9}
+            np.testing.assert_allclose(client.post("/predict", json=body).json()["probabilities"],
+                                       models.expected["1"], atol=1e-12)  # fmt: skip
+
+            registry.promote(client_registry, NAME, "2", "1")
+            wait_for(lambda: client.get("/model").json()["version"] == "2")
+            np.testing.assert_allclose(client.post("/predict", json=body).json()["probabilities"],
+                                       models.expected["2"], atol=1e-12)  # fmt: skip
+
+            # Version 3 points at a folder whose model file is garbage.
+            broken = tmp_path / "broken"
+            broken.mkdir()
+            for item in models.folders["2"].iterdir():
+                if item.is_file():
+                    (broken / item.name).write_bytes(item.read_bytes())
+            (broken / "model.skops").write_bytes(b"not a skops archive")
+            version = client_registry.create_model_version(NAME, str(broken)).version
+            registry.promote(client_registry, NAME, version, "2")
+            wait_for(lambda: client.get("/ready").json()["last_error"])
+            ready = client.get("/ready").json()
+            assert ready["serving"] == f"models:/{NAME}/2"
+            assert f"models:/{NAME}/{version}" in ready["last_error"]
+            assert client.get("/model").json()["last_reload_error"] == ready["last_error"]
+            np.testing.assert_allclose(client.post("/predict", json=body).json()["probabilities"],
+                                       models.expected["2"], atol=1e-12)  # fmt: skip
+    finally:
+        registry.promote(client_registry, NAME, "1", None)  # other tests expect version 1
+
+
+def test_settings_refuse_bad_values_with_one_line():
+    with pytest.raises(PipelineError, match=r"POLL_INTERVAL_S='soon' is not a number"):
+        Settings.from_env({"MODEL_URI": "m", "POLL_INTERVAL_S": "soon"})
+    with pytest.raises(PipelineError, match=r"MAX_BATCH_ROWS='0' must be at least 1"):
+        Settings.from_env({"MODEL_URI": "m", "MAX_BATCH_ROWS": "0"})
+    default = Settings.from_env({})
+    assert default.model_uri == "models:/temperature-classifier@champion"
+
+
+def test_serve_cli_help_and_bad_settings():
+    done = subprocess.run([sys.executable, "-m", "lab3.serve", "--help"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "MODEL_URI" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "lab3.serve"], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "MAX_BODY_BYTES": "tiny"})  # fmt: skip
+    assert done.returncode == 1
+    assert "MAX_BODY_BYTES='tiny' is not an integer" in done.stderr.strip().splitlines()[-1]
