@@ -183,7 +183,7 @@ def decode_image(data: bytes, shape: tuple[int, int, int], where: str) -> np.nda
         raise InputError(415, f"{where}: not a PNG or JPEG image") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files
         raise InputError(422, f"{where}: cannot decode the image ({exc})") from None
-    pixels = np.asarray(image, dtype=np.uint8)
+    pixels = np.array(image, dtype=np.uint8)  # a writable copy (torch wants one)
     return pixels.reshape(1, height, width, channels)
 
 

@@ -95,3 +95,36 @@ def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
 def rows(frame: pd.DataFrame) -> list[list[float | None]]:
     """A DataFrame as JSON rows, NaN as null (how a client sends a missing reading)."""
     return [[None if np.isnan(v) else float(v) for v in row] for row in frame.to_numpy()]
+
+
+@dataclass
+class ImageModel:
+    folder: Path
+    images: np.ndarray  # uint8 (N, 16, 16, 1)
+    expected: np.ndarray  # offline probabilities
+
+
+@pytest.fixture(scope="session")
+def image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
+    """A tiny untrained CNN on 16x16 grey images, logged in MLflow's pt2 format (a real model
+    of the image kind; its answers need not be good, only the same online and offline)."""
+    import mlflow
+
+    from lab1.core import cnn
+    from lab1.core.model_io import load_torch_model, log_and_save_torch
+    from tests.lab1.image_archives import pattern_images
+
+    root = tmp_path_factory.mktemp("image-model")
+    images = pattern_images(np.arange(12) % 3, 16, 1, seed=5)
+    model = cnn.ImageClassifier(*cnn.channel_stats(images), classes=3, width=4, dropout=0.0)
+    model.eval()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        from lab1.core.tracking import connect
+
+        connect()
+        with mlflow.start_run():
+            log_and_save_torch(cnn.Probabilities(model), images[:2], root / "model",
+                               ["circle", "square", "star"])  # fmt: skip
+    expected = cnn.predict_proba(load_torch_model(root / "model"), images)
+    return ImageModel(root / "model", images, expected)
