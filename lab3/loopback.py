@@ -13,6 +13,7 @@ server forks job consumers), never by name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -71,10 +72,8 @@ class Process:
             except ProcessLookupError:
                 pass
         # Children left in the group (the MLflow server's job consumers) go too.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def wait_http(process: Process, url: str, timeout: float = 90.0) -> None:
@@ -171,15 +170,21 @@ def s3_store(workdir: Path, bucket: str = "mlflow"):
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_http(server, f"{endpoint}/moto-api/")
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
-                          region_name=S3_KEYS["AWS_DEFAULT_REGION"])  # fmt: skip
+        s3 = s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
         yield endpoint
     finally:
         server.stop()
+
+
+def s3_client(endpoint: str):
+    """A boto3 S3 client for the loopback store (its fixed test credentials)."""
+    import boto3
+
+    keys = S3_KEYS
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+                        region_name=keys["AWS_DEFAULT_REGION"])  # fmt: skip
 
 
 # --- MLflow server and the model service -------------------------------------------------------
@@ -205,16 +210,16 @@ def mlflow_server(workdir: Path, backend_uri: str, artifacts_destination: str,
 
 
 @contextmanager
-def model_service(workdir: Path, env: dict[str, str], port: int | None = None):
+def model_service(workdir: Path, env: dict[str, str], port: int | None = None,
+                  ready: bool = True):  # fmt: skip
     """``python -m lab3.serve`` with ``env`` (MODEL_URI, MLFLOW_TRACKING_URI, ...); yields its URL
-    once /ready says a model is loaded."""
+    once /ready says a model is loaded (``ready=False``: once /health answers)."""
     port = port or free_port()
     server = Process("model-service", [sys.executable, "-m", "lab3.serve", "--port", str(port)],
                      workdir / "service.log", env={**os.environ, **env})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(server, f"{url}/ready", timeout=120)
+        wait_http(server, f"{url}/{'ready' if ready else 'health'}", timeout=120)
         yield url
     finally:
         server.stop()
-

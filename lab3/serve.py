@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("lab3.serve").error("%s", exc)
         return EXIT_ERROR
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                access_log=args.access_log, log_config=None, timeout_graceful_shutdown=10)  # fmt: skip
+                access_log=args.access_log, log_config=None,
+                timeout_graceful_shutdown=10)  # fmt: skip
     return 0
 
 

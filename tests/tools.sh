@@ -3,6 +3,8 @@
 #   npm-groovy-lint  pinned in lab2/lint/package-lock.json (needs Node.js and Java)
 #   docker-compose   Debian's package (validates the compose files; no Docker engine needed)
 #   dataset-fashion-mnist  Debian's package: the real Fashion-MNIST idx files, offline
+#   postgresql       Debian's package: the server binaries (the lab3 stack test runs its own
+#                    throwaway cluster; Debian's default cluster is not created)
 # jenkins-jobs comes with the Python environment (requirements.lock, extra "ci").
 # Missing system packages are installed with apt-get when running as root; otherwise this stops
 # with the command to run, because the tests would otherwise fail for want of a tool.
@@ -15,12 +17,19 @@ command -v npm >/dev/null || packages+=(nodejs npm)
 command -v docker-compose >/dev/null || packages+=(docker-compose)
 # Real Fashion-MNIST, offline (the image tests and bench/cnn_bench.py read it).
 [ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
+# PostgreSQL server binaries: the lab3 stack test starts a throwaway cluster of its own.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || packages+=(postgresql)
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/tools.sh: missing ${packages[*]}; run: sudo apt-get install ${packages[*]}" >&2
     exit 1
   fi
   echo "tests/tools.sh: installing ${packages[*]}" >&2
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    # Only the binaries: no "main" cluster, so no server left running after the install.
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
 fi

@@ -25,8 +25,13 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 from lab3.service import inputs
@@ -241,8 +246,9 @@ def _answer(model: ServedModel, batch: np.ndarray, metrics: Metrics, single: boo
     labels = [model.classes[i] if i < len(model.classes) else str(i) for i in predicted]
     body: dict[str, Any] = {"model": {"name": model.info.name, "version": model.info.version}}
     if single:
-        body.update(label=labels[0], probabilities=dict(zip(model.classes, probabilities[0].tolist(),
-                                                            strict=False)))  # fmt: skip
+        first = probabilities[0].tolist()
+        body.update(label=labels[0],
+                    probabilities=dict(zip(model.classes, first, strict=False)))  # fmt: skip
     else:
         body.update(predictions=predicted.tolist(), labels=labels,
                     probabilities=probabilities.tolist())  # fmt: skip

@@ -130,7 +130,9 @@ def _row_from_object(row: dict, order: list[str], where: str) -> list[Any]:
     if len(row) != len(order) or any(name not in row for name in order):
         missing = [name for name in order if name not in row]
         unknown = [name for name in row if name not in order]
-        raise InputError(422, f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'none'}")
+        raise InputError(
+            422, f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'none'}"
+        )
     return [row[name] for name in order]
 
 

@@ -10,12 +10,13 @@ policy, so the service never unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,8 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
 def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
     from lab1.core.model_io import load_model, load_torch_model
 
-    info = ModelInfo(**{**info.__dict__, "run_id": info.run_id or mlmodel.run_id,
-                        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
+    info = replace(info, run_id=info.run_id or mlmodel.run_id,
+                   loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # fmt: skip
     classes = list((mlmodel.metadata or {}).get("classes") or [])
     signature = mlmodel.signature
     if signature is None:
@@ -148,8 +149,6 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
 
 def _first(exc: Exception) -> str:
     message = getattr(exc, "message", None) or str(exc)
-    try:  # MLflow REST errors carry JSON
+    with contextlib.suppress(ValueError, AttributeError):  # MLflow REST errors carry JSON
         message = json.loads(message).get("message", message)
-    except (ValueError, AttributeError):
-        pass
     return str(message).splitlines()[0] if message else type(exc).__name__

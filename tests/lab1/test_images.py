@@ -20,6 +20,8 @@ from lab1.core.params import load_params
 from lab1.core.paths import PATHS
 from tests.lab1.image_archives import pattern_images, write_cifar10, write_fashion_mnist
 
+pytestmark = pytest.mark.images  # torchvision reads the archives; the CNN needs torch
+
 PARAMS = load_params(PATHS.params)
 
 

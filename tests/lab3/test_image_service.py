@@ -13,6 +13,8 @@ from lab3.service.app import create_app
 from tests.lab3.conftest import wait_for
 from tests.lab3.test_service import settings
 
+pytestmark = pytest.mark.images
+
 
 @pytest.fixture(scope="module")
 def service(image_model):
@@ -97,10 +99,3 @@ def test_bad_image_batches_are_a_422(service, body, message):
     answer = service.post("/predict", json=body)
     assert answer.status_code == 422, answer.text
     assert message in answer.json()["detail"]
-
-
-def test_a_tabular_model_refuses_image_uploads(models):
-    with TestClient(create_app(settings(str(models.folders["1"])))) as client:
-        wait_for(lambda: client.get("/ready").status_code == 200)
-        answer = client.post("/predict/image", content=b"x", headers={"content-type": "image/png"})
-        assert answer.status_code == 400 and "use POST /predict" in answer.json()["detail"]

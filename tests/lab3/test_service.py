@@ -197,7 +197,15 @@ def test_serve_cli_help_and_bad_settings():
     done = subprocess.run([sys.executable, "-m", "lab3.serve", "--help"], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and "MODEL_URI" in done.stdout
+    env = {"PATH": "/usr/bin:/bin", "MAX_BODY_BYTES": "tiny"}
     done = subprocess.run([sys.executable, "-m", "lab3.serve"], capture_output=True, text=True,
-                          timeout=60, env={"PATH": "/usr/bin:/bin", "MAX_BODY_BYTES": "tiny"})  # fmt: skip
+                          timeout=60, env=env)  # fmt: skip
     assert done.returncode == 1
     assert "MAX_BODY_BYTES='tiny' is not an integer" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_tabular_model_refuses_image_uploads(models):
+    with TestClient(create_app(settings(str(models.folders["1"])))) as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        answer = client.post("/predict/image", content=b"x", headers={"content-type": "image/png"})
+        assert answer.status_code == 400 and "use POST /predict" in answer.json()["detail"]

@@ -51,7 +51,6 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
         assert second.returncode in (0, 3), second.stderr[-3000:]  # 3: gate kept version 1
 
         # The runs and versions are in PostgreSQL, the model files in the S3 bucket.
-        import boto3
         import psycopg
 
         with psycopg.connect(database.replace("postgresql+psycopg", "postgresql")) as db:
@@ -59,10 +58,8 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
                                   (NAME,)).fetchone()[0]  # fmt: skip
             runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]
         assert versions == 2 and runs == 12  # two pipelines: a parent and five children each
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
-                          region_name=s3_env["AWS_DEFAULT_REGION"])  # fmt: skip
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow").get("Contents", [])]
+        listed = loopback.s3_client(endpoint).list_objects_v2(Bucket="mlflow")
+        keys = [o["Key"] for o in listed.get("Contents", [])]
         assert sum(key.endswith("/model.skops") for key in keys) == 2
 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
@@ -73,8 +70,10 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
         sample = test[input_columns(test)].head(300)
         body = {"instances": [[None if np.isnan(v) else float(v) for v in row]
                               for row in sample.to_numpy()]}  # fmt: skip
-        offline = {"1": load_model(offline_v1).predict_proba(sample),
-                   "2": load_model(project.root / "models" / "model").predict_proba(sample)}
+        offline = {
+            "1": load_model(offline_v1).predict_proba(sample),
+            "2": load_model(project.root / "models" / "model").predict_proba(sample),
+        }
         assert not np.array_equal(offline["1"].argmax(1), offline["2"].argmax(1))
 
         service_env = {"MLFLOW_TRACKING_URI": tracking, "POLL_INTERVAL_S": "0.5",
@@ -85,7 +84,8 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
             assert info["source_run_id"] == champion.tags["source_run_id"]
             assert info["data_digest"] == champion.tags["data.digest"]
             assert info["test_metrics"]["accuracy"] == pytest.approx(
-                float(champion.tags["test.accuracy"]))
+                float(champion.tags["test.accuracy"])
+            )
             online = call(f"{service}/predict", body)
             np.testing.assert_allclose(online["probabilities"], offline[champion.version],
                                        rtol=0, atol=1e-12)  # fmt: skip
