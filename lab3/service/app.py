@@ -16,13 +16,13 @@ schemathesis see the real contract.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -35,6 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from lab3.service import inputs
+from lab3.service.batching import Batcher
 from lab3.service.inputs import InputError
 from lab3.service.model import ServedModel
 from lab3.service.settings import Settings
@@ -63,7 +64,19 @@ class Metrics:
                                           2.5, 5), registry=self.registry)  # fmt: skip
         self.rows = Counter("service_predicted_rows", "Rows or images predicted",
                             registry=self.registry)  # fmt: skip
+        self.batch_requests = Histogram("service_batch_requests", "Requests per model call",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64),
+                                        registry=self.registry)  # fmt: skip
+        self.model_seconds = Histogram("service_model_call_seconds", "Time in the model per call",
+                                       buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25,
+                                                .5, 1), registry=self.registry)  # fmt: skip
+
         self.registry.register(_WatcherCollector(watcher))
+
+    def model_call(self, requests: int, rows: int, seconds: float) -> None:
+        self.batch_requests.observe(requests)
+        self.rows.inc(rows)
+        self.model_seconds.observe(seconds)
 
 
 class _WatcherCollector:
@@ -143,6 +156,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     it is started and stopped with the application (lifespan)."""
     watcher = watcher or ModelWatcher(settings.model_uri, settings.poll_interval_s)
     metrics = Metrics(watcher)
+    batcher = Batcher(settings.max_batch_rows, on_call=metrics.model_call)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -195,7 +209,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
             batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
         else:
             batch = inputs.image_batch(payload, model.image_shape, settings.max_batch_rows)
-        return _answer(model, batch, metrics)
+        return await _answer(model, batch, batcher, metrics)
 
     @app.post("/predict/image", summary="Classify one PNG or JPEG image",
               openapi_extra=IMAGE_OPENAPI, responses=ERROR_RESPONSES)  # fmt: skip
@@ -209,7 +223,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         else:
             data, where = await request.body(), "body"
         batch = inputs.decode_image(data, model.image_shape, where)
-        return _answer(model, batch, metrics, single=True)
+        return await _answer(model, batch, batcher, metrics, single=True)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
@@ -239,10 +253,10 @@ async def _uploaded_file(request: Request) -> tuple[bytes, str]:
     return await upload.read(), f"file {upload.filename!r}"
 
 
-def _answer(model: ServedModel, batch: np.ndarray, metrics: Metrics, single: bool = False):
-    probabilities = np.asarray(model.probabilities(batch), dtype=np.float64)
+async def _answer(model: ServedModel, batch: np.ndarray, batcher: Batcher, metrics: Metrics,
+                  single: bool = False) -> Response:  # fmt: skip
+    probabilities = np.asarray(await batcher.probabilities(model, batch), dtype=np.float64)
     predicted = probabilities.argmax(axis=1)
-    metrics.rows.inc(len(batch))
     labels = [model.classes[i] if i < len(model.classes) else str(i) for i in predicted]
     body: dict[str, Any] = {"model": {"name": model.info.name, "version": model.info.version}}
     if single:
@@ -250,10 +264,11 @@ def _answer(model: ServedModel, batch: np.ndarray, metrics: Metrics, single: boo
         body.update(label=labels[0],
                     probabilities=dict(zip(model.classes, first, strict=False)))  # fmt: skip
     else:
-        body.update(predictions=predicted.tolist(), labels=labels,
-                    probabilities=probabilities.tolist())  # fmt: skip
-    # json.dumps straight to bytes: FastAPI's jsonable_encoder walks every float in Python.
-    return Response(json.dumps(body), media_type="application/json")
+        body.update(predictions=predicted, labels=labels, probabilities=probabilities)
+    # orjson straight to bytes (numpy arrays natively): FastAPI's jsonable_encoder would walk
+    # every float in Python.
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json")  # fmt: skip
 
 
 # --- OpenAPI descriptions of the hand-parsed bodies ----------------------------------------

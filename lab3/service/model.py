@@ -69,10 +69,16 @@ class ServedModel:
         self.info = info
         self.columns = columns or []
         self.image_shape = image_shape  # (H, W, C)
+        self._steps = _flat_steps(native) if kind == "tabular" else []
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         if self.kind == "tabular":
-            return self.native.predict_proba(x)
+            # The Pipeline's steps one by one: the same arithmetic as Pipeline.predict_proba,
+            # without its per-call overhead (estimator tags, metadata routing: ~0.5-1 ms, a
+            # third of a one-row call). The tests compare the two to 1e-12.
+            for transformer in self._steps[:-1]:
+                x = transformer.transform(x)
+            return self._steps[-1].predict_proba(x)
         from lab1.core.cnn import predict_proba
 
         return predict_proba(self.native, x)
@@ -83,6 +89,13 @@ class ServedModel:
                     "missing": "null"}  # fmt: skip
         height, width, channels = self.image_shape or (0, 0, 0)
         return {"kind": "image", "shape": [height, width, channels], "dtype": "uint8"}
+
+
+def _flat_steps(model: Any) -> list[Any]:
+    """The estimators of a (possibly nested) scikit-learn Pipeline, in order."""
+    if not hasattr(model, "steps"):
+        return [model]
+    return [leaf for _, step in model.steps if step != "passthrough" for leaf in _flat_steps(step)]
 
 
 def load(uri: str, info: ModelInfo) -> ServedModel:

@@ -10,6 +10,7 @@ fixed version, a run, a local folder) is loaded once.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import threading
@@ -88,6 +89,11 @@ class ModelWatcher:
             return
         previous = self.current
         self.current = model  # the swap
+        # The model, MLflow and scikit-learn are millions of long-lived objects; left in the
+        # collected generations, every full collection walks them all (pauses of hundreds of
+        # ms under load). Frozen, they are skipped; the old model is freed by refcounting.
+        gc.collect()
+        gc.freeze()
         self.loads += 1
         self.last_error = None
         logger.info("serving %s (was %s)", target.uri, previous.info.uri if previous else "none")

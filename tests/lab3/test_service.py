@@ -65,7 +65,7 @@ BAD_BODIES = [
     ("Infinity literal", b'{"instances": [[Infinity' + b", 1.0" * 14 + b"]]}",
      "application/json", 400, "Infinity is not valid JSON"),
     ("overflowing number", b'{"instances": [[1e400' + b", 1.0" * 14 + b"]]}",
-     "application/json", 422, "too large"),
+     "application/json", 400, "number is infinity"),
     ("wrong content type", b'{"instances": []}', "text/plain", 415, "Content-Type 'text/plain'"),
     ("no content type", b'{"instances": []}', "", 415, "missing"),
     ("not an object", b"[1, 2]", "application/json", 422, "JSON object"),
@@ -209,3 +209,24 @@ def test_a_tabular_model_refuses_image_uploads(models):
         wait_for(lambda: client.get("/ready").status_code == 200)
         answer = client.post("/predict/image", content=b"x", headers={"content-type": "image/png"})
         assert answer.status_code == 400 and "use POST /predict" in answer.json()["detail"]
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_answers(models):
+    import asyncio
+
+    from lab3.service.batching import Batcher
+    from lab3.service.model import ModelInfo, load
+
+    model = load(str(models.folders["1"]), ModelInfo(uri="local"))
+    sample = models.sample.to_numpy()
+    batcher = Batcher(max_rows=25)
+
+    async def all_at_once():
+        return await asyncio.gather(*(batcher.probabilities(model, sample[i : i + 2])
+                                      for i in range(0, 40, 2)))  # fmt: skip
+
+    answers = asyncio.run(all_at_once())
+    for index, answer in enumerate(answers):
+        np.testing.assert_allclose(answer, models.expected["1"][2 * index : 2 * index + 2],
+                                   atol=1e-12)  # fmt: skip
+    assert batcher.calls == 2  # 20 requests of 2 rows, at most 25 rows per call
