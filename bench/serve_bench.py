@@ -106,6 +106,10 @@ def main() -> int:
     args = cli.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("serve_bench: wrk is not installed (apt-get install wrk)")
+    from lab1.core.tracking import tracking_uri
+
+    # Both servers (child processes) resolve models:/ URIs in the same store as this script.
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
     uri = args.model_uri or champion_uri()
     bodies = request_bodies(args.rows)
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
