@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -195,3 +196,39 @@ def test_build_script_tags_commit_and_branch_and_guards_push(tmp_path):
     assert f"mlops-labs:{sha}-dirty" in done.stdout
     done = build(root, "--push", "--dry-run", BRANCH_NAME="main", REGISTRY="r.example")
     assert done.returncode == 2 and "uncommitted changes" in done.stderr
+
+
+@pytest.mark.e2e
+def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
+    """lab3/mlflow/basic_auth.ini under `mlflow server --app-name basic-auth` (what
+    MLFLOW_AUTH=basic-auth switches on in compose): anonymous requests are refused, the admin
+    from the environment gets in. Only the users database path differs from the container's."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    ini = (LAB3 / "mlflow" / "basic_auth.ini").read_text()
+    assert "sqlite:////mlflow/auth/basic_auth.db" in ini  # the compose volume
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(ini.replace("/mlflow/auth/", f"{tmp_path}/"))
+    port = loopback.free_port()
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config),
+           "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": "test-only-pw",
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}  # fmt: skip
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    server = loopback.Process("mlflow-auth", [mlflow, "server", "--app-name", "basic-auth",
+                                              "--backend-store-uri", f"sqlite:///{tmp_path}/db",
+                                              "--host", "127.0.0.1", "--port", str(port)],
+                              tmp_path / "server.log", env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        loopback.wait_http(server, f"http://127.0.0.1:{port}/health", timeout=120)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401
+        token = base64.b64encode(b"admin:test-only-pw").decode()
+        request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        server.stop()
