@@ -121,19 +121,13 @@ def main() -> int:
                 results["lab3 service", label] = drive(f"{url}/predict", body, args.seconds,
                                                        args.connections, work)  # fmt: skip
         port = loopback.free_port()
-        mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-        server = loopback.Process("mlflow-models-serve",
-                                  [mlflow_bin, "models", "serve", "-m", uri, "-p", str(port),
-                                   "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"],
-                                  work / "mlflow-serve.log", env=venv_on_path())  # fmt: skip
-        try:
-            loopback.wait_http(server, f"http://127.0.0.1:{port}/ping", timeout=180)
+        argv = [loopback.mlflow_command(), "models", "serve", "-m", uri, "-p", str(port),
+                "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"]  # fmt: skip
+        with loopback.running("mlflow-models-serve", argv, port, "/ping",
+                              work / "mlflow-serve.log", env=venv_on_path()) as url:  # fmt: skip
             for label, body in bodies.items():
                 results["mlflow models serve", label] = drive(
-                    f"http://127.0.0.1:{port}/invocations", body, args.seconds, args.connections,
-                    work)  # fmt: skip
-        finally:
-            server.stop()
+                    f"{url}/invocations", body, args.seconds, args.connections, work)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -190,23 +190,36 @@ def s3_client(endpoint: str):
 # --- MLflow server and the model service -------------------------------------------------------
 
 
+def mlflow_command() -> str:
+    """The `mlflow` CLI of the running environment."""
+    return str(Path(sys.executable).parent / "mlflow")
+
+
+@contextmanager
+def running(name: str, argv: list[str], port: int, ready_path: str, log: Path,
+            env: dict[str, str] | None = None, timeout: float = 180.0):  # fmt: skip
+    """Start an HTTP server process listening on ``port``; yield its base URL once
+    ``ready_path`` answers 200; stop it (by process group) afterwards."""
+    server = Process(name, argv, log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(server, f"{url}{ready_path}", timeout=timeout)
+        yield url
+    finally:
+        server.stop()
+
+
 @contextmanager
 def mlflow_server(workdir: Path, backend_uri: str, artifacts_destination: str,
                   env: dict[str, str] | None = None):  # fmt: skip
     """``mlflow server`` with proxied artifacts (clients never see the store); yields its URL."""
     port = free_port()
-    mlflow = Path(sys.executable).parent / "mlflow"
-    server = Process("mlflow-server", [str(mlflow), "server", "--backend-store-uri", backend_uri,
-                                       "--artifacts-destination", artifacts_destination,
-                                       "--serve-artifacts", "--host", "127.0.0.1",
-                                       "--port", str(port), "--workers", "1"],
-                     workdir / "mlflow-server.log", env={**os.environ, **(env or {})})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(server, f"{url}/health", timeout=120)
+    argv = [mlflow_command(), "server", "--backend-store-uri", backend_uri,
+            "--artifacts-destination", artifacts_destination, "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    with running("mlflow-server", argv, port, "/health", workdir / "mlflow-server.log",
+                 env={**os.environ, **(env or {})}) as url:  # fmt: skip
         yield url
-    finally:
-        server.stop()
 
 
 @contextmanager
@@ -215,11 +228,7 @@ def model_service(workdir: Path, env: dict[str, str], port: int | None = None,
     """``python -m lab3.serve`` with ``env`` (MODEL_URI, MLFLOW_TRACKING_URI, ...); yields its URL
     once /ready says a model is loaded (``ready=False``: once /health answers)."""
     port = port or free_port()
-    server = Process("model-service", [sys.executable, "-m", "lab3.serve", "--port", str(port)],
-                     workdir / "service.log", env={**os.environ, **env})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(server, f"{url}/{'ready' if ready else 'health'}", timeout=120)
+    argv = [sys.executable, "-m", "lab3.serve", "--port", str(port)]
+    with running("model-service", argv, port, "/ready" if ready else "/health",
+                 workdir / "service.log", env={**os.environ, **env}) as url:  # fmt: skip
         yield url
-    finally:
-        server.stop()

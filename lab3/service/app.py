@@ -11,7 +11,7 @@
 Request bodies are read and validated by hand (inputs.py) rather than by pydantic models: the
 one-row path is the hot path, and skipping FastAPI's body machinery keeps it at a fraction of a
 millisecond. The OpenAPI schema still describes every body (openapi_extra), so /docs and
-schemathesis see the real contract.
+schemathesis see the real contract. Concurrent predictions share model calls (batching.py).
 """
 
 from __future__ import annotations

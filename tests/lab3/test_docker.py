@@ -10,7 +10,6 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -215,14 +214,11 @@ def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config),
            "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": "test-only-pw",
            "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}  # fmt: skip
-    mlflow = str(Path(sys.executable).parent / "mlflow")
-    server = loopback.Process("mlflow-auth", [mlflow, "server", "--app-name", "basic-auth",
-                                              "--backend-store-uri", f"sqlite:///{tmp_path}/db",
-                                              "--host", "127.0.0.1", "--port", str(port)],
-                              tmp_path / "server.log", env=env)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
-    try:
-        loopback.wait_http(server, f"http://127.0.0.1:{port}/health", timeout=120)
+    argv = [loopback.mlflow_command(), "server", "--app-name", "basic-auth", "--backend-store-uri",
+            f"sqlite:///{tmp_path}/db", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with loopback.running("mlflow-auth", argv, port, "/health", tmp_path / "server.log",
+                          env=env) as base:  # fmt: skip
+        url = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
         assert refused.value.code == 401
@@ -230,5 +226,3 @@ def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200
-    finally:
-        server.stop()
