@@ -34,6 +34,12 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "loopback", "AWS_SECRET_ACCESS_KEY": "loopback-s
            "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 
 
+# Loopback requests never go through a proxy. urllib's module-level urlopen() builds its opener
+# once, from the proxy variables of that moment, and keeps it for the life of the process; an
+# explicit opener without proxies cannot be poisoned that way.
+LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -84,7 +90,7 @@ def wait_http(process: Process, url: str, timeout: float = 90.0) -> None:
             raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n"
                                f"{process.tail()}")  # fmt: skip
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with LOCAL.open(url, timeout=2) as answer:
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, OSError):

@@ -220,9 +220,9 @@ def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
                           env=env) as base:  # fmt: skip
         url = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=10)
+            loopback.LOCAL.open(url, timeout=10)
         assert refused.value.code == 401
         token = base64.b64encode(b"admin:test-only-pw").decode()
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with loopback.LOCAL.open(request, timeout=10) as answer:
             assert answer.status == 200

@@ -25,7 +25,7 @@ NAME = "temperature-classifier"
 def call(url: str, body: dict | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with loopback.LOCAL.open(request, timeout=30) as answer:
         return json.loads(answer.read())
 
 
@@ -97,7 +97,7 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
             np.testing.assert_allclose(online["probabilities"], offline[other], rtol=0,
                                        atol=1e-12)  # fmt: skip
             assert online["predictions"] == offline[other].argmax(1).tolist()
-            metrics = urllib.request.urlopen(f"{service}/metrics", timeout=10).read().decode()
+            metrics = loopback.LOCAL.open(f"{service}/metrics", timeout=10).read().decode()
             assert "service_model_loads 2.0" in metrics
 
 
