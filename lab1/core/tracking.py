@@ -134,9 +134,29 @@ def git_state() -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": "unknown" if status is None else str(bool(status))}
 
 
+def dvc_state() -> dict[str, str]:
+    """Under `dvc repro` / `dvc exp run` (DVC sets DVC_STAGE for each stage's command): DVC's
+    content hash of data/raw from dvc.lock, which DVC has just verified or written, and the
+    stage. Empty otherwise: a dvc.lock left from an earlier repro may not describe this data."""
+    stage = os.environ.get("DVC_STAGE")
+    lock = PATHS.root / "dvc.lock"
+    if not stage or not lock.exists():
+        return {}
+    import yaml
+
+    raw = PATHS.raw.relative_to(PATHS.root).as_posix()
+    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get("data_creation", {})
+    md5 = next((out.get("md5") for out in entry.get("outs", []) if out.get("path") == raw), None)
+    tags = {"dvc.stage": stage}
+    if md5:
+        tags["dvc.data_md5"] = md5
+    return tags
+
+
 def lineage_tags(params: Params) -> dict[str, str]:
-    """Tags every run and model version carries: code, data choice, params, CI build."""
-    tags = {**git_state(), "dataset": params.dataset, "params.hash": params.digest()}
+    """Tags every run and model version carries: code, data choice (and DVC's data hash under
+    DVC), params, CI build."""
+    tags = {**git_state(), **dvc_state(), "dataset": params.dataset, "params.hash": params.digest()}
     tags.update({tag: os.environ[env] for env, tag in CI_ENV_TAGS.items() if os.environ.get(env)})
     return tags
 

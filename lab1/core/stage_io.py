@@ -1,0 +1,61 @@
+"""What each stage reads and writes, and which params.yaml sections it uses.
+
+The one declaration of the stages' file contracts that tools consume: lab4 renders DVC's
+dvc.yaml from it (deps, params, outs, metrics, plots), so the stage list (lab1/core/stages.py)
+and these contracts are never written twice by hand. The stage scripts' docstrings describe the
+same files in prose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lab1.core.paths import PATHS
+from lab1.core.stages import STAGES
+
+
+@dataclass(frozen=True)
+class StageIO:
+    params: tuple[str, ...]  # params.yaml sections (or top-level keys) the stage reads
+    reads: tuple[str, ...]  # files or folders, relative to the project root
+    writes: tuple[str, ...] = ()  # outputs DVC caches
+    metrics: tuple[str, ...] = ()  # small JSON outputs kept in git, not in DVC's cache
+    plots: tuple[str, ...] = ()
+    records: tuple[str, ...] = field(default=())  # other small outputs kept in git
+
+
+def _rel(path) -> str:
+    return path.relative_to(PATHS.root).as_posix()
+
+
+CODE = "lab1/core"  # every stage imports the shared library
+
+STAGE_IO: dict[str, StageIO] = {
+    "data_creation": StageIO(
+        params=("dataset", "data_creation"),
+        reads=(),
+        writes=(_rel(PATHS.raw),),
+    ),
+    "data_preprocessing": StageIO(
+        params=("dataset", "data_preprocessing"),
+        reads=(_rel(PATHS.raw),),
+        writes=(_rel(PATHS.processed),),
+    ),
+    "model_preparation": StageIO(
+        params=("dataset", "model_preparation"),
+        reads=(_rel(PATHS.processed),),
+        writes=(_rel(PATHS.models),),
+    ),
+    "model_testing": StageIO(
+        params=("model_testing",),
+        reads=(_rel(PATHS.models), _rel(PATHS.processed)),
+        metrics=(_rel(PATHS.metrics),),
+        plots=(_rel(PATHS.confusion_matrix_plot),),
+    ),
+    "model_registration": StageIO(
+        params=("model_registration", "tracking"),
+        reads=(_rel(PATHS.metrics), _rel(PATHS.models), _rel(PATHS.raw_manifest)),
+        records=(_rel(PATHS.registration),),
+    ),
+}
+assert tuple(STAGE_IO) == STAGES, "stage_io.py and stages.py list different stages"

@@ -1,0 +1,194 @@
+"""The dataset-versioning exercise: three versions of one dataset under DVC, then switch between
+them.
+
+In a git repository (by default a new scratch repository in a temporary folder; the project's own
+history is never touched) this script:
+  1. writes the project's own data (daily readings of eight weather stations, with sensor faults
+     and missing readings) as data/stations.csv, and configures a DVC remote;
+  2. makes three versions, each `dvc add`-ed, committed, tagged and pushed to the remote:
+       v1  a subset of the columns (date, station, temperature, is_faulty)
+       v2  v1 with missing readings filled with the column mean
+       v3  v2 with the categorical column `station` one-hot encoded
+  3. switches to each version (`git checkout <tag>` + `dvc checkout`) and prints its content
+     hash (DVC's md5, which names the file in the cache and on the remote).
+
+    .venv/bin/python -m lab4.dataset_versions                     # scratch repo, local remote
+    .venv/bin/python -m lab4.dataset_versions --repo ~/ds --remote /srv/dvc-remote
+    .venv/bin/python -m lab4.dataset_versions --remote s3://bucket/dvc --endpoint-url http://minio:9000
+
+The table of versions goes to stdout; the commands it runs are logged to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from lab1.core.cli import setup_logging
+from lab1.core.errors import EXIT_ERROR, PipelineError
+
+logger = logging.getLogger("lab4.dataset_versions")
+
+DATASET = Path("data") / "stations.csv"
+VERSIONS = ("v1", "v2", "v3")
+V1_COLUMNS = ["date", "station", "temperature", "is_faulty"]
+
+
+# --- the three versions (pure functions of a DataFrame) ------------------------------------------
+
+
+def base_table(seed: int = 42) -> pd.DataFrame:
+    """The project's temperature data as one table: date, station, temperature (NaN = missing
+    reading), is_faulty, fault_kind. Generated from params.yaml's defaults, one year."""
+    from lab1.core.datasets.temperature import generate
+    from lab1.core.params import load_params
+    from lab1.core.paths import PATHS
+
+    params = load_params(PATHS.params, ["data_creation.temperature.years=1"])
+    frames = generate(params.data_creation.temperature, seed)
+    return pd.concat(frames.values(), ignore_index=True)
+
+
+def version_1(table: pd.DataFrame) -> pd.DataFrame:
+    """A subset of the columns."""
+    return table[V1_COLUMNS].copy()
+
+
+def version_2(v1: pd.DataFrame) -> pd.DataFrame:
+    """Missing values filled with their column's mean (numeric columns)."""
+    filled = v1.copy()
+    numeric = filled.select_dtypes("number").columns
+    filled[numeric] = filled[numeric].fillna(filled[numeric].mean())
+    return filled
+
+
+def version_3(v2: pd.DataFrame) -> pd.DataFrame:
+    """The categorical column `station` one-hot encoded (station_<name>, 0/1)."""
+    return pd.get_dummies(v2, columns=["station"], dtype=int)
+
+
+BUILDERS = {"v1": version_1, "v2": version_2, "v3": version_3}
+
+
+# --- git and DVC ---------------------------------------------------------------------------
+
+
+def run(repo: Path, *argv: str) -> str:
+    """Run a git or dvc command in ``repo``; a failure raises PipelineError with its message."""
+    logger.info("$ %s", " ".join(argv))
+    done = subprocess.run(argv, cwd=repo, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        raise PipelineError(f"{repo}: `{' '.join(argv)}` failed: {reason[-1] if reason else ''}")
+    return done.stdout
+
+
+def dvc(repo: Path, *args: str) -> str:
+    return run(repo, str(Path(sys.executable).parent / "dvc"), *args)
+
+
+def content_hash(repo: Path) -> str:
+    """DVC's md5 of the dataset, as recorded in its .dvc file."""
+    import yaml
+
+    record = yaml.safe_load((repo / f"{DATASET}.dvc").read_text())
+    return record["outs"][0]["md5"]
+
+
+def prepare(repo: Path, remote: str, endpoint_url: str | None) -> None:
+    """A git repository with DVC initialised and ``remote`` as its default remote."""
+    repo.mkdir(parents=True, exist_ok=True)
+    if not (repo / ".git").exists():
+        run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, "git", "config", "user.name", os.environ.get("GIT_AUTHOR_NAME", "lab4"))
+    run(repo, "git", "config", "user.email", os.environ.get("GIT_AUTHOR_EMAIL", "lab4@localhost"))
+    if not (repo / ".dvc").exists():
+        dvc(repo, "init", "-q")
+    dvc(repo, "remote", "add", "--force", "--default", "storage", remote)
+    if endpoint_url:
+        dvc(repo, "remote", "modify", "storage", "endpointurl", endpoint_url)
+    run(repo, "git", "add", ".dvc")
+    if run(repo, "git", "status", "--porcelain", ".dvc").strip():
+        run(repo, "git", "commit", "-q", "-m", "DVC set up with remote 'storage'")
+
+
+def make_versions(repo: Path, table: pd.DataFrame) -> dict[str, str]:
+    """Write, add, commit, tag and push v1..v3; returns {tag: content hash}."""
+    hashes = {}
+    current = table
+    for tag in VERSIONS:
+        current = BUILDERS[tag](current)
+        target = repo / DATASET
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        current.to_csv(tmp, index=False)
+        tmp.replace(target)
+        dvc(repo, "add", "-q", str(DATASET))
+        run(repo, "git", "add", f"{DATASET}.dvc", str(DATASET.parent / ".gitignore"))
+        run(repo, "git", "commit", "-q", "-m", f"dataset {tag}: {BUILDERS[tag].__doc__}")
+        run(repo, "git", "tag", "-f", tag)
+        dvc(repo, "push", "-q")
+        hashes[tag] = content_hash(repo)
+        logger.info("%s: %d rows x %d columns, md5 %s", tag, len(current), current.shape[1],
+                    hashes[tag])  # fmt: skip
+    return hashes
+
+
+def switch(repo: Path, tag: str) -> str:
+    """Check out ``tag`` and its data; returns the data's content hash.
+
+    Refuses (PipelineError) if the dataset or its .dvc file has uncommitted changes: switching
+    would overwrite them.
+    """
+    if run(repo, "git", "status", "--porcelain", "--untracked-files=no").strip():
+        raise PipelineError(f"{repo}: uncommitted changes; commit or stash them before switching")
+    status = dvc(repo, "status", "--json", str(DATASET) + ".dvc")
+    if status.strip() not in ("{}", ""):
+        raise PipelineError(f"{repo / DATASET}: modified since the last `dvc add`; `dvc add` "
+                            "and commit it, or `dvc checkout` to drop the change")  # fmt: skip
+    run(repo, "git", "checkout", "-q", tag)
+    dvc(repo, "checkout", "-q", str(DATASET) + ".dvc")
+    return content_hash(repo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = argparse.ArgumentParser(description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli.add_argument("--repo", type=Path, help="git repository to work in (default: a new "
+                     "scratch repository in a temporary folder)")  # fmt: skip
+    cli.add_argument("--remote", help="DVC remote: a folder or s3://bucket/path (default: a "
+                     "folder next to the scratch repository)")  # fmt: skip
+    cli.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO), for s3:// remotes")
+    cli.add_argument("-v", "--verbose", action="store_true")
+    args = cli.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        work = Path(tempfile.mkdtemp(prefix="dataset-versions-"))
+        repo = (args.repo or work / "repo").resolve()
+        remote = args.remote or str(work / "dvc-remote")
+        prepare(repo, remote, args.endpoint_url)
+        pushed = make_versions(repo, base_table())
+        branch = run(repo, "git", "rev-parse", "--abbrev-ref", "HEAD").strip()
+        rows = []
+        for tag in VERSIONS:
+            found = switch(repo, tag)
+            rows.append((tag, found, "ok" if found == pushed[tag] else "MISMATCH"))
+        switch(repo, branch if branch != "HEAD" else VERSIONS[-1])
+    except PipelineError as exc:
+        logger.error("%s", exc)
+        return EXIT_ERROR
+    sys.stdout.write(f"repository {repo}\nremote {remote}\n")
+    for tag, found, check in rows:
+        sys.stdout.write(f"{tag}  {found}  {check}\n")
+    return 0 if all(check == "ok" for *_, check in rows) else EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
