@@ -117,7 +117,7 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
             try:
                 local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(staging)))
             except MlflowException as exc:
-                raise DataError(f"{uri}: cannot fetch the model ({_first(exc)})") from None
+                raise DataError(f"{uri}: cannot fetch the model ({one_line(exc)})") from None
             except OSError as exc:
                 raise DataError(f"{uri}: cannot fetch the model ({exc})") from None
         if not (local / "MLmodel").exists():
@@ -160,8 +160,10 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
     raise DataError(f"{info.uri}: flavours {sorted(mlmodel.flavors)}: not a model this serves")
 
 
-def _first(exc: Exception) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (MLflow's own message for its REST errors)."""
     message = getattr(exc, "message", None) or str(exc)
     with contextlib.suppress(ValueError, AttributeError):  # MLflow REST errors carry JSON
         message = json.loads(message).get("message", message)
-    return str(message).splitlines()[0] if message else type(exc).__name__
+    message = str(message).strip()
+    return message.splitlines()[0] if message else type(exc).__name__

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab3.service.model import ModelInfo, ServedModel, load
+from lab3.service.model import ModelInfo, ServedModel, load, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class ModelWatcher:
         try:
             target = self._resolve()
         except Exception as exc:  # the registry may be down for a while: keep serving
-            self._failed(f"cannot resolve {self.model_uri}: {_one_line(exc)}")
+            self._failed(f"cannot resolve {self.model_uri}: {one_line(exc)}")
             return
         if self.current is not None and self.current.info.uri == target.uri:
             self.last_error = None
@@ -85,7 +85,7 @@ class ModelWatcher:
         try:
             model = self._loader(target.uri, target.info)
         except Exception as exc:  # a broken version must not take the service down
-            self._failed(f"cannot load {target.uri}: {_one_line(exc)}")
+            self._failed(f"cannot load {target.uri}: {one_line(exc)}")
             return
         previous = self.current
         self.current = model  # the swap
@@ -133,8 +133,3 @@ class ModelWatcher:
 
             self._client = connect()  # the same default store as the pipeline
         return self._client
-
-
-def _one_line(exc: BaseException) -> str:
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return str(message).strip().splitlines()[0]
