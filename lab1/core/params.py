@@ -151,6 +151,42 @@ class GateParams:
 
 
 @dataclass(frozen=True)
+class RobustnessParams:
+    noise_c: float  # sd of the extra sensor noise added to the test readings, degrees C
+    max_accuracy_drop: float  # accuracy may fall by at most this much under that noise
+
+
+@dataclass(frozen=True)
+class InvarianceParams:
+    noise_c: float  # sd of the small measurement noise a normal day's verdict must survive
+    max_flipped_fraction: float  # share of normal days it may turn faulty
+
+
+@dataclass(frozen=True)
+class DirectionParams:
+    spike_c: float  # size of the spike injected into a normal day, degrees C (both signs)
+    min_flagged_fraction: float  # share of spiked days that must be flagged faulty
+
+
+@dataclass(frozen=True)
+class DataCheckParams:
+    min_temperature_c: float  # a reading outside this range is a broken file, not weather
+    max_temperature_c: float
+
+
+@dataclass(frozen=True)
+class ModelQualityParams:
+    """lab5's quality suite of the temperature model (lab5/quality). Its minimum accuracy and
+    F1 are the quality gate's (model_registration.temperature)."""
+
+    seed: int
+    robustness: RobustnessParams
+    invariance: InvarianceParams
+    direction: DirectionParams
+    data: DataCheckParams
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     experiment: str  # "{dataset}" is replaced by the dataset name
     registered_model: str  # likewise
@@ -164,6 +200,7 @@ class Params:
     model_preparation: ModelPreparationParams
     model_testing: ModelTestingParams
     model_registration: dict[str, GateParams]  # one quality gate per dataset
+    model_quality: ModelQualityParams
     tracking: TrackingParams
 
     @property
