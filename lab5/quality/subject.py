@@ -46,7 +46,7 @@ def or_exit(load: Callable[[], Any]) -> Any:
 
 
 def default_model_uri(params: Params) -> str:
-    """The registry's champion of params.yaml's dataset (models:/temperature-classifier@champion)."""
+    """The champion of params.yaml's dataset, e.g. models:/temperature-classifier@champion."""
     from lab1.core.registry import CHAMPION
 
     return f"models:/{params.registered_model_name}@{CHAMPION}"
