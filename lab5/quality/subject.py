@@ -78,13 +78,14 @@ def use_project_store(location: str | Path) -> None:
 def check_inputs(location: str | Path, expected: list[str]) -> None:
     """Refuse a model whose input signature is not the reading windows ``expected``."""
     from mlflow.exceptions import MlflowException
-    from mlflow.models import get_model_info
+    from mlflow.models import Model
 
     try:
-        info = get_model_info(str(location))
+        # Model.load reads only the MLmodel file; get_model_info would also look the model up
+        # in the tracking store, which a folder copied from another project is not in.
+        signature = Model.load(str(location)).signature
     except (MlflowException, OSError) as exc:
         raise QualityInputError(f"{location}: cannot load the model ({_first_line(exc)})") from None
-    signature = info.signature
     if signature is None:
         raise QualityInputError(f"{location}: the model has no input signature to check")
     names = signature.inputs.input_names() if signature.inputs.has_input_names() else []
