@@ -42,7 +42,10 @@ def test_the_linter_catches_a_syntax_error(tmp_path):
 def test_jenkins_stages_are_the_pipeline_stages():
     jenkinsfile = parse(JENKINSFILE)
     names = list(jenkinsfile.stages)
-    assert names == ["Setup", *STAGES, "Tests"]
+    # lab5's quality suite sits between testing and registration: a model that fails it is
+    # never registered.
+    assert names == ["Setup", *STAGES[:-1], "Model quality", STAGES[-1], "Tests"]
+    assert jenkinsfile.when == {"Model quality": ("DATASET", "temperature")}
     for stage in STAGES:
         scripts = [step.script for step in jenkinsfile.stages[stage]]
         assert scripts == [f'bash pipeline.sh --stage {stage} --dataset "$DATASET"']
@@ -75,13 +78,15 @@ def test_shell_steps_run_in_order_like_a_build(project):
     env = jenkins_env(project)
     outputs = {}
     for stage, steps in jenkinsfile.stages.items():
+        assert jenkinsfile.runs(stage, env)  # DATASET=temperature: every stage runs
         for step in steps:
             done = run_step(project, step.script, env)
             allowed = (0, 3) if step.return_status else (0,)  # 3: gate rejected -> UNSTABLE
             assert done.returncode in allowed, f"{stage}: {step.script}\n{done.stderr[-3000:]}"
             outputs[stage] = done
     assert ACCURACY_LINE.match(outputs[STAGES[-1]].stdout.splitlines()[-1])
-    assert (project.root / "reports" / "junit.xml").exists()  # for the junit step
+    for report in ("junit.xml", "junit-lab5.xml"):  # for the junit step (reports/junit*.xml)
+        assert (project.root / "reports" / report).exists()
     for condition in ("always", "success"):
         for step in jenkinsfile.post[condition]:
             done = run_step(project, step.script, env)
@@ -121,3 +126,17 @@ def test_a_failing_stage_fails_the_build_there_and_marks_runs_failed(project):
     assert statuses == {
         "pipeline": "FAILED", "data_creation": "FINISHED", "data_preprocessing": "FAILED"
     }  # fmt: skip
+
+
+def test_the_quality_stage_is_skipped_for_image_datasets():
+    jenkinsfile = parse(JENKINSFILE)
+    assert not jenkinsfile.runs("Model quality", {"DATASET": "fashion_mnist"})
+    assert jenkinsfile.runs("model_registration", {"DATASET": "fashion_mnist"})
+
+
+def test_the_reader_refuses_a_when_it_cannot_evaluate(tmp_path):
+    odd = tmp_path / "Jenkinsfile"
+    when = "when { expression { params.DATASET == 'temperature' } }"
+    odd.write_text(JENKINSFILE.read_text().replace(when, "when { branch 'main' }"))
+    with pytest.raises(ValueError, match="'Model quality': a `when` this reader cannot evaluate"):
+        parse(odd)
