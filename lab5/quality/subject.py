@@ -7,7 +7,6 @@ conftest.py turns it into one error line and exit code 4 instead of a traceback 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,8 +170,3 @@ def held_out(frames: list[pd.DataFrame], window: int) -> HeldOut:
 def _first_line(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
-def describe_env() -> str:
-    """Where the suite reads its model registry from (for the report header)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PATHS.mlflow_db}"

@@ -174,6 +174,18 @@ def test_an_impossible_reading_fails_the_range_check(trained, tmp_path):
     }
 
 
+def test_a_raw_file_edited_after_data_creation_fails_the_digest_check(trained, tmp_path):
+    project = variant(trained, tmp_path)
+    path = project.root / "data" / "raw" / "test" / "phoenix.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[100, "temperature"] = "21.5"  # plausible, but not what stage 1 wrote
+    frame.to_csv(path, index=False)
+    assert data_checks(project, tmp_path) == {
+        "test_raw_files_match_the_manifest": "failure",
+        "test_processed_rows_are_the_raw_windows": "failure",
+    }
+
+
 def test_a_station_in_both_splits_fails_the_split_check(trained, tmp_path):
     project = variant(trained, tmp_path)
     raw = project.root / "data" / "raw"
