@@ -2,7 +2,7 @@
 
 Whatever can be wrong with the suite's inputs (a model URI that does not exist, a model that
 takes other inputs, an empty test set, missing data) raises QualityInputError with one line;
-conftest.py turns it into one error line and exit code 4 instead of a traceback per test.
+``or_exit`` turns it into one error line and exit code 4 instead of a traceback per test.
 """
 
 from __future__ import annotations
