@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, bad params, a failed stage
 EXIT_USAGE = 2  # argparse's own code for a bad command line
@@ -18,3 +21,12 @@ class ParamsError(PipelineError):
 
 class DataError(PipelineError):
     """An input file is missing, garbled or has the wrong content."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (MLflow's own message for its REST errors)."""
+    message = getattr(exc, "message", None) or str(exc)
+    with contextlib.suppress(ValueError, AttributeError):  # MLflow REST errors carry JSON
+        message = json.loads(message).get("message", message)
+    message = str(message).strip()
+    return message.splitlines()[0] if message else type(exc).__name__

@@ -10,8 +10,6 @@ policy, so the service never unpickles anything.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import shutil
 import tempfile
@@ -22,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lab1.core.errors import DataError
+from lab1.core.errors import DataError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +156,3 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
             raise DataError(f"{info.uri}: the model's metadata names no classes")
         return ServedModel(native, "image", classes, info, image_shape=tuple(shape[1:]))
     raise DataError(f"{info.uri}: flavours {sorted(mlmodel.flavors)}: not a model this serves")
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (MLflow's own message for its REST errors)."""
-    message = getattr(exc, "message", None) or str(exc)
-    with contextlib.suppress(ValueError, AttributeError):  # MLflow REST errors carry JSON
-        message = json.loads(message).get("message", message)
-    message = str(message).strip()
-    return message.splitlines()[0] if message else type(exc).__name__

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab3.service.model import ModelInfo, ServedModel, load, one_line
+from lab1.core.errors import one_line
+from lab3.service.model import ModelInfo, ServedModel, load
 
 logger = logging.getLogger(__name__)
 
