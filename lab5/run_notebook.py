@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from lab1.core.cli import setup_logging
+from lab1.core.io import atomic_path
 
 NOTEBOOK = Path(__file__).resolve().parent / "regression_quality.ipynb"
 logger = logging.getLogger("lab5.run_notebook")
@@ -57,19 +56,11 @@ def _failed(cell) -> bool:
 
 
 def save(notebook, path: Path) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
+    """Write atomically (a temp sibling, then rename): a crash never leaves half a notebook."""
     import nbformat
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file private (0600); keep the notebook's own permissions.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            nbformat.write(notebook, out)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        nbformat.write(notebook, tmp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,13 +26,6 @@ def with_sensor_noise(
     return noisy
 
 
-def with_jitter(windows: np.ndarray, noise_c: float, rng: np.random.Generator) -> np.ndarray:
-    """Reading windows with N(0, noise_c) added to every reading (NaN stays NaN): the small
-    measurement noise a normal day's verdict must not depend on."""
-    windows = np.asarray(windows, dtype=float)
-    return windows + rng.normal(0.0, noise_c, windows.shape)
-
-
 def with_spike(windows: np.ndarray, spike_c: float) -> np.ndarray:
     """Reading windows with ``spike_c`` degrees added to the judged day (the centre column);
     a negative ``spike_c`` is a downward spike."""

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
-from lab1.core.errors import PipelineError
+from lab1.core.errors import PipelineError, one_line
 from lab1.core.features import extract_windows, window_columns
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
@@ -84,7 +84,7 @@ def check_inputs(location: str | Path, expected: list[str]) -> None:
         # in the tracking store, which a folder copied from another project is not in.
         signature = Model.load(str(location)).signature
     except (MlflowException, OSError) as exc:
-        raise QualityInputError(f"{location}: cannot load the model ({_first_line(exc)})") from None
+        raise QualityInputError(f"{location}: cannot load the model ({one_line(exc)})") from None
     if signature is None:
         raise QualityInputError(f"{location}: the model has no input signature to check")
     names = signature.inputs.input_names() if signature.inputs.has_input_names() else []
@@ -102,13 +102,9 @@ def check_inputs(location: str | Path, expected: list[str]) -> None:
 
 def load_model(location: str | Path) -> Any:
     """The model's scikit-learn Pipeline (raw reading windows in)."""
-    from lab1.core.errors import DataError
     from lab1.core.model_io import load_model as load
 
-    try:
-        model = load(location)
-    except DataError as exc:
-        raise QualityInputError(str(exc)) from None
+    model = load(location)  # DataError (a PipelineError) names the location
     if not hasattr(model, "predict_proba"):
         raise QualityInputError(f"{location}: the model has no predict_proba")
     return model
@@ -118,7 +114,6 @@ def load_model(location: str | Path) -> Any:
 class HeldOut:
     """The test stations as the model sees them: one row per judged day."""
 
-    frames: list[pd.DataFrame]  # the raw station frames (data/raw/test), in manifest order
     inputs: pd.DataFrame  # reading windows, columns t_m7 .. t_p7
     labels: np.ndarray  # 1 = faulty day
     stations: np.ndarray
@@ -128,19 +123,15 @@ class HeldOut:
 
 
 def read_test_frames(dataset: str) -> list[pd.DataFrame]:
-    """The raw test station frames, after checking the manifest and each file's schema."""
+    """The raw test station frames, after checking the manifest and each file's schema
+    (DataError, a PipelineError, names the file)."""
     from lab1.data_preprocessing import checked_manifest, read_raw
 
     if dataset != "temperature":
         raise QualityInputError(
             f"params.yaml: dataset={dataset!r}; the quality suite tests the temperature model"
         )
-    if not PATHS.raw_manifest.exists():
-        raise QualityInputError(f"{PATHS.raw_manifest}: not found (run `bash pipeline.sh` first)")
-    try:
-        return read_raw(PATHS.raw, checked_manifest(PATHS.raw, dataset))["test"]
-    except PipelineError as exc:
-        raise QualityInputError(str(exc)) from None
+    return read_raw(PATHS.raw, checked_manifest(PATHS.raw, dataset))["test"]
 
 
 def held_out(frames: list[pd.DataFrame], window: int) -> HeldOut:
@@ -159,14 +150,8 @@ def held_out(frames: list[pd.DataFrame], window: int) -> HeldOut:
         for frame in frames
     ]
     return HeldOut(
-        frames=frames,
         inputs=rows[window_columns(window)],
         labels=rows[LABEL].to_numpy(dtype=int),
         stations=rows["station"].to_numpy(),
         calm=np.concatenate(calm),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

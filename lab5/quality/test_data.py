@@ -46,6 +46,11 @@ def raw_text(manifest) -> dict[str, dict[Path, pd.DataFrame]]:
 
 
 @pytest.fixture(scope="module")
+def preprocessor():
+    return or_exit(lambda: load_preprocessor(PATHS.preprocessor))
+
+
+@pytest.fixture(scope="module")
 def processed() -> dict[str, pd.DataFrame]:
     return {s: or_exit(lambda s=s: read_split(PATHS.processed / f"{s}.parquet")) for s in SPLITS}
 
@@ -156,10 +161,9 @@ def test_processed_rows_are_the_raw_windows(processed, window, manifest):
         pd.testing.assert_frame_equal(found, expected, check_dtype=False, obj=str(where))
 
 
-def test_no_label_leakage_into_the_features(processed):
+def test_no_label_leakage_into_the_features(processed, preprocessor):
     # The model sees only the readings window; the stored features must be exactly the saved
     # preprocessor applied to it, so nothing else (the label, the fault kind) can enter them.
-    preprocessor = or_exit(lambda: load_preprocessor(PATHS.preprocessor))
     for split, frame in processed.items():
         inputs = input_columns(frame)
         assert LABEL not in inputs and "fault_kind" not in inputs
@@ -171,8 +175,7 @@ def test_no_label_leakage_into_the_features(processed):
         )
 
 
-def test_the_scaler_was_fitted_on_train_only(processed, params):
-    preprocessor = or_exit(lambda: load_preprocessor(PATHS.preprocessor))
+def test_the_scaler_was_fitted_on_train_only(processed, preprocessor, params):
     features = WindowFeatures(params.data_preprocessing.window,
                               params.data_preprocessing.missing_rule)  # fmt: skip
     train = features.transform(processed["train"][input_columns(processed["train"])])

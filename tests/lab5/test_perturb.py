@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lab1.core.features import window_columns
-from lab5.quality.perturb import with_jitter, with_sensor_noise, with_spike
+from lab5.quality.perturb import with_sensor_noise, with_spike
 from lab5.quality.subject import QualityInputError, held_out, model_location
 
 
@@ -41,12 +41,6 @@ def test_the_same_seed_gives_the_same_noise():
     first = with_sensor_noise([frame], 0.5, np.random.default_rng(7))[0]
     again = with_sensor_noise([frame], 0.5, np.random.default_rng(7))[0]
     pd.testing.assert_frame_equal(first, again)
-
-
-def test_jitter_keeps_missing_readings_missing():
-    windows = np.array([[1.0, np.nan, 3.0]])
-    jittered = with_jitter(windows, 0.1, np.random.default_rng(0))
-    assert np.isnan(jittered[0, 1]) and not np.array_equal(jittered[0, [0, 2]], [1.0, 3.0])
 
 
 def test_a_spike_lands_on_the_judged_day_only():
