@@ -19,8 +19,8 @@ Usage: bash pipeline.sh [OPTIONS]
 
 Runs the five stages as separate processes and prints, as the LAST stdout line,
   Model test accuracy is: 0.947
-The first run creates .venv from requirements.lock (about 1-2 minutes, needs PyPI); later runs
-reuse it and work offline (it is rebuilt only when the lock file changes).
+The first run creates .venv from requirements.lock with uv (about 10-30 s, needs PyPI); later
+runs reuse it and work offline (it is rebuilt only when the lock file changes).
 
 Options:
   --dataset NAME          temperature (default, params.yaml's `dataset`), fashion_mnist or
@@ -84,9 +84,23 @@ while [ $# -gt 0 ]; do
 done
 
 # --- environment -----------------------------------------------------------------------------
-# The venv is (re)built from the lock file only when the lock's hash differs from the one
-# recorded at the last successful install, so a second run needs no network.
-install_lock() {  # install_lock LOCKFILE: pinned, hash-checked, no resolver
+# The venv is created with uv (pinned below, installed once by pip into .uv/) from the hash-pinned
+# lock, and rebuilt only when the lock's hash differs from the one recorded at the last successful
+# install, so a second run needs no network. The image lock (torch) is installed with pip: uv
+# would fetch torch's CUDA build from PyPI where pip takes the wheel a local index may hold.
+UV_VERSION=0.13.9
+UV="$ROOT/.uv/$UV_VERSION/bin/uv"
+
+ensure_uv() {
+  [ -x "$UV" ] && return
+  command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
+  log "installing uv $UV_VERSION into .uv/ (once)"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$ROOT/.uv/$UV_VERSION" \
+    "uv==$UV_VERSION" >&2
+  [ -x "$UV" ] || die "could not install uv $UV_VERSION with pip"
+}
+
+install_lock() {  # install_lock LOCKFILE: pinned, hash-checked, no resolver (pip: image lock)
   "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
     -r "$1" >&2
 }
@@ -99,11 +113,13 @@ bootstrap() {
   local want stamp="$VENV/.lock.sha256"
   want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
   if ! [ -x "$PY" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    command -v python3 >/dev/null || die "python3 not found; install Python 3.11"
-    log "creating $VENV from requirements.lock (first run or lock changed; ~1-2 min)"
+    ensure_uv
+    log "creating $VENV from requirements.lock with uv (first run or lock changed)"
     rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    install_lock "$LOCK"
+    # --seed: pip inside the venv, for the image lock.
+    "$UV" venv --quiet --seed --no-python-downloads --python python3 "$VENV" >&2
+    "$UV" pip install --quiet --python "$PY" --require-hashes --no-deps --compile-bytecode \
+      -r "$LOCK" >&2
     # Make the project importable as `lab1...` from the venv, so that
     # `.venv/bin/python lab1/data_creation.py` works from any directory.
     local site
@@ -112,16 +128,22 @@ bootstrap() {
     printf '%s\n' "$want" > "$stamp"
     log "environment ready"
   fi
-  [ "$IMAGES" = no ] || add_lock "$IMAGES_LOCK" "torch (once; ~1.5 min, ~5 GB)"
-  [ "$DEV" = no ] || add_lock "$DEV_LOCK" "the test and lint tools"
+  [ "$IMAGES" = no ] || add_lock "$IMAGES_LOCK" "torch (once; ~1.5 min, ~5 GB)" pip
+  [ "$DEV" = no ] || add_lock "$DEV_LOCK" "the test and lint tools" uv
 }
 
-add_lock() {  # add_lock LOCKFILE WHAT: install an extra lock once (again only when it changes)
+add_lock() {  # add_lock LOCKFILE WHAT pip|uv: install an extra lock once (again when it changes)
   local want stamp="$VENV/.$(basename "$1" .lock).sha256"
   want="$(sha256sum "$1" | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "adding $2 to $VENV from $(basename "$1")"
-    install_lock "$1"
+    if [ "$3" = uv ]; then
+      ensure_uv
+      "$UV" pip install --quiet --python "$PY" --require-hashes --no-deps --compile-bytecode \
+        -r "$1" >&2
+    else
+      install_lock "$1"
+    fi
     printf '%s\n' "$want" > "$stamp"
   fi
 }
@@ -167,14 +189,36 @@ case "$MODE" in
 esac
 
 # --- the whole pipeline ----------------------------------------------------------------------
-# The run id is the last line `begin` prints on stdout.
-PARENT="$("$PY" -m lab1.pipeline_run begin --owner-pid $$ "${PASS[@]}" | tail -n 1)" || exit 1
-export MLOPS_PARENT_RUN_ID="$PARENT"
+# One tracking service per run holds the MLflow client and records what the stages report, so no
+# stage waits for MLflow (lab1/core/tracking/service.py). It owns the parent run; pipeline.sh
+# waits only for its socket, then for it to finish recording at the end.
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
+export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"
+"$PY" -m lab1.core.tracking.service --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
+  "${PASS[@]}" >&2 &
+SERVICE=$!
+service_started="$(now)"
+until [ -S "$MLOPS_TRACKING_SOCKET" ]; do
+  if ! kill -0 "$SERVICE" 2>/dev/null; then
+    wait "$SERVICE" || true
+    rm -rf "$TRACKING_DIR"
+    exit 1
+  fi
+  sleep 0.01
+done
+log "tracking service ready in $(since "$service_started") s (pid $SERVICE)"
 CHILD=""
 
-finish() {  # finish STATUS EXIT_CODE
-  "$PY" -m lab1.pipeline_run end "$PARENT" --status "$1" >&2 || log "could not end run $PARENT"
-  exit "$2"
+finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the parent run, stops
+  local rc="$2" waited
+  waited="$(now)"
+  "$PY" -m lab1.core.tracking.client end --status "$1" >&2 || rc=1
+  wait "$SERVICE" || true
+  rm -rf "$TRACKING_DIR"
+  log "tracking: recorded in MLflow $(since "$waited") s after the last stage"
+  exit "$rc"
 }
 
 # Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent.
@@ -186,12 +230,14 @@ on_signal() {
 }
 trap on_signal INT TERM
 
-started=$SECONDS
+started="$(now)"
 for stage in "${STAGES[@]}"; do
   log "stage $stage"
+  stage_started="$(now)"
   rc=0
   # Stage stdout goes to stderr: the accuracy line is printed once, last, from the report.
   run_stage "$stage" yes || rc=$?
+  log "stage $stage: exit $rc after $(since "$stage_started") s"
   if [ "$rc" -eq "$EXIT_GATE_REJECTED" ] && [ "$stage" = model_registration ]; then
     log "the quality gate rejected the model; champion unchanged (see reports/registration.json)"
     "$PY" -m lab1.core.report
@@ -201,6 +247,6 @@ for stage in "${STAGES[@]}"; do
     finish FAILED 1
   fi
 done
-log "all stages done in $((SECONDS - started)) s"
+log "all stages done in $(since "$started") s"
 "$PY" -m lab1.core.report
 finish FINISHED 0

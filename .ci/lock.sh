@@ -14,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$(mktemp -d)"
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"
-"$tools/venv/bin/pip" install --quiet "uv==0.13.8"
+"$tools/venv/bin/pip" install --quiet "uv==0.13.9"  # the version pipeline.sh bootstraps
 compile() {
   "$tools/venv/bin/uv" pip compile --generate-hashes --python-version 3.11 \
     --python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "bash .ci/lock.sh" "$@"
@@ -40,9 +40,13 @@ python3 - "$root/pyproject.toml" > "$tools/images.in" <<'PY'
 import sys, tomllib
 print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["images"]))
 PY
+# uv keeps the versions an existing output file pins (unless a requirement changed), so seed the
+# temporary outputs with the current locks: adding one tool does not upgrade everything else.
+cat "$root/requirements.lock" "$root/requirements-dev.lock" > "$tools/dev.lock"
 compile "$root/pyproject.toml" --extra dev --extra ci -c "$root/requirements.lock" \
   -o "$tools/dev.lock"
 without_core "$tools/dev.lock" > "$root/requirements-dev.lock"
+cat "$root/requirements.lock" "$root/requirements-images.lock" > "$tools/images.lock"
 compile "$tools/images.in" -c "$root/requirements.lock" -c "$tools/dev.lock" \
   -o "$tools/images.lock"
 without_core "$tools/images.lock" > "$root/requirements-images.lock"

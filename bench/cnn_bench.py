@@ -35,21 +35,37 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(ROOT / "params.yaml", ["dataset=fashion_mnist", *args.overrides])
     section = params.model_preparation.cnn
     with tempfile.TemporaryDirectory() as cache:
-        data = make_images("fashion_mnist", params.data_creation.fashion_mnist,
-                           params.data_creation.seed, Path(cache))  # fmt: skip
+        data = make_images(
+            "fashion_mnist",
+            params.data_creation.fashion_mnist,
+            params.data_creation.seed,
+            Path(cache),
+        )
     stats = cnn.channel_stats(data.train_images)
     started = time.perf_counter()
-    model, history = cnn.train(data.train_images, data.train_labels, len(data.classes), stats,
-                               section, params.data_preprocessing.augmentation["fashion_mnist"],
-                               params.model_preparation.seed)  # fmt: skip
+    model, history = cnn.train(
+        data.train_images,
+        data.train_labels,
+        len(data.classes),
+        stats,
+        section,
+        params.data_preprocessing.augmentation["fashion_mnist"],
+        params.model_preparation.seed,
+    )
     train_s = time.perf_counter() - started
-    accuracy = float(np.mean(cnn.predict_proba(cnn.Probabilities(model), data.test_images)
-                             .argmax(1) == data.test_labels))  # fmt: skip
+    accuracy = float(
+        np.mean(
+            cnn.predict_proba(cnn.Probabilities(model), data.test_images).argmax(1)
+            == data.test_labels
+        )
+    )
     best = max(history, key=lambda r: r.val_accuracy)
     aug = params.data_preprocessing.augmentation["fashion_mnist"]
     rate = np.mean([r.images_per_second for r in history])
-    print(f"Fashion-MNIST ({data.source}): {len(data.train_labels)} train / "
-          f"{len(data.test_labels)} test images, 10 classes, {cnn.device()}")  # fmt: skip
+    print(
+        f"Fashion-MNIST ({data.source}): {len(data.train_labels)} train / "
+        f"{len(data.test_labels)} test images, 10 classes, {cnn.device()}"
+    )
     print(
         f"  test accuracy {accuracy:.4f} | training {train_s:.0f} s for {len(history)} epochs "
         f"(best epoch {best.epoch}) | {rate:.0f} images/s (28x28x1; augmentation: crop "
@@ -59,10 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4096, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 2, size=4096).astype(np.int64)
-    one_epoch = load_params(ROOT / "params.yaml", ["dataset=cifar10",
-                            "model_preparation.cnn.epochs=1"]).model_preparation.cnn  # fmt: skip
-    _, history = cnn.train(images, labels, 2, cnn.channel_stats(images), one_epoch,
-                           params.data_preprocessing.augmentation["cifar10"], 0)  # fmt: skip
+    one_epoch = load_params(
+        ROOT / "params.yaml", ["dataset=cifar10", "model_preparation.cnn.epochs=1"]
+    ).model_preparation.cnn
+    _, history = cnn.train(
+        images,
+        labels,
+        2,
+        cnn.channel_stats(images),
+        one_epoch,
+        params.data_preprocessing.augmentation["cifar10"],
+        0,
+    )
     print(
         f"32x32x3 (CIFAR-10 shape): {history[0].images_per_second:.0f} images/s training "
         f"(width {one_epoch.width}, batch {one_epoch.batch_size}, with augmentation)"

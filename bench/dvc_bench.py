@@ -25,8 +25,9 @@ from tests.conftest import clean_env, copy_project  # noqa: E402
 
 
 def main() -> int:
-    cli = argparse.ArgumentParser(description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cli.add_argument("--repeat", type=int, default=5)
     args = cli.parse_args()
     dvc = str(Path(sys.executable).parent / "dvc")
@@ -49,9 +50,11 @@ def main() -> int:
             run(dvc, "repro")
             times.append(time.perf_counter() - started)
     print(f"dvc repro, first run (five stages): {first:.1f} s")
-    print(f"dvc repro, nothing changed: median {statistics.median(times):.2f} s "
-          f"(min {min(times):.2f}, max {max(times):.2f}, n={len(times)}; "
-          f"{os.cpu_count()} cores; target <= 3 s)")  # fmt: skip
+    print(
+        f"dvc repro, nothing changed: median {statistics.median(times):.2f} s "
+        f"(min {min(times):.2f}, max {max(times):.2f}, n={len(times)}; "
+        f"{os.cpu_count()} cores; target <= 3 s)"
+    )
     return 0
 
 

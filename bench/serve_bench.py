@@ -54,8 +54,7 @@ def request_bodies(rows: int) -> dict[str, bytes]:
     batch = complete.sample(rows, replace=len(complete) < rows, random_state=0).to_numpy()
 
     def body(data) -> bytes:
-        return json.dumps({"dataframe_split": {"columns": columns,
-                                               "data": data.tolist()}}).encode()  # fmt: skip
+        return json.dumps({"dataframe_split": {"columns": columns, "data": data.tolist()}}).encode()
 
     return {"1 row": body(batch[:1]), f"{rows} rows": body(batch)}
 
@@ -70,12 +69,23 @@ def parse_wrk(output: str) -> dict[str, float]:
     def seconds(value: str, unit: str) -> float:
         return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    latency = {p: seconds(*re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s|m)\b", output).groups())
-               for p in ("50", "99")}  # fmt: skip
+    def found(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, output)
+        if match is None:
+            sys.exit(f"wrk printed no line matching {pattern!r}:\n{output}")
+        return match
+
+    rps = float(found(r"Requests/sec:\s+([\d.]+)").group(1))
+    latency = {
+        p: seconds(*found(rf"\s{p}%\s+([\d.]+)(us|ms|s|m)\b").groups()) for p in ("50", "99")
+    }
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": rps, "p50_ms": latency["50"] * 1e3, "p99_ms": latency["99"] * 1e3,
-            "non_2xx": int(errors.group(1)) if errors else 0}  # fmt: skip
+    return {
+        "rps": rps,
+        "p50_ms": latency["50"] * 1e3,
+        "p99_ms": latency["99"] * 1e3,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def drive(url: str, body: bytes, seconds: int, connections: int, work: Path) -> dict[str, float]:
@@ -85,8 +95,9 @@ def drive(url: str, body: bytes, seconds: int, connections: int, work: Path) -> 
     script.write_text(LUA.format(body=body_file))
     base = ["wrk", "-t1", f"-c{connections}", "-s", str(script), "--latency", url]
     subprocess.run([*base[:3], "-d2s", *base[3:]], capture_output=True, check=True)  # warm-up
-    done = subprocess.run([*base[:3], f"-d{seconds}s", *base[3:]], capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [*base[:3], f"-d{seconds}s", *base[3:]], capture_output=True, text=True, check=True
+    )
     return parse_wrk(done.stdout)
 
 
@@ -96,13 +107,16 @@ def venv_on_path() -> dict[str, str]:
 
 
 def main() -> int:
-    cli = argparse.ArgumentParser(description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cli.add_argument("--seconds", type=int, default=10, help="per measurement (default 10)")
     cli.add_argument("--connections", type=int, default=8)
     cli.add_argument("--rows", type=int, default=1000, help="rows in the batch requests")
-    cli.add_argument("--model-uri", help="serve this model instead of the champion, e.g. "
-                     "models:/temperature-classifier/3")  # fmt: skip
+    cli.add_argument(
+        "--model-uri",
+        help="serve this model instead of the champion, e.g. models:/temperature-classifier/3",
+    )
     args = cli.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("serve_bench: wrk is not installed (apt-get install wrk)")
@@ -118,29 +132,56 @@ def main() -> int:
     try:
         with loopback.model_service(work, env) as url:
             for label, body in bodies.items():
-                results["lab3 service", label] = drive(f"{url}/predict", body, args.seconds,
-                                                       args.connections, work)  # fmt: skip
+                results["lab3 service", label] = drive(
+                    f"{url}/predict", body, args.seconds, args.connections, work
+                )
         port = loopback.free_port()
-        argv = [loopback.mlflow_command(), "models", "serve", "-m", uri, "-p", str(port),
-                "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"]  # fmt: skip
-        with loopback.running("mlflow-models-serve", argv, port, "/ping",
-                              work / "mlflow-serve.log", env=venv_on_path()) as url:  # fmt: skip
+        argv = [
+            loopback.mlflow_command(),
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "--env-manager",
+            "local",
+            "-w",
+            "1",
+        ]
+        with loopback.running(
+            "mlflow-models-serve",
+            argv,
+            port,
+            "/ping",
+            work / "mlflow-serve.log",
+            env=venv_on_path(),
+        ) as url:
             for label, body in bodies.items():
                 results["mlflow models serve", label] = drive(
-                    f"{url}/invocations", body, args.seconds, args.connections, work)  # fmt: skip
+                    f"{url}/invocations", body, args.seconds, args.connections, work
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"model {uri}; wrk, {args.connections} connections, {args.seconds} s each, "
-          f"{os.cpu_count()} cores, one server worker")  # fmt: skip
+    print(
+        f"model {uri}; wrk, {args.connections} connections, {args.seconds} s each, "
+        f"{os.cpu_count()} cores, one server worker"
+    )
     print(f"{'server':22} {'request':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for (server_name, label), r in results.items():
-        print(f"{server_name:22} {label:>10} {r['rps']:9.0f} {r['p50_ms']:8.2f} "
-              f"{r['p99_ms']:8.2f} {r['non_2xx']:8d}")  # fmt: skip
+        print(
+            f"{server_name:22} {label:>10} {r['rps']:9.0f} {r['p50_ms']:8.2f} "
+            f"{r['p99_ms']:8.2f} {r['non_2xx']:8d}"
+        )
     for label in bodies:
         ours, theirs = results["lab3 service", label], results["mlflow models serve", label]
-        print(f"{label}: lab3 / mlflow models serve = {ours['rps'] / theirs['rps']:.2f}x req/s, "
-              f"p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms")  # fmt: skip
+        print(
+            f"{label}: lab3 / mlflow models serve = {ours['rps'] / theirs['rps']:.2f}x req/s, "
+            f"p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms"
+        )
     return 0
 
 

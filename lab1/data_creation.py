@@ -24,7 +24,7 @@ from lab1.core.cli import params_from_args, run_script, setup_logging, stage_par
 from lab1.core.datasets import RawSplits, make_raw
 from lab1.core.io import atomic_dir, file_sha256, write_json
 from lab1.core.paths import PATHS
-from lab1.core.tracking import stage_run
+from lab1.core.tracking.stage_run import stage_run
 
 STAGE = "data_creation"
 logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
@@ -62,11 +62,23 @@ def write_images(splits, out_dir: Path, dataset: str) -> dict:
         path = out_dir / f"{split}.npz"
         save_split(path, images, labels)
         counts = np.bincount(labels, minlength=len(splits.classes)).tolist()
-        files.append({"path": path.name, "split": split, "rows": len(labels),
-                      "per_class": counts, "sha256": file_sha256(path)})  # fmt: skip
-    manifest = {"dataset": dataset, "classes": splits.classes, "verified": splits.verified,
-                "source": splits.source, "image_shape": list(splits.train_images.shape[1:]),
-                "files": files}  # fmt: skip
+        files.append(
+            {
+                "path": path.name,
+                "split": split,
+                "rows": len(labels),
+                "per_class": counts,
+                "sha256": file_sha256(path),
+            }
+        )
+    manifest = {
+        "dataset": dataset,
+        "classes": splits.classes,
+        "verified": splits.verified,
+        "source": splits.source,
+        "image_shape": list(splits.train_images.shape[1:]),
+        "files": files,
+    }
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -101,9 +113,13 @@ def create_images(params, run) -> None:
         metrics={"train_rows": len(splits.train_labels), "test_rows": len(splits.test_labels)},
         tags={"data.verified": str(splits.verified), "data.source": splits.source},
     )
-    logger.info("wrote %s images of %d classes (%s) to %s",
-                {f["split"]: f["rows"] for f in manifest["files"]}, len(splits.classes),
-                "verified" if splits.verified else "NOT verified", PATHS.raw)  # fmt: skip
+    logger.info(
+        "wrote %s images of %d classes (%s) to %s",
+        {f["split"]: f["rows"] for f in manifest["files"]},
+        len(splits.classes),
+        "verified" if splits.verified else "NOT verified",
+        PATHS.raw,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from lab1.core.errors import DataError
 from lab1.core.io import atomic_dir, file_sha256, read_json, write_json
 from lab1.core.paths import PATHS
 from lab1.core.processed import LABEL, save_preprocessor
-from lab1.core.tracking import stage_run
+from lab1.core.tracking.stage_run import stage_run
 
 STAGE = "data_preprocessing"
 logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
@@ -133,8 +133,13 @@ def preprocess_stations(params, manifest: dict, run) -> None:
             "test_faulty_fraction": float(np.mean(test[LABEL])),
         }
     )
-    logger.info("train %d rows, test %d rows, %d features -> %s", len(train), len(test),
-                preprocessor[-1].n_features_in_, PATHS.processed)  # fmt: skip
+    logger.info(
+        "train %d rows, test %d rows, %d features -> %s",
+        len(train),
+        len(test),
+        preprocessor[-1].n_features_in_,
+        PATHS.processed,
+    )
 
 
 def preprocess_images(params, manifest: dict, run) -> None:
@@ -149,25 +154,42 @@ def preprocess_images(params, manifest: dict, run) -> None:
     for name, labels in (("train", train_labels), ("test", test_labels)):
         present = np.unique(labels)
         if len(present) < 2 or labels.min() < 0 or labels.max() >= len(classes):
-            raise DataError(f"{PATHS.raw / (name + '.npz')}: labels {present.tolist()} do not "
-                            f"cover at least two of the {len(classes)} classes")  # fmt: skip
+            raise DataError(
+                f"{PATHS.raw / (name + '.npz')}: labels {present.tolist()} do not "
+                f"cover at least two of the {len(classes)} classes"
+            )
     mean, std = channel_stats(train_images)
     augmentation = params.data_preprocessing.augmentation[params.dataset]
     with atomic_dir(PATHS.processed) as tmp:
         save_split(tmp / "train.npz", train_images, train_labels)
         save_split(tmp / "test.npz", test_images, test_labels)
-        write_json(tmp / PATHS.normalization.name, {
-            "mean": mean, "std": std, "classes": classes,
-            "augmentation": dataclasses.asdict(augmentation),
-            "verified": manifest.get("verified"),
-        })  # fmt: skip
+        write_json(
+            tmp / PATHS.normalization.name,
+            {
+                "mean": mean,
+                "std": std,
+                "classes": classes,
+                "augmentation": dataclasses.asdict(augmentation),
+                "verified": manifest.get("verified"),
+            },
+        )
     run.add_output(PATHS.processed)
-    run.log(metrics={"train_rows": len(train_labels), "test_rows": len(test_labels),
-                     **{f"channel_mean.{i}": m for i, m in enumerate(mean)},
-                     **{f"channel_std.{i}": v for i, v in enumerate(std)}})  # fmt: skip
-    logger.info("images: train %d, test %d; channel mean %s std %s -> %s", len(train_labels),
-                len(test_labels), np.round(mean, 3).tolist(), np.round(std, 3).tolist(),
-                PATHS.processed)  # fmt: skip
+    run.log(
+        metrics={
+            "train_rows": len(train_labels),
+            "test_rows": len(test_labels),
+            **{f"channel_mean.{i}": m for i, m in enumerate(mean)},
+            **{f"channel_std.{i}": v for i, v in enumerate(std)},
+        }
+    )
+    logger.info(
+        "images: train %d, test %d; channel mean %s std %s -> %s",
+        len(train_labels),
+        len(test_labels),
+        np.round(mean, 3).tolist(),
+        np.round(std, 3).tolist(),
+        PATHS.processed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from lab1.core.cli import params_from_args, run_script, setup_logging, stage_par
 from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK, DataError
 from lab1.core.io import file_sha256, read_json, write_json
 from lab1.core.paths import PATHS
-from lab1.core.tracking import parent_run_id, stage_run
+from lab1.core.tracking.stage_run import stage_run
 
 STAGE = "model_registration"
 logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
@@ -38,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> int:
-        from lab1.core import registry
-        from lab1.core.gate import decide
-        from lab1.core.tracking import connect, lineage_tags
+        from lab1.core.tracking.lineage import lineage_tags
 
         params = params_from_args(args)
         name = params.registered_model_name
         if args.rollback:
+            from lab1.core import registry
+            from lab1.core.tracking.store import connect
+
             registry.rollback(connect(), name)
             return EXIT_OK
         with stage_run(STAGE, params) as run:
@@ -57,50 +58,43 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for path in (PATHS.metrics, PATHS.model_info, PATHS.raw_manifest):
                 run.add_input(path)
-            metrics = report["metrics"]
-            with run.timed():
-                client = run.client
-                current = registry.champion(client, name)
-                champion_metrics = registry.version_metrics(current) if current else None
-                decision = decide(metrics, champion_metrics, params.gate)
-                tags = {
-                    **lineage_tags(params),
-                    "source_run_id": model_info["run_id"],
-                    "pipeline_run_id": parent_run_id() or "",
-                    "data.digest": file_sha256(PATHS.raw_manifest)[:16],
-                    "gate.decision": decision.label,
-                    "gate.reason": decision.reason,
-                    **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
-                }
-                version = registry.register(model_info["model_uri"], name, tags)
-                if decision.passed:
-                    registry.promote(
-                        client, name, version.version, current.version if current else None
-                    )
+            tags = {
+                **lineage_tags(params),
+                "source_run_id": model_info["run_id"],
+                "pipeline_run_id": run.pipeline_run_id or "",
+                "data.digest": file_sha256(PATHS.raw_manifest)[:16],
+            }
+            decision = run.register(
+                name, model_info["model_uri"], report["metrics"], tags, params.gate
+            )
             payload = {
                 "registered_model": name,
-                "version": version.version,
-                "decision": decision.label,
-                "reason": decision.reason,
-                "champion_before": current.version if current else None,
-                "champion_after": version.version
-                if decision.passed
-                else (current.version if current else None),
+                "version": decision["version"],
+                "decision": decision["decision"],
+                "reason": decision["reason"],
+                "champion_before": decision["champion_before"],
+                "champion_after": decision["champion_after"],
                 "model_uri": model_info["model_uri"],
-                "pipeline_run_id": parent_run_id(),
+                "pipeline_run_id": run.pipeline_run_id,
             }
             write_json(PATHS.registration, payload)
             run.log_artifact(PATHS.registration)
             run.log(
                 tags={
-                    "gate.decision": decision.label,
-                    "gate.reason": decision.reason,
-                    "registered_version": version.version,
+                    "gate.decision": decision["decision"],
+                    "gate.reason": decision["reason"],
+                    "registered_version": decision["version"],
                 }
             )
-            log = logger.info if decision.passed else logger.warning
-            log("%s version %s %s: %s", name, version.version, decision.label, decision.reason)
-        return EXIT_OK if decision.passed else EXIT_GATE_REJECTED
+            log = logger.info if decision["passed"] else logger.warning
+            log(
+                "%s version %s %s: %s",
+                name,
+                decision["version"],
+                decision["decision"],
+                decision["reason"],
+            )
+        return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
 
     return run_script(STAGE, body)
 

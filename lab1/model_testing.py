@@ -20,7 +20,7 @@ from lab1.core.errors import DataError
 from lab1.core.io import atomic_path, read_json, write_json
 from lab1.core.paths import PATHS
 from lab1.core.report import accuracy_line
-from lab1.core.tracking import parent_run_id, stage_run
+from lab1.core.tracking.stage_run import stage_run
 
 STAGE = "model_testing"
 logger = logging.getLogger(f"lab1.{STAGE}")  # not __name__: that is "__main__" under -m
@@ -41,23 +41,27 @@ def evaluate_stations(params, run) -> tuple[dict, dict[str, float]]:
     run.add_input(test_path)
     y_true = test[LABEL].to_numpy()
     if len(np.unique(y_true)) < 2:
-        raise DataError(f"{test_path}: {LABEL} has only one class; accuracy alone "
-                        "would not show whether faults are found")  # fmt: skip
+        raise DataError(
+            f"{test_path}: {LABEL} has only one class; accuracy alone "
+            "would not show whether faults are found"
+        )
     proba = model.predict_proba(test[input_columns(test)])[:, 1]
     threshold = params.model_testing.threshold
     y_pred = (proba >= threshold).astype(int)
     faulty = y_true == 1
     by_kind = grouped_accuracy(y_true[faulty], y_pred[faulty], test["fault_kind"][faulty])
+    per_station = grouped_accuracy(y_true, y_pred, test["station"])
+    per_kind = {k: v for k, v in by_kind.items() if k in FAULT_KINDS}
     report = {
         "metrics": classification_metrics(y_true, proba, threshold),
-        "per_station_accuracy": grouped_accuracy(y_true, y_pred, test["station"]),
-        "per_fault_kind_recall": {k: v for k, v in by_kind.items() if k in FAULT_KINDS},
+        "per_station_accuracy": per_station,
+        "per_fault_kind_recall": per_kind,
         "test_rows": len(test),
     }
     with atomic_path(PATHS.confusion_matrix_plot) as tmp:
         plot_confusion_matrix(y_true, y_pred, ["normal", "faulty"], tmp)
-    extra = {f"accuracy.{k}": v for k, v in report["per_station_accuracy"].items()}
-    extra |= {f"recall.{k}": v for k, v in report["per_fault_kind_recall"].items()}
+    extra = {f"accuracy.{k}": v for k, v in per_station.items()}
+    extra |= {f"recall.{k}": v for k, v in per_kind.items()}
     return report, extra
 
 
@@ -112,18 +116,23 @@ def main(argv: list[str] | None = None) -> int:
                 "model_uri": model_info["model_uri"],
                 "training_run_id": model_info["run_id"],
                 "testing_run_id": run.run_id,
-                "pipeline_run_id": parent_run_id(),
+                "pipeline_run_id": run.pipeline_run_id,
             }
             write_json(PATHS.metrics, report)
             metrics = report["metrics"]
             run.log(metrics={**metrics, **extra_metrics})
-            for plot in (PATHS.metrics, PATHS.confusion_matrix_plot, PATHS.misclassified_plot):
-                if plot.exists():
-                    run.log_artifact(plot)
-            run.add_output(PATHS.reports)
-            logger.info("accuracy %.3f (baseline %.3f), F1 %.3f, ROC AUC %.3f on %d test rows",
-                        metrics["accuracy"], metrics["baseline_accuracy"], metrics["f1"],
-                        metrics["roc_auc"], report["test_rows"])  # fmt: skip
+            for output in (PATHS.metrics, PATHS.confusion_matrix_plot, PATHS.misclassified_plot):
+                if output.exists():
+                    run.log_artifact(output)
+                    run.add_output(output)
+            logger.info(
+                "accuracy %.3f (baseline %.3f), F1 %.3f, ROC AUC %.3f on %d test rows",
+                metrics["accuracy"],
+                metrics["baseline_accuracy"],
+                metrics["f1"],
+                metrics["roc_auc"],
+                report["test_rows"],
+            )
         sys.stdout.write(accuracy_line(PATHS.metrics) + "\n")
         return 0
 

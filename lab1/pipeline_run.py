@@ -30,15 +30,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     begin = commands.add_parser(
-        "begin", parents=[stage_parser(None)], add_help=False,
+        "begin",
+        parents=[stage_parser(None)],
+        add_help=False,
         help="start the parent run; print its id",
-    )  # fmt: skip
+    )
     owner = begin.add_mutually_exclusive_group(required=True)
     owner.add_argument("--owner-pid", type=int, help="the process that will end the run")
     owner.add_argument(
-        "--context", action="store_true",
+        "--context",
+        action="store_true",
         help=f"no owning process: keep the run id in {PATHS.run_context}",
-    )  # fmt: skip
+    )
     end = commands.add_parser("end", help="end the parent run")
     end.add_argument("run_id", nargs="?", help="default: the id in the run-context file")
     end.add_argument("--status", choices=STATUSES, required=True)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> int:
-        from lab1.core.tracking import begin_pipeline, end_pipeline
+        from lab1.core.tracking.parent import begin_pipeline, end_pipeline
 
         if args.command == "begin":
             owner = None if args.context else args.owner_pid

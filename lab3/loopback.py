@@ -30,8 +30,11 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "loopback", "AWS_SECRET_ACCESS_KEY": "loopback-secret",
-           "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+S3_KEYS = {
+    "AWS_ACCESS_KEY_ID": "loopback",
+    "AWS_SECRET_ACCESS_KEY": "loopback-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 # Loopback requests never go through a proxy. urllib's module-level urlopen() builds its opener
@@ -49,13 +52,20 @@ def free_port() -> int:
 class Process:
     """A started server: its Popen, its log file and how to stop it (by process group)."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ):
         self.name, self.log = name, log
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as sink:
-            self.popen = subprocess.Popen(argv, stdout=sink, stderr=sink, env=env, cwd=cwd,
-                                          start_new_session=True)  # fmt: skip
+            self.popen = subprocess.Popen(
+                argv, stdout=sink, stderr=sink, env=env, cwd=cwd, start_new_session=True
+            )
         logger.info("started %s (pid %d): %s", name, self.popen.pid, " ".join(argv[:3]))
 
     def alive(self) -> bool:
@@ -87,8 +97,9 @@ def wait_http(process: Process, url: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
-            raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n"
-                               f"{process.tail()}")  # fmt: skip
+            raise RuntimeError(
+                f"{process.name} exited ({process.popen.returncode}):\n{process.tail()}"
+            )
         try:
             with LOCAL.open(url, timeout=2) as answer:
                 if answer.status == 200:
@@ -104,9 +115,10 @@ def wait_http(process: Process, url: str, timeout: float = 90.0) -> None:
 
 def postgres_bin() -> Path:
     """The newest installed PostgreSQL server binaries (Debian: /usr/lib/postgresql/<v>/bin)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
-                   else 0)  # fmt: skip
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if not found:
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
     return found[-1].parent
@@ -131,32 +143,78 @@ def postgres(database: str = "mlflow", user: str = "mlflow", password: str = "ml
         account = pwd.getpwnam("postgres")
         os.chown(workdir, account.pw_uid, account.pw_gid)
         os.chown(data, account.pw_uid, account.pw_gid)
-        as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
-                   "--init-groups", "--"]  # fmt: skip
+        as_user = [
+            "setpriv",
+            f"--reuid={account.pw_uid}",
+            f"--regid={account.pw_gid}",
+            "--init-groups",
+            "--",
+        ]
     server = None
     try:
-        done = subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(data), "-U",
-                               "postgres", "--auth=trust", "-E", "UTF8"], capture_output=True,
-                              text=True)  # fmt: skip
+        done = subprocess.run(
+            [
+                *as_user,
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip()[-500:]}")
         port = free_port()
-        server = Process("postgres", [*as_user, str(binaries / "postgres"), "-D", str(data),
-                                      "-p", str(port), "-k", str(workdir), "-c",
-                                      "listen_addresses=127.0.0.1"],
-                         workdir / "postgres.log")  # fmt: skip
+        server = Process(
+            "postgres",
+            [
+                *as_user,
+                str(binaries / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(workdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ],
+            workdir / "postgres.log",
+        )
         deadline = time.monotonic() + 60
-        while subprocess.run([str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                             capture_output=True).returncode != 0:  # fmt: skip
+        while (
+            subprocess.run(
+                [str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                capture_output=True,
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline or not server.alive():
                 raise RuntimeError(f"postgres did not start:\n{server.tail()}")
             time.sleep(0.2)
-        psql = [str(binaries / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                "-v", "ON_ERROR_STOP=1", "-c"]  # fmt: skip
-        subprocess.run([*psql, f"CREATE USER {user} PASSWORD '{password}'"], check=True,
-                       capture_output=True)  # fmt: skip
-        subprocess.run([*psql, f"CREATE DATABASE {database} OWNER {user}"], check=True,
-                       capture_output=True)  # fmt: skip
+        psql = [
+            str(binaries / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+        ]
+        subprocess.run(
+            [*psql, f"CREATE USER {user} PASSWORD '{password}'"], check=True, capture_output=True
+        )
+        subprocess.run(
+            [*psql, f"CREATE DATABASE {database} OWNER {user}"], check=True, capture_output=True
+        )
         yield f"postgresql+psycopg://{user}:{password}@127.0.0.1:{port}/{database}"
     finally:
         if server is not None:
@@ -171,8 +229,11 @@ def postgres(database: str = "mlflow", user: str = "mlflow", password: str = "ml
 def s3_store(workdir: Path, bucket: str = "mlflow"):
     """moto's standalone S3 server with ``bucket`` created; yields its endpoint URL."""
     port = free_port()
-    server = Process("moto", [str(Path(sys.executable).parent / "moto_server"), "-H",
-                              "127.0.0.1", "-p", str(port)], workdir / "moto.log")  # fmt: skip
+    server = Process(
+        "moto",
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        workdir / "moto.log",
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_http(server, f"{endpoint}/moto-api/")
@@ -188,9 +249,13 @@ def s3_client(endpoint: str):
     import boto3
 
     keys = S3_KEYS
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
-                        region_name=keys["AWS_DEFAULT_REGION"])  # fmt: skip
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        region_name=keys["AWS_DEFAULT_REGION"],
+    )
 
 
 # --- MLflow server and the model service -------------------------------------------------------
@@ -202,8 +267,15 @@ def mlflow_command() -> str:
 
 
 @contextmanager
-def running(name: str, argv: list[str], port: int, ready_path: str, log: Path,
-            env: dict[str, str] | None = None, timeout: float = 180.0):  # fmt: skip
+def running(
+    name: str,
+    argv: list[str],
+    port: int,
+    ready_path: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+):
     """Start an HTTP server process listening on ``port``; yield its base URL once
     ``ready_path`` answers 200; stop it (by process group) afterwards."""
     server = Process(name, argv, log, env=env)
@@ -216,25 +288,49 @@ def running(name: str, argv: list[str], port: int, ready_path: str, log: Path,
 
 
 @contextmanager
-def mlflow_server(workdir: Path, backend_uri: str, artifacts_destination: str,
-                  env: dict[str, str] | None = None):  # fmt: skip
+def mlflow_server(
+    workdir: Path, backend_uri: str, artifacts_destination: str, env: dict[str, str] | None = None
+):
     """``mlflow server`` with proxied artifacts (clients never see the store); yields its URL."""
     port = free_port()
-    argv = [mlflow_command(), "server", "--backend-store-uri", backend_uri,
-            "--artifacts-destination", artifacts_destination, "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    with running("mlflow-server", argv, port, "/health", workdir / "mlflow-server.log",
-                 env={**os.environ, **(env or {})}) as url:  # fmt: skip
+    argv = [
+        mlflow_command(),
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with running(
+        "mlflow-server",
+        argv,
+        port,
+        "/health",
+        workdir / "mlflow-server.log",
+        env={**os.environ, **(env or {})},
+    ) as url:
         yield url
 
 
 @contextmanager
-def model_service(workdir: Path, env: dict[str, str], port: int | None = None,
-                  ready: bool = True):  # fmt: skip
+def model_service(workdir: Path, env: dict[str, str], port: int | None = None, ready: bool = True):
     """``python -m lab3.serve`` with ``env`` (MODEL_URI, MLFLOW_TRACKING_URI, ...); yields its URL
     once /ready says a model is loaded (``ready=False``: once /health answers)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "lab3.serve", "--port", str(port)]
-    with running("model-service", argv, port, "/ready" if ready else "/health",
-                 workdir / "service.log", env={**os.environ, **env}) as url:  # fmt: skip
+    with running(
+        "model-service",
+        argv,
+        port,
+        "/ready" if ready else "/health",
+        workdir / "service.log",
+        env={**os.environ, **env},
+    ) as url:
         yield url

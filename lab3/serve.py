@@ -21,10 +21,14 @@ from lab1.core.errors import EXIT_ERROR, PipelineError
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    cli.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s;"
-                     " 0.0.0.0 in the Docker image)")  # fmt: skip
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cli.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s; 0.0.0.0 in the Docker image)",
+    )
     cli.add_argument("--port", type=int, default=8080, help="default: %(default)s")
     cli.add_argument("--model-uri", help="overrides MODEL_URI")
     cli.add_argument("--poll-interval", type=float, help="seconds; overrides POLL_INTERVAL_S")
@@ -53,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         logging.getLogger("lab3.serve").error("%s", exc)
         return EXIT_ERROR
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                access_log=args.access_log, log_config=None,
-                timeout_graceful_shutdown=10)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

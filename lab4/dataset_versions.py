@@ -136,8 +136,9 @@ def make_versions(repo: Path, table: pd.DataFrame) -> dict[str, str]:
         run(repo, "git", "tag", "-f", tag)
         dvc(repo, "push", "-q")
         hashes[tag] = content_hash(repo)
-        logger.info("%s: %d rows x %d columns, md5 %s", tag, len(current), current.shape[1],
-                    hashes[tag])  # fmt: skip
+        logger.info(
+            "%s: %d rows x %d columns, md5 %s", tag, len(current), current.shape[1], hashes[tag]
+        )
     return hashes
 
 
@@ -151,20 +152,29 @@ def switch(repo: Path, tag: str) -> str:
         raise PipelineError(f"{repo}: uncommitted changes; commit or stash them before switching")
     status = dvc(repo, "status", "--json", str(DATASET) + ".dvc")
     if status.strip() not in ("{}", ""):
-        raise PipelineError(f"{repo / DATASET}: modified since the last `dvc add`; `dvc add` "
-                            "and commit it, or `dvc checkout` to drop the change")  # fmt: skip
+        raise PipelineError(
+            f"{repo / DATASET}: modified since the last `dvc add`; `dvc add` "
+            "and commit it, or `dvc checkout` to drop the change"
+        )
     run(repo, "git", "checkout", "-q", tag)
     dvc(repo, "checkout", "-q", str(DATASET) + ".dvc")
     return content_hash(repo)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli = argparse.ArgumentParser(description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    cli.add_argument("--repo", type=Path, help="git repository to work in (default: a new "
-                     "scratch repository in a temporary folder)")  # fmt: skip
-    cli.add_argument("--remote", help="DVC remote: a folder or s3://bucket/path (default: a "
-                     "folder next to the scratch repository)")  # fmt: skip
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cli.add_argument(
+        "--repo",
+        type=Path,
+        help="git repository to work in (default: a new scratch repository in a temporary folder)",
+    )
+    cli.add_argument(
+        "--remote",
+        help="DVC remote: a folder or s3://bucket/path (default: a "
+        "folder next to the scratch repository)",
+    )
     cli.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO), for s3:// remotes")
     cli.add_argument("-v", "--verbose", action="store_true")
     args = cli.parse_args(argv)

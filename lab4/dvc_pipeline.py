@@ -50,8 +50,9 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli = argparse.ArgumentParser(description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cli.add_argument("--check", action="store_true", help="only check that dvc.yaml is current")
     args = cli.parse_args(argv)
     target = PATHS.root / "dvc.yaml"

@@ -79,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not args.check:
         save(notebook, args.notebook)
-    logger.info("%s: all %d cells ran%s", args.notebook, len(notebook.cells),
-                "" if args.check else "; saved with outputs")  # fmt: skip
+    logger.info(
+        "%s: all %d cells ran%s",
+        args.notebook,
+        len(notebook.cells),
+        "" if args.check else "; saved with outputs",
+    )
     return 0
 
 

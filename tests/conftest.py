@@ -7,112 +7,21 @@ with the Python environment that runs the tests (MLOPS_VENV).
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-# Small but real: one year per station keeps an end-to-end run short.
-SMALL = ("-S", "data_creation.temperature.years=1")
-
-
-# Run outputs and environments: never part of a copy (the same folders .gitignore lists).
-NOT_COPIED = {".git", ".venv", ".mlflow", ".mlops", "data", "models", "reports", "node_modules",
-              "__pycache__", ".pytest_cache", ".ruff_cache"}  # fmt: skip
-
-
-def tracked_files(root: Path) -> list[str]:
-    """What a fresh clone would contain (tracked files plus new files git does not ignore).
-
-    Outside a git checkout (a copy made by another test), every file not under NOT_COPIED.
-    """
-    done = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=root,
-        capture_output=True,
-    )
-    if done.returncode == 0:
-        return [name for name in done.stdout.decode().split("\0") if name]
-    return [
-        str(path.relative_to(root))
-        for path in root.rglob("*")
-        if path.is_file() and not NOT_COPIED & set(path.relative_to(root).parts)
-    ]
-
-
-def copy_project(dest: Path) -> Path:
-    for name in tracked_files(REPO):
-        source = REPO / name
-        if source.is_file():
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment a user's shell would have, pointed at the test's Python environment."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MLFLOW_", "MLOPS_", "BUILD_", "JOB_")) and k != "PYTHONPATH"
-    }
-    env["MLOPS_VENV"] = sys.prefix
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Project:
-    """A copy of the project in a temporary folder, with helpers to run its entry points."""
-
-    root: Path
-
-    def pipeline(self, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["bash", str(self.root / "pipeline.sh"), *args],
-            cwd=self.root,
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def start_pipeline(self, *args: str, env: dict[str, str] | None = None,
-                       **popen: object) -> subprocess.Popen:  # fmt: skip
-        """Start pipeline.sh without waiting (stdout/stderr piped, text mode)."""
-        return subprocess.Popen(
-            ["bash", str(self.root / "pipeline.sh"), *args], cwd=self.root,
-            env=env or clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            **popen,
-        )  # fmt: skip
-
-    def stage(self, name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-        """Run one stage script directly (``python -m lab1.<name>``), as a user would."""
-        return subprocess.run(
-            [sys.executable, "-m", f"lab1.{name}", *args],
-            cwd=self.root,
-            env=clean_env(PYTHONPATH=str(self.root), **env),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
-        uri = f"sqlite:///{self.root / '.mlflow' / 'mlflow.db'}"
-        return MlflowClient(uri, registry_uri=uri)
-
-    def runs(self, experiment: str = "lab1-temperature") -> list:
-        client = self.client()
-        exp = client.get_experiment_by_name(experiment)
-        return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+from tests.project import (  # noqa: F401  (re-exported: tests import them from here)
+    NOT_COPIED,
+    REPO,
+    SMALL,
+    Project,
+    clean_env,
+    copy_project,
+    tracked_files,
+)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README quickstart; .ci/run calls it). Works on a fresh clone:
-# it creates the environment from requirements.lock if needed, then lints and runs every test.
+# it creates the environment from requirements.lock if needed, then lints, type-checks and runs
+# every test.
 #   bash tests/run.sh            everything
 #   bash tests/run.sh -m "not e2e"   extra arguments go to pytest (here: the fast unit tests)
 set -euo pipefail
@@ -15,6 +16,11 @@ echo "== ruff" >&2
 "$py" -m ruff check .
 "$py" -m ruff format --check .
 
+echo "== mypy" >&2
+"$py" -m mypy
+
 echo "== pytest" >&2
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-"$py" -m pytest "$@"
+# Coverage of the code the tests run in-process (pyproject.toml [tool.coverage]); the report
+# lists the files not fully covered.
+"$py" -m pytest --cov --cov-report=term "$@"

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 class Normalize(nn.Module):
     """uint8 (N, H, W, C) -> float (N, C, H, W), scaled to [0, 1] then standardised per channel."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: list[float], std: list[float]):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -56,18 +59,20 @@ class ImageClassifier(nn.Module):
     Returns logits; wrap in Probabilities for serving.
     """
 
-    def __init__(self, mean: list[float], std: list[float], classes: int, width: int,
-                 dropout: float):  # fmt: skip
+    def __init__(
+        self, mean: list[float], std: list[float], classes: int, width: int, dropout: float
+    ):
         super().__init__()
         channels = len(mean)
         self.normalize = Normalize(mean, std)
         self.features = nn.Sequential(
-            conv_block(channels, width), conv_block(width, 2 * width),
+            conv_block(channels, width),
+            conv_block(width, 2 * width),
             conv_block(2 * width, 4 * width),
-        )  # fmt: skip
+        )
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width * 4, classes)
-        )  # fmt: skip
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.features(self.normalize(images))
@@ -136,8 +141,9 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512) -
     return torch.cat(out).numpy()
 
 
-def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              batch_size: int) -> tuple[float, float]:  # fmt: skip
+def _evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
     model.eval()
     total_loss, correct = 0.0, 0
     with torch.no_grad():
@@ -175,11 +181,13 @@ def train(
     x_val = torch.from_numpy(images[val_idx]).to(dev)
     y_val = torch.from_numpy(labels[val_idx]).to(dev)
     model = ImageClassifier(mean, std, classes, params.width, params.dropout).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate,
-                                  weight_decay=params.weight_decay)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
     steps = (len(x_train) + params.batch_size - 1) // params.batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.learning_rate,
-                                                   total_steps=params.epochs * steps)  # fmt: skip
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=params.learning_rate, total_steps=params.epochs * steps
+    )
     generator = torch.Generator().manual_seed(seed)
     history: list[EpochResult] = []
     best_state, best_accuracy, stale = None, -1.0, 0
@@ -204,15 +212,21 @@ def train(
             _progress(epoch, params.epochs, step + 1, steps, loss_sum / seen, correct / seen)
         seconds = time.perf_counter() - started
         val_loss, val_accuracy = _evaluate(model, x_val, y_val, 4 * params.batch_size)
-        result = EpochResult(epoch, loss_sum / seen, correct / seen, val_loss, val_accuracy,
-                             seconds, seen / seconds)  # fmt: skip
+        result = EpochResult(
+            epoch, loss_sum / seen, correct / seen, val_loss, val_accuracy, seconds, seen / seconds
+        )
         history.append(result)
         on_epoch(result)
         logger.info(
             "epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f img/s",
-            epoch, params.epochs, result.train_loss, result.train_accuracy, val_loss,
-            val_accuracy, result.images_per_second,
-        )  # fmt: skip
+            epoch,
+            params.epochs,
+            result.train_loss,
+            result.train_accuracy,
+            val_loss,
+            val_accuracy,
+            result.images_per_second,
+        )
         if val_accuracy > best_accuracy:
             best_state, best_accuracy, stale = copy.deepcopy(model.state_dict()), val_accuracy, 0
         else:
@@ -220,7 +234,8 @@ def train(
             if stale >= params.patience:
                 logger.info("no better validation accuracy for %d epochs: stopping", stale)
                 break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return model, history
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -85,7 +89,7 @@ def misclassified_grid(
 
 
 def grouped_accuracy(
-    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray | pd.Series | list[str]
 ) -> dict[str, float]:
     """Accuracy within each group (station, or fault kind: there it is that kind's recall)."""
     y_true, y_pred, groups = map(np.asarray, (y_true, y_pred, groups))

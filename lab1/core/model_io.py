@@ -45,14 +45,14 @@ def trusted_types(model: Any) -> list[str]:
 
 
 def _model_kwargs(
-    model: Any, example: pd.DataFrame, code_dir: Path, classes: list[str]
+    model: Any, example: pd.DataFrame, code_dir: Path, classes: list[str], trusted: list[str]
 ) -> dict[str, Any]:
     from mlflow.models import infer_signature
 
     return {
         "metadata": {"classes": list(classes)},
         "serialization_format": "skops",
-        "skops_trusted_types": trusted_types(model),
+        "skops_trusted_types": trusted,
         "signature": infer_signature(example, model.predict(example)),
         "input_example": example,
         "pip_requirements": pip_requirements(),
@@ -77,7 +77,9 @@ def _copy_logged(info: Any, local_dir: Path) -> None:
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
 
 
-def log_and_save_torch(model: Any, example: Any, local_dir: Path, classes: list[str]) -> Any:
+def log_and_save_torch(
+    model: Any, example: Any, local_dir: Path, classes: list[str], run_id: str, experiment_id: str
+) -> Any:
     """Log a PyTorch module (raw uint8 images in, probabilities out) with MLflow's PyTorch
     flavour in the "pt2" format (torch.export): loading it never unpickles arbitrary objects.
     The class names travel in the model's metadata (the service labels its answers with them).
@@ -90,11 +92,21 @@ def log_and_save_torch(model: Any, example: Any, local_dir: Path, classes: list[
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     requirements = [f"{name}=={version(name)}" for name in ("mlflow", "torch", "numpy")]
-    info = mlflow.pytorch.log_model(
-        model, name="model", serialization_format="pt2", input_example=example,
-        signature=infer_signature(example, output), pip_requirements=requirements,
+    from mlflow.models import Model
+
+    mlflow.set_experiment(experiment_id=experiment_id)  # where the logged model is created
+    info = Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=mlflow.pytorch,
+        pytorch_model=model,
+        run_id=run_id,
+        serialization_format="pt2",
+        input_example=example,
+        signature=infer_signature(example, output),
+        pip_requirements=requirements,
         metadata={"classes": list(classes)},
-    )  # fmt: skip
+    )
     _copy_logged(info, local_dir)
     return info
 
@@ -113,8 +125,17 @@ def load_torch_model(local_dir: Path) -> Any:
         raise DataError(f"{local_dir}: cannot load the model ({first})") from None
 
 
-def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path, classes: list[str]) -> Any:
-    """Log the model to the active MLflow run, then copy exactly what was logged to ``local_dir``.
+def log_and_save(
+    model: Any,
+    example: pd.DataFrame,
+    local_dir: Path,
+    classes: list[str],
+    run_id: str,
+    experiment_id: str,
+    trusted: list[str] | None = None,
+) -> Any:
+    """Log the model to run ``run_id`` of ``experiment_id``, then copy exactly what was logged
+    to ``local_dir``. ``trusted``: the model's skops trust list if known (else computed).
 
     ``classes`` names the model's classes in label order; it is stored in the MLmodel metadata.
 
@@ -123,25 +144,86 @@ def log_and_save(model: Any, example: pd.DataFrame, local_dir: Path, classes: li
     (``model_uri``, ``model_id``, ``run_id``).
     """
     import mlflow.sklearn
+    from mlflow.models import Model
 
     with tempfile.TemporaryDirectory() as staging:
-        kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes)
-        info = mlflow.sklearn.log_model(model, name="model", **kwargs)
+        trusted = trusted if trusted is not None else trusted_types(model)
+        kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes, trusted)
+        # Model.log is what mlflow.sklearn.log_model calls; it also takes the run explicitly,
+        # which the tracking service needs (it records several stage runs, none "active").
+        # With no active run, MLflow creates the logged model in the current experiment.
+        mlflow.set_experiment(experiment_id=experiment_id)
+        info = Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=mlflow.sklearn,
+            sk_model=model,
+            run_id=run_id,
+            **kwargs,
+        )
     _copy_logged(info, local_dir)
     return info
 
 
+def save_skops(model: Any, path: Path) -> None:
+    """Write a scikit-learn object with skops (what load_skops reads back)."""
+    import skops.io
+
+    skops.io.dump(model, path)
+
+
+def load_skops(path: Path) -> Any:
+    """Read a skops file under the trust policy of allowed_types (never unpickles); a missing or
+    unreadable file raises DataError naming it."""
+    return load_skops_trusted(path)[0]
+
+
+def load_skops_trusted(path: Path) -> tuple[Any, list[str]]:
+    """load_skops, also returning the non-default types it trusted (the MLmodel records them)."""
+    import skops.io
+
+    if not path.exists():
+        raise DataError(f"{path}: file not found (run the stage that writes it first)")
+    try:
+        trusted = allowed_types(skops.io.get_untrusted_types(file=path), str(path))
+        return skops.io.load(path, trusted=trusted), trusted
+    except Exception as exc:
+        raise DataError(f"{path}: cannot load ({exc})") from None
+
+
 def load_model(uri_or_dir: str | Path) -> Any:
-    """Load the scikit-learn Pipeline from a local folder or a models:/ / runs:/ URI."""
+    """Load the scikit-learn Pipeline from a local folder or a models:/ / runs:/ URI.
+
+    A local folder of ours is read without importing MLflow (a second per process): its MLmodel
+    file names the skops file, which load_skops reads under the same trust policy that MLflow's
+    sklearn flavour would apply. URIs, and folders in another format, go through MLflow.
+    """
+    if isinstance(uri_or_dir, Path):
+        if not (uri_or_dir / "MLmodel").exists():
+            raise DataError(f"{uri_or_dir}: no MLflow model here (run model_preparation first)")
+        local = _local_skops_file(uri_or_dir)
+        if local is not None:
+            return load_skops(local)
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
 
     target = str(uri_or_dir)
-    if isinstance(uri_or_dir, Path) and not (uri_or_dir / "MLmodel").exists():
-        raise DataError(f"{uri_or_dir}: no MLflow model here (run model_preparation first)")
     try:
         return mlflow.sklearn.load_model(target)
     except MlflowException as exc:
         raise DataError(
             f"{target}: cannot load the model ({exc.message.splitlines()[0]})"
         ) from None
+
+
+def _local_skops_file(model_dir: Path) -> Path | None:
+    """The skops file of an MLflow sklearn model folder, or None if it is stored otherwise."""
+    import yaml
+
+    try:
+        flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise DataError(f"{model_dir / 'MLmodel'}: not an MLflow sklearn model ({exc})") from None
+    if flavor.get("serialization_format") != "skops":
+        return None
+    return model_dir / flavor["pickled_model"]

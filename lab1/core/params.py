@@ -222,7 +222,9 @@ class Params:
     def section(self, name: str) -> dict[str, Any]:
         """One section as a plain dict (what a stage logs as its MLflow params)."""
         value = getattr(self, name)
-        return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {name: value}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return {name: value}
 
     def digest(self) -> str:
         """A short, stable hash of all parameters (tags runs and model versions)."""
@@ -300,7 +302,7 @@ def _build(cls: type, data: Any, path: str, where: str) -> Any:
 def _coerce(hint: Any, value: Any, path: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path, key)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -50,21 +50,15 @@ def read_split(path: Path) -> pd.DataFrame:
 
 
 def save_preprocessor(preprocessor, path: Path) -> None:
-    import skops.io
+    from lab1.core.model_io import save_skops
 
-    skops.io.dump(preprocessor, path)
+    save_skops(preprocessor, path)
 
 
 def load_preprocessor(path: Path):
     """Load the fitted preprocessor without unpickling (skops, with the model's trust policy)."""
-    import skops.io
-
-    from lab1.core.model_io import allowed_types
+    from lab1.core.model_io import load_skops
 
     if not path.exists():
         raise DataError(f"{path}: file not found (run data_preprocessing first)")
-    try:
-        trusted = allowed_types(skops.io.get_untrusted_types(file=path), str(path))
-        return skops.io.load(path, trusted=trusted)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot load the preprocessor ({exc})") from None
+    return load_skops(path)

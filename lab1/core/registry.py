@@ -14,6 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lab1.core.errors import PipelineError
+from lab1.core.gate import decide
+from lab1.core.params import GateParams
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,45 @@ def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
     import mlflow
 
     return mlflow.register_model(model_uri, name, tags=tags)
+
+
+def register_gated(
+    client: MlflowClient,
+    name: str,
+    model_uri: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    gate: GateParams,
+) -> dict:
+    """Register ``model_uri`` as a new version of ``name`` and move `champion` to it only if the
+    quality gate passes against the current champion's metrics.
+
+    ``tags`` (lineage) go on the version together with the test metrics and the decision.
+    Returns ``{version, passed, decision, reason, champion_before, champion_after}``.
+    """
+    current = champion(client, name)
+    before = current.version if current else None
+    decision = decide(metrics, version_metrics(current) if current else None, gate)
+    version = register(
+        model_uri,
+        name,
+        {
+            **tags,
+            "gate.decision": decision.label,
+            "gate.reason": decision.reason,
+            **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
+        },
+    )
+    if decision.passed:
+        promote(client, name, version.version, before)
+    return {
+        "version": version.version,
+        "passed": decision.passed,
+        "decision": decision.label,
+        "reason": decision.reason,
+        "champion_before": before,
+        "champion_after": version.version if decision.passed else before,
+    }
 
 
 def promote(client: MlflowClient, name: str, version: str, previous: str | None) -> None:

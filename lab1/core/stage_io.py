@@ -9,6 +9,7 @@ same files in prose.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lab1.core.paths import PATHS
 from lab1.core.stages import STAGES
@@ -22,6 +23,8 @@ class StageIO:
     metrics: tuple[str, ...] = ()  # small JSON outputs kept in git, not in DVC's cache
     plots: tuple[str, ...] = ()
     records: tuple[str, ...] = field(default=())  # other small outputs kept in git
+    # Outputs DVC does not track: written for some datasets only, or a download cache.
+    untracked: tuple[str, ...] = ()
 
 
 def _rel(path) -> str:
@@ -35,6 +38,7 @@ STAGE_IO: dict[str, StageIO] = {
         params=("dataset", "data_creation"),
         reads=(),
         writes=(_rel(PATHS.raw),),
+        untracked=(_rel(PATHS.data_cache),),
     ),
     "data_preprocessing": StageIO(
         params=("dataset", "data_preprocessing"),
@@ -51,6 +55,7 @@ STAGE_IO: dict[str, StageIO] = {
         reads=(_rel(PATHS.models), _rel(PATHS.processed)),
         metrics=(_rel(PATHS.metrics),),
         plots=(_rel(PATHS.confusion_matrix_plot),),
+        untracked=(_rel(PATHS.misclassified_plot),),
     ),
     "model_registration": StageIO(
         params=("model_registration", "tracking"),
@@ -59,3 +64,24 @@ STAGE_IO: dict[str, StageIO] = {
     ),
 }
 assert tuple(STAGE_IO) == STAGES, "stage_io.py and stages.py list different stages"
+
+
+class UndeclaredIO(Exception):
+    """A stage recorded a file its contract (STAGE_IO) does not declare: a bug in the stage."""
+
+
+def check_declared(stage: str, path: Path, kind: str) -> None:
+    """Raise UndeclaredIO unless ``path`` lies under what ``stage`` declares: ``kind`` "reads"
+    allows its reads and its own outputs, "writes" only its outputs."""
+    io = STAGE_IO[stage]
+    outputs = io.writes + io.metrics + io.plots + io.records + io.untracked
+    allowed = io.reads + outputs if kind == "reads" else outputs
+    resolved = path.resolve()
+    if resolved.is_relative_to(PATHS.root):
+        rel = resolved.relative_to(PATHS.root)
+        if any(rel.is_relative_to(declared) for declared in allowed):
+            return
+    raise UndeclaredIO(
+        f"{stage} {kind[:-1]}s {path}, which lab1/core/stage_io.py does not declare for it "
+        f"(declared: {', '.join(allowed) or 'nothing'})"
+    )

@@ -57,19 +57,31 @@ class Metrics:
 
     def __init__(self, watcher: ModelWatcher):
         self.registry = CollectorRegistry()
-        self.requests = Counter("service_requests", "HTTP requests", ["endpoint", "status"],
-                                registry=self.registry)  # fmt: skip
-        self.latency = Histogram("service_request_seconds", "Time to answer", ["endpoint"],
-                                 buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1,
-                                          2.5, 5), registry=self.registry)  # fmt: skip
-        self.rows = Counter("service_predicted_rows", "Rows or images predicted",
-                            registry=self.registry)  # fmt: skip
-        self.batch_requests = Histogram("service_batch_requests", "Requests per model call",
-                                        buckets=(1, 2, 4, 8, 16, 32, 64),
-                                        registry=self.registry)  # fmt: skip
-        self.model_seconds = Histogram("service_model_call_seconds", "Time in the model per call",
-                                       buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25,
-                                                .5, 1), registry=self.registry)  # fmt: skip
+        self.requests = Counter(
+            "service_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "service_request_seconds",
+            "Time to answer",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "service_predicted_rows", "Rows or images predicted", registry=self.registry
+        )
+        self.batch_requests = Histogram(
+            "service_batch_requests",
+            "Requests per model call",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+        self.model_seconds = Histogram(
+            "service_model_call_seconds",
+            "Time in the model per call",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=self.registry,
+        )
 
         self.registry.register(_WatcherCollector(watcher))
 
@@ -92,10 +104,12 @@ class _WatcherCollector:
         if model:
             info.add_metric([model.info.uri], 1.0)
         yield info
-        yield GaugeMetricFamily("service_model_loads", "Successful model loads",
-                                value=watcher.loads)  # fmt: skip
-        yield GaugeMetricFamily("service_model_load_failures", "Failed resolves or loads",
-                                value=watcher.failures)  # fmt: skip
+        yield GaugeMetricFamily(
+            "service_model_loads", "Successful model loads", value=watcher.loads
+        )
+        yield GaugeMetricFamily(
+            "service_model_load_failures", "Failed resolves or loads", value=watcher.failures
+        )
 
 
 class Guard:
@@ -119,8 +133,11 @@ class Guard:
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             status = 413 if declared.isdigit() else 400
-            detail = f"body: larger than the limit of {limit} bytes" if status == 413 else \
-                "bad Content-Length header"  # fmt: skip
+            detail = (
+                f"body: larger than the limit of {limit} bytes"
+                if status == 413
+                else "bad Content-Length header"
+            )
             await JSONResponse({"detail": detail}, status)(scope, receive, send)
             self._record(endpoint, status, started)
             return
@@ -164,8 +181,12 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         yield
         watcher.stop()
 
-    app = FastAPI(title="Model service (lab3)", version="1.0", lifespan=lifespan,
-                  description="Serves the registry's champion; see lab3/README.md.")  # fmt: skip
+    app = FastAPI(
+        title="Model service (lab3)",
+        version="1.0",
+        lifespan=lifespan,
+        description="Serves the registry's champion; see lab3/README.md.",
+    )
     app.state.watcher = watcher
     app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
 
@@ -186,21 +207,36 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     @app.get("/ready", summary="A model is loaded", responses={503: {"description": "Not yet"}})
     async def ready() -> JSONResponse:
         model = watcher.current
-        body = {"ready": model is not None, "model_uri": watcher.model_uri,
-                "serving": model.info.uri if model else None,
-                "last_error": watcher.last_error, "last_checked": watcher.last_checked}  # fmt: skip
+        body = {
+            "ready": model is not None,
+            "model_uri": watcher.model_uri,
+            "serving": model.info.uri if model else None,
+            "last_error": watcher.last_error,
+            "last_checked": watcher.last_checked,
+        }
         return JSONResponse(body, 200 if model else 503)
 
-    @app.get("/model", summary="What is served and where it came from",
-             responses={503: {"description": "No model loaded yet"}})  # fmt: skip
+    @app.get(
+        "/model",
+        summary="What is served and where it came from",
+        responses={503: {"description": "No model loaded yet"}},
+    )
     async def model_info() -> dict[str, Any]:
         model = served()
-        return {**model.info.as_dict(), "classes": model.classes,
-                "input": model.input_description(), "follows_alias": watcher.follows_alias,
-                "last_reload_error": watcher.last_error}  # fmt: skip
+        return {
+            **model.info.as_dict(),
+            "classes": model.classes,
+            "input": model.input_description(),
+            "follows_alias": watcher.follows_alias,
+            "last_reload_error": watcher.last_error,
+        }
 
-    @app.post("/predict", summary="Predict a batch", openapi_extra=PREDICT_OPENAPI,
-              responses=ERROR_RESPONSES)  # fmt: skip
+    @app.post(
+        "/predict",
+        summary="Predict a batch",
+        openapi_extra=PREDICT_OPENAPI,
+        responses=ERROR_RESPONSES,
+    )
     async def predict(request: Request) -> Response:
         model = served()
         _require_type(request, ("application/json",))
@@ -211,8 +247,12 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
             batch = inputs.image_batch(payload, model.image_shape, settings.max_batch_rows)
         return await _answer(model, batch, batcher, metrics)
 
-    @app.post("/predict/image", summary="Classify one PNG or JPEG image",
-              openapi_extra=IMAGE_OPENAPI, responses=ERROR_RESPONSES)  # fmt: skip
+    @app.post(
+        "/predict/image",
+        summary="Classify one PNG or JPEG image",
+        openapi_extra=IMAGE_OPENAPI,
+        responses=ERROR_RESPONSES,
+    )
     async def predict_image(request: Request) -> Response:
         model = served()
         if model.kind != "image":
@@ -235,8 +275,9 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
 def _require_type(request: Request, allowed: tuple[str, ...]) -> str:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in allowed:
-        raise InputError(415, f"Content-Type {content_type or 'missing'!r}: send "
-                              f"{' or '.join(allowed)}")  # fmt: skip
+        raise InputError(
+            415, f"Content-Type {content_type or 'missing'!r}: send {' or '.join(allowed)}"
+        )
     return content_type
 
 
@@ -253,70 +294,132 @@ async def _uploaded_file(request: Request) -> tuple[bytes, str]:
     return await upload.read(), f"file {upload.filename!r}"
 
 
-async def _answer(model: ServedModel, batch: np.ndarray, batcher: Batcher, metrics: Metrics,
-                  single: bool = False) -> Response:  # fmt: skip
+async def _answer(
+    model: ServedModel, batch: np.ndarray, batcher: Batcher, metrics: Metrics, single: bool = False
+) -> Response:
     probabilities = np.asarray(await batcher.probabilities(model, batch), dtype=np.float64)
     predicted = probabilities.argmax(axis=1)
     labels = [model.classes[i] if i < len(model.classes) else str(i) for i in predicted]
     body: dict[str, Any] = {"model": {"name": model.info.name, "version": model.info.version}}
     if single:
         first = probabilities[0].tolist()
-        body.update(label=labels[0],
-                    probabilities=dict(zip(model.classes, first, strict=False)))  # fmt: skip
+        body.update(label=labels[0], probabilities=dict(zip(model.classes, first, strict=False)))
     else:
         body.update(predictions=predicted, labels=labels, probabilities=probabilities)
     # orjson straight to bytes (numpy arrays natively): FastAPI's jsonable_encoder would walk
     # every float in Python.
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                    media_type="application/json")  # fmt: skip
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
 
 
 # --- OpenAPI descriptions of the hand-parsed bodies ----------------------------------------
 
-_ROW = {"oneOf": [
-    {"type": "array", "items": {"type": ["number", "null"]}, "description": "signature order"},
-    {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
-]}  # fmt: skip
+_ROW = {
+    "oneOf": [
+        {"type": "array", "items": {"type": ["number", "null"]}, "description": "signature order"},
+        {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+    ]
+}
 PREDICT_OPENAPI = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {
-            "description": "Exactly one of the three forms. Tabular models: rows of the "
-                           "signature's columns (GET /model lists them), null = missing reading. "
-                           "Image models: instances/inputs hold uint8 images (H, W, C).",
-            "oneOf": [
-                {"type": "object", "required": ["instances"], "additionalProperties": False,
-                 "properties": {"instances": {"type": "array", "minItems": 1, "items": {}}}},
-                {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
-                 "properties": {"dataframe_split": {
-                     "type": "object", "required": ["data"],
-                     "properties": {"columns": {"type": "array", "items": {"type": "string"}},
-                                    "data": {"type": "array", "items": _ROW}}}}},
-                {"type": "object", "required": ["inputs"], "additionalProperties": False,
-                 "properties": {"inputs": {"oneOf": [
-                     {"type": "array", "items": {}},
-                     {"type": "object", "additionalProperties": {"type": "array"}}]}}},
-            ],
-            "example": {"instances": [[1.5, 2.0, 1.8, 2.2, 2.5, 2.4, 2.9, 3.1, 3.0, 2.7, 2.8,
-                                       3.3, 3.0, 2.9, 3.2]]},
-        }}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": "Exactly one of the three forms. Tabular models: rows of the "
+                    "signature's columns (GET /model lists them), null = missing reading. "
+                    "Image models: instances/inputs hold uint8 images (H, W, C).",
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["instances"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "instances": {"type": "array", "minItems": 1, "items": {}}
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["dataframe_split"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "dataframe_split": {
+                                    "type": "object",
+                                    "required": ["data"],
+                                    "properties": {
+                                        "columns": {"type": "array", "items": {"type": "string"}},
+                                        "data": {"type": "array", "items": _ROW},
+                                    },
+                                }
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["inputs"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "inputs": {
+                                    "oneOf": [
+                                        {"type": "array", "items": {}},
+                                        {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "array"},
+                                        },
+                                    ]
+                                }
+                            },
+                        },
+                    ],
+                    "example": {
+                        "instances": [
+                            [
+                                1.5,
+                                2.0,
+                                1.8,
+                                2.2,
+                                2.5,
+                                2.4,
+                                2.9,
+                                3.1,
+                                3.0,
+                                2.7,
+                                2.8,
+                                3.3,
+                                3.0,
+                                2.9,
+                                3.2,
+                            ]
+                        ]
+                    },
+                }
+            }
+        },
     },
-}  # fmt: skip
+}
 IMAGE_OPENAPI = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         },
     },
-}  # fmt: skip
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text}
-    for status, text in ((400, "Malformed body"), (413, "Body or batch over the limit"),
-                         (415, "Wrong content type"), (422, "Body does not fit the model"),
-                         (503, "No model loaded yet"))
-}  # fmt: skip
+    for status, text in (
+        (400, "Malformed body"),
+        (413, "Body or batch over the limit"),
+        (415, "Wrong content type"),
+        (422, "Body does not fit the model"),
+        (503, "No model loaded yet"),
+    )
+}

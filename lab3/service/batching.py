@@ -67,8 +67,11 @@ class Batcher:
         self._scheduled = False
         while self._waiting:
             group = self._next_group()
-            stacked = group[0].batch if len(group) == 1 else np.concatenate(
-                [item.batch for item in group])  # fmt: skip
+            stacked = (
+                group[0].batch
+                if len(group) == 1
+                else np.concatenate([item.batch for item in group])
+            )
             self.calls += 1
             started = time.perf_counter()
             try:

@@ -47,8 +47,10 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         for constant in (b"NaN", b"Infinity"):
             if constant in body:  # the likeliest cause, said plainly
-                raise InputError(400, f"body: {constant.decode()} is not valid JSON; send null "
-                                      "for a missing value") from None  # fmt: skip
+                raise InputError(
+                    400,
+                    f"body: {constant.decode()} is not valid JSON; send null for a missing value",
+                ) from None
         raise InputError(400, f"body: malformed JSON ({exc})") from None
 
 
@@ -59,8 +61,9 @@ def _body_field(payload: Any) -> tuple[str, Any]:
     extra = sorted(set(payload) - set(BODY_KEYS))
     if len(present) != 1 or extra:
         found = ", ".join(map(repr, sorted(payload))) or "none"
-        raise InputError(422, f"body: expected exactly one of {', '.join(BODY_KEYS)} "
-                              f"(found keys: {found})")  # fmt: skip
+        raise InputError(
+            422, f"body: expected exactly one of {', '.join(BODY_KEYS)} (found keys: {found})"
+        )
     return present[0], payload[present[0]]
 
 
@@ -109,15 +112,21 @@ def _check_rows(rows: list, key: str, order: list[str]) -> None:
         if type(row) is dict:
             rows[index] = row = _row_from_object(row, order, f"{key}[{index}]")
         elif type(row) is not list:
-            raise InputError(422, f"{key}[{index}]: expected a list of {width} numbers or an "
-                                  f"object, got {_kind(row)}")  # fmt: skip
+            raise InputError(
+                422,
+                f"{key}[{index}]: expected a list of {width} numbers or an "
+                f"object, got {_kind(row)}",
+            )
         if len(row) != width:
-            raise InputError(422, f"{key}[{index}]: {len(row)} values, the model takes {width} "
-                                  f"({', '.join(order)})")  # fmt: skip
+            raise InputError(
+                422,
+                f"{key}[{index}]: {len(row)} values, the model takes {width} ({', '.join(order)})",
+            )
         for position, cell in enumerate(row):
             if cell is not None and type(cell) not in NUMBER_TYPES:
-                raise InputError(422, f"{key}[{index}].{order[position]}: {cell!r} is not a "
-                                      "number or null")  # fmt: skip
+                raise InputError(
+                    422, f"{key}[{index}].{order[position]}: {cell!r} is not a number or null"
+                )
 
 
 def _dataframe_split(value: Any, columns: list[str]) -> tuple[Any, list[str]]:
@@ -125,15 +134,19 @@ def _dataframe_split(value: Any, columns: list[str]) -> tuple[Any, list[str]]:
         raise InputError(422, "dataframe_split: expected an object with columns and data")
     order = value.get("columns", columns)
     if not isinstance(order, list) or sorted(map(str, order)) != sorted(columns):
-        raise InputError(422, f"dataframe_split.columns: {order!r} is not the model's columns "
-                              f"({', '.join(columns)})")  # fmt: skip
+        raise InputError(
+            422,
+            f"dataframe_split.columns: {order!r} is not the model's columns ({', '.join(columns)})",
+        )
     return value["data"], [str(name) for name in order]
 
 
 def _columnar(value: dict, columns: list[str]) -> list[list[Any]]:
     if sorted(value) != sorted(columns):
-        raise InputError(422, f"inputs: keys {sorted(value)!r} are not the model's columns "
-                              f"({', '.join(columns)})")  # fmt: skip
+        raise InputError(
+            422,
+            f"inputs: keys {sorted(value)!r} are not the model's columns ({', '.join(columns)})",
+        )
     lengths = {name: len(value[name]) if isinstance(value[name], list) else -1 for name in columns}
     if min(lengths.values()) < 0 or len(set(lengths.values())) != 1:
         raise InputError(422, "inputs: every column must be a list, all of the same length")
@@ -167,13 +180,17 @@ def image_batch(payload: Any, shape: tuple[int, int, int], max_rows: int) -> np.
     except (ValueError, OverflowError):
         raise InputError(422, f"{key}: images must be nested lists of equal shape") from None
     if batch.shape[1:] != tuple(shape):
-        raise InputError(422, f"{key}: images of shape {list(batch.shape[1:])}, the model "
-                              f"takes {list(shape)} (height, width, channels)")  # fmt: skip
+        raise InputError(
+            422,
+            f"{key}: images of shape {list(batch.shape[1:])}, the model "
+            f"takes {list(shape)} (height, width, channels)",
+        )
     if batch.dtype.kind not in "iu":  # floats, bools, strings, objects
         raise InputError(422, f"{key}: pixel values must be integers 0..255")
     if batch.min() < 0 or batch.max() > 255:
-        raise InputError(422, f"{key}: pixel values must be integers 0..255 "
-                              f"(found {batch.min()}..{batch.max()})")  # fmt: skip
+        raise InputError(
+            422, f"{key}: pixel values must be integers 0..255 (found {batch.min()}..{batch.max()})"
+        )
     return batch.astype(np.uint8)
 
 
@@ -190,8 +207,11 @@ def decode_image(data: bytes, shape: tuple[int, int, int], where: str) -> np.nda
         if image.format not in ("PNG", "JPEG"):
             raise InputError(415, f"{where}: {image.format} image; send PNG or JPEG")
         if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise InputError(413, f"{where}: {image.width}x{image.height} pixels is over the "
-                                  f"limit of {MAX_IMAGE_PIXELS}")  # fmt: skip
+            raise InputError(
+                413,
+                f"{where}: {image.width}x{image.height} pixels is over the "
+                f"limit of {MAX_IMAGE_PIXELS}",
+            )
         image = image.convert("L" if channels == 1 else "RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)

@@ -58,9 +58,15 @@ class ServedModel:
     request path makes: x is already validated (tabular: float64 (n, columns); image: uint8
     (n, H, W, C)) and the result is float (n, classes)."""
 
-    def __init__(self, native: Any, kind: str, classes: list[str], info: ModelInfo,
-                 columns: list[str] | None = None,
-                 image_shape: tuple[int, int, int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        native: Any,
+        kind: str,
+        classes: list[str],
+        info: ModelInfo,
+        columns: list[str] | None = None,
+        image_shape: tuple[int, int, int] | None = None,
+    ):
         self.native = native
         self.kind = kind
         self.classes = classes
@@ -83,8 +89,12 @@ class ServedModel:
 
     def input_description(self) -> dict[str, Any]:
         if self.kind == "tabular":
-            return {"kind": "tabular", "columns": self.columns, "dtype": "float64",
-                    "missing": "null"}  # fmt: skip
+            return {
+                "kind": "tabular",
+                "columns": self.columns,
+                "dtype": "float64",
+                "missing": "null",
+            }
         height, width, channels = self.image_shape or (0, 0, 0)
         return {"kind": "image", "shape": [height, width, channels], "dtype": "uint8"}
 
@@ -125,16 +135,24 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
     finally:
         # Everything needed is in memory now; the download is not kept.
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("loaded %s (%s, %d classes) in %.2f s", uri, served.kind, len(served.classes),
-                time.perf_counter() - started)  # fmt: skip
+    logger.info(
+        "loaded %s (%s, %d classes) in %.2f s",
+        uri,
+        served.kind,
+        len(served.classes),
+        time.perf_counter() - started,
+    )
     return served
 
 
 def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
     from lab1.core.model_io import load_model, load_torch_model
 
-    info = replace(info, run_id=info.run_id or mlmodel.run_id,
-                   loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # fmt: skip
+    info = replace(
+        info,
+        run_id=info.run_id or mlmodel.run_id,
+        loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     classes = list((mlmodel.metadata or {}).get("classes") or [])
     signature = mlmodel.signature
     if signature is None:

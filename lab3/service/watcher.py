@@ -36,8 +36,12 @@ class Target:
 
 
 class ModelWatcher:
-    def __init__(self, model_uri: str, poll_interval_s: float,
-                 loader: Callable[[str, ModelInfo], ServedModel] = load):  # fmt: skip
+    def __init__(
+        self,
+        model_uri: str,
+        poll_interval_s: float,
+        loader: Callable[[str, ModelInfo], ServedModel] = load,
+    ):
         self.model_uri = model_uri
         self.poll_interval_s = poll_interval_s
         self.follows_alias = ALIAS_URI.match(model_uri) is not None
@@ -101,8 +105,11 @@ class ModelWatcher:
 
     def _failed(self, message: str) -> None:
         if message != self.last_error:
-            logger.warning("%s%s", message, "; still serving the previous model"
-                           if self.current is not None else "")  # fmt: skip
+            logger.warning(
+                "%s%s",
+                message,
+                "; still serving the previous model" if self.current is not None else "",
+            )
         self.failures += 1
         self.last_error = message
 
@@ -120,12 +127,15 @@ class ModelWatcher:
         tags = found.tags or {}
         uri = f"models:/{found.name}/{found.version}"
         info = ModelInfo(
-            uri=uri, name=found.name, version=str(found.version),
+            uri=uri,
+            name=found.name,
+            version=str(found.version),
             alias=alias["alias"] if alias else None,
             run_id=tags.get("source_run_id") or found.run_id,
-            git_commit=tags.get("git.commit"), data_digest=tags.get("data.digest"),
+            git_commit=tags.get("git.commit"),
+            data_digest=tags.get("data.digest"),
             metrics=version_metrics(found),
-        )  # fmt: skip
+        )
         return Target(uri, info)
 
     def _registry(self):

@@ -176,8 +176,9 @@ def test_no_label_leakage_into_the_features(processed, preprocessor):
 
 
 def test_the_scaler_was_fitted_on_train_only(processed, preprocessor, params):
-    features = WindowFeatures(params.data_preprocessing.window,
-                              params.data_preprocessing.missing_rule)  # fmt: skip
+    features = WindowFeatures(
+        params.data_preprocessing.window, params.data_preprocessing.missing_rule
+    )
     train = features.transform(processed["train"][input_columns(processed["train"])])
     both = np.vstack(
         [train, features.transform(processed["test"][input_columns(processed["test"])])]

@@ -18,8 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck"]  # fmt: skip
+CIFAR_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def pattern_images(labels: np.ndarray, size: int, channels: int, seed: int) -> np.ndarray:
@@ -53,8 +63,9 @@ def write_cifar10(root: Path, per_batch: int = 100, seed: int = 0) -> Path:
         with open(folder / name, "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
     with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch}, handle,
-                    protocol=2)  # fmt: skip
+        pickle.dump(
+            {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch}, handle, protocol=2
+        )
     return root
 
 

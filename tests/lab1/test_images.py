@@ -31,8 +31,9 @@ def cifar_section(**changes):
 
 def test_cifar10_folder_read_by_torchvision_with_verification_off(tmp_path):
     root = write_cifar10(tmp_path / "mine")
-    data = make_images("cifar10", cifar_section(data_dir=str(root), verify=False), 0,
-                       tmp_path / "cache")  # fmt: skip
+    data = make_images(
+        "cifar10", cifar_section(data_dir=str(root), verify=False), 0, tmp_path / "cache"
+    )
     assert data.classes == ["cat", "dog"] and data.verified is False
     assert data.train_images.shape[1:] == (32, 32, 3) and data.train_images.dtype == np.uint8
     assert set(np.unique(data.train_labels)) == {0, 1}  # relabelled in params order
@@ -115,8 +116,10 @@ def test_cnn_training_is_deterministic():
     images = pattern_images(labels, 16, 1, seed=3)
     section = replace(PARAMS.model_preparation.cnn, epochs=1, width=4, batch_size=50)
     aug = PARAMS.data_preprocessing.augmentation["cifar10"]
-    runs = [cnn.train(images, labels, 2, cnn.channel_stats(images), section, aug, 7)[1][0]
-            for _ in range(2)]  # fmt: skip
+    runs = [
+        cnn.train(images, labels, 2, cnn.channel_stats(images), section, aug, 7)[1][0]
+        for _ in range(2)
+    ]
     assert runs[0].train_loss == runs[1].train_loss
     assert runs[0].val_accuracy == runs[1].val_accuracy
 
@@ -158,16 +161,29 @@ def test_image_pipeline_end_to_end(project, dataset, tmp_path):
 
     writer = write_cifar10 if dataset == "cifar10" else write_fashion_mnist
     folder = writer(tmp_path / "data")
-    source = ["-S", f"data_creation.{dataset}.data_dir={folder}",
-              "-S", f"data_creation.{dataset}.verify=false"]  # fmt: skip
+    source = [
+        "-S",
+        f"data_creation.{dataset}.data_dir={folder}",
+        "-S",
+        f"data_creation.{dataset}.verify=false",
+    ]
     done = project.pipeline(
-        "--dataset", dataset, *source,
-        "-S", "model_preparation.cnn.epochs=3", "-S", "model_preparation.cnn.width=8",
-        "-S", "model_preparation.cnn.batch_size=64",
-        "-S", f"data_preprocessing.augmentation.{dataset}.crop_padding=0",
-        "-S", f"model_registration.{dataset}.min_accuracy=0.6",
-        "-S", f"model_registration.{dataset}.min_f1=0.3",
-    )  # fmt: skip
+        "--dataset",
+        dataset,
+        *source,
+        "-S",
+        "model_preparation.cnn.epochs=3",
+        "-S",
+        "model_preparation.cnn.width=8",
+        "-S",
+        "model_preparation.cnn.batch_size=64",
+        "-S",
+        f"data_preprocessing.augmentation.{dataset}.crop_padding=0",
+        "-S",
+        f"model_registration.{dataset}.min_accuracy=0.6",
+        "-S",
+        f"model_registration.{dataset}.min_f1=0.3",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.fullmatch(r"Model test accuracy is: \d\.\d{3}", done.stdout.splitlines()[-1])
     assert (project.root / "reports" / "misclassified.png").exists()

@@ -144,8 +144,11 @@ def test_stages_one_by_one_share_a_parent_run(first_run, module_project):
         filter_string=f"tags.mlflow.parentRunId = '{context['run_id']}'",
     )
     assert sorted(c.data.tags["mlflow.runName"] for c in children) == sorted(STAGES)
-    assert all(c.data.params["temperature.years"] == "1" for c in children
-               if c.data.tags["mlflow.runName"] == "data_creation")  # fmt: skip
+    assert all(
+        c.data.params["temperature.years"] == "1"
+        for c in children
+        if c.data.tags["mlflow.runName"] == "data_creation"
+    )
     # With no run open, --end says so and does not fail (a build that failed in Setup).
     done = module_project.pipeline("--end", "FAILED")
     assert done.returncode == 0 and "no pipeline run to end" in done.stderr

@@ -22,8 +22,10 @@ ACCURACY_LINE = re.compile(r"^Model test accuracy is: \d\.\d{3}$")
 def lint(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [tool("npm-groovy-lint"), "--noserver", "--failon", "warning", str(path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.tools
@@ -53,18 +55,27 @@ def test_jenkins_stages_are_the_pipeline_stages():
 
 def run_step(project: Project, script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run one step as Jenkins does: /bin/sh -xe in the workspace."""
-    return subprocess.run(["sh", "-xe", "-c", script], cwd=project.root, env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        ["sh", "-xe", "-c", script],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def jenkins_env(project: Project, **extra: str) -> dict[str, str]:
     env = clean_env(
-        WORKSPACE=str(project.root), BUILD_NUMBER="17", JOB_NAME="mlops-pipeline",
+        WORKSPACE=str(project.root),
+        BUILD_NUMBER="17",
+        JOB_NAME="mlops-pipeline",
         BUILD_URL="http://jenkins.example/job/mlops-pipeline/17/",
-        DATASET="temperature", PARAMS_OVERRIDES="data_creation.temperature.years=1\n",
+        DATASET="temperature",
+        PARAMS_OVERRIDES="data_creation.temperature.years=1\n",
         MLFLOW_TRACKING_URI="",  # an empty build parameter means the embedded store
         **extra,
-    )  # fmt: skip
+    )
     env["MLOPS_OVERRIDES"] = env["PARAMS_OVERRIDES"]  # the Jenkinsfile's environment block
     # Jenkins builds use the workspace's own .venv: point it at the tests' environment.
     del env["MLOPS_VENV"]
@@ -124,8 +135,10 @@ def test_a_failing_stage_fails_the_build_there_and_marks_runs_failed(project):
     assert (project.root / "data" / "raw" / "manifest.json").exists()
     statuses = {r.data.tags["mlflow.runName"].split("-")[0]: r.info.status for r in project.runs()}
     assert statuses == {
-        "pipeline": "FAILED", "data_creation": "FINISHED", "data_preprocessing": "FAILED"
-    }  # fmt: skip
+        "pipeline": "FAILED",
+        "data_creation": "FINISHED",
+        "data_preprocessing": "FAILED",
+    }
 
 
 def test_the_quality_stage_is_skipped_for_image_datasets():

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.tools
 def render(out_dir) -> str:
     done = subprocess.run(
         [tool("jenkins-jobs"), "test", "--config-xml", "-o", str(out_dir), str(LAB2 / "jobs")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return (out_dir / "mlops-pipeline" / "config.xml").read_text()
 
@@ -48,8 +50,9 @@ def test_a_broken_job_definition_is_rejected(tmp_path):
     broken.mkdir()
     text = (LAB2 / "jobs" / "mlops-pipeline.yaml").read_text()
     (broken / "job.yaml").write_text(text.replace("pipeline-scm:", "pipeline-scmm:"))
-    done = subprocess.run([tool("jenkins-jobs"), "test", str(broken)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [tool("jenkins-jobs"), "test", str(broken)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode != 0
 
 
@@ -67,16 +70,26 @@ def test_configuration_as_code_job_matches_the_job_builder_yaml():
 def test_jenkins_compose_file_is_valid():
     compose = LAB2 / "jenkins" / "docker-compose.yml"
     env = {**os.environ, "JENKINS_ADMIN_PASSWORD": "test-only"}
-    done = subprocess.run([tool("docker-compose"), "-f", str(compose), "config"],
-                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [tool("docker-compose"), "-f", str(compose), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     service = yaml.safe_load(done.stdout)["services"]["jenkins"]
     assert service["healthcheck"]["test"][-1].endswith("/login")
     assert service["environment"]["JENKINS_ADMIN_PASSWORD"] == "test-only"
     # Without the admin password compose refuses to start rather than run an open server.
     env.pop("JENKINS_ADMIN_PASSWORD")
-    refused = subprocess.run([tool("docker-compose"), "-f", str(compose), "config"],
-                             capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    refused = subprocess.run(
+        [tool("docker-compose"), "-f", str(compose), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert refused.returncode != 0 and "JENKINS_ADMIN_PASSWORD" in refused.stderr
 
 

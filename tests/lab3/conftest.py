@@ -64,14 +64,22 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         client = connect()
         experiment = experiment_id(client, "service-tests")
         for version, c in (("1", 0.05), ("2", 5.0)):  # two genuinely different models
-            model = Pipeline([("preprocess", build_preprocessor(7, "interpolate")),
-                              ("classify", LogisticRegression(C=c, max_iter=2000))])  # fmt: skip
+            model = Pipeline(
+                [
+                    ("preprocess", build_preprocessor(7, "interpolate")),
+                    ("classify", LogisticRegression(C=c, max_iter=2000)),
+                ]
+            )
             model.fit(x, y)
             with mlflow.start_run(experiment_id=experiment) as run:
                 folder = root / f"v{version}"
                 info = log_and_save(model, x.head(3), folder, ["normal", "faulty"])
-            tags = {"git.commit": f"commit{version}", "data.digest": f"digest{version}",
-                    "source_run_id": run.info.run_id, "test.accuracy": "0.9"}  # fmt: skip
+            tags = {
+                "git.commit": f"commit{version}",
+                "data.digest": f"digest{version}",
+                "source_run_id": run.info.run_id,
+                "test.accuracy": "0.9",
+            }
             registered = registry.register(info.model_uri, NAME, tags)
             assert str(registered.version) == version
             folders[version] = folder
@@ -124,7 +132,8 @@ def image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
 
         connect()
         with mlflow.start_run():
-            log_and_save_torch(cnn.Probabilities(model), images[:2], root / "model",
-                               ["circle", "square", "star"])  # fmt: skip
+            log_and_save_torch(
+                cnn.Probabilities(model), images[:2], root / "model", ["circle", "square", "star"]
+            )
     expected = cnn.predict_proba(load_torch_model(root / "model"), images)
     return ImageModel(root / "model", images, expected)

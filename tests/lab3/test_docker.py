@@ -23,9 +23,13 @@ SECRETS = {"POSTGRES_PASSWORD": "pg-test", "MINIO_ROOT_PASSWORD": "minio-test"}
 
 def compose_config(name: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("MLFLOW")}
-    return subprocess.run([tool("docker-compose"), "-f", str(LAB3 / name), "config"],
-                          capture_output=True, text=True, env={**clean, **env},
-                          timeout=60)  # fmt: skip
+    return subprocess.run(
+        [tool("docker-compose"), "-f", str(LAB3 / name), "config"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=60,
+    )
 
 
 @pytest.mark.tools
@@ -36,9 +40,11 @@ def test_full_stack_compose_file():
     assert set(services) == {"postgres", "minio", "minio-init", "mlflow", "trainer", "api"}
     assert services["api"]["depends_on"] == {
         "mlflow": {"condition": "service_healthy"},
-        "trainer": {"condition": "service_completed_successfully"}}  # fmt: skip
+        "trainer": {"condition": "service_completed_successfully"},
+    }
     assert services["mlflow"]["depends_on"]["minio-init"] == {
-        "condition": "service_completed_successfully"}  # fmt: skip
+        "condition": "service_completed_successfully"
+    }
     for name in ("postgres", "minio", "mlflow"):
         assert services[name]["healthcheck"]["test"], name
     # One image for the server, the trainer and the API, built from lab3/Dockerfile.
@@ -78,17 +84,24 @@ def mlflow_server_argv(**env: str) -> list[str]:
     service = yaml.safe_load(done.stdout)["services"]["mlflow"]
     assert service["entrypoint"] == ["/bin/sh", "-c"]
     script = service["command"][0].replace("$$", "$").removeprefix("exec ")
-    printed = subprocess.run(["/bin/sh", "-c", 'mlflow() { printf "%s\\n" "$@"; }; ' + script],
-                             capture_output=True, text=True, check=True,
-                             env={"PATH": os.environ["PATH"], **env})  # fmt: skip
+    printed = subprocess.run(
+        ["/bin/sh", "-c", 'mlflow() { printf "%s\\n" "$@"; }; ' + script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"], **env},
+    )
     return printed.stdout.splitlines()
 
 
 @pytest.mark.tools
 def test_mlflow_server_command_postgres_proxied_s3_and_switchable_auth():
     argv = mlflow_server_argv(POSTGRES_PASSWORD="s3cret")
-    assert argv[:3] == ["server", "--backend-store-uri",
-                        "postgresql+psycopg://mlflow:s3cret@postgres:5432/mlflow"]  # fmt: skip
+    assert argv[:3] == [
+        "server",
+        "--backend-store-uri",
+        "postgresql+psycopg://mlflow:s3cret@postgres:5432/mlflow",
+    ]
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://mlflow/artifacts"
     assert "--serve-artifacts" in argv and "--app-name" not in argv
     argv = mlflow_server_argv(POSTGRES_PASSWORD="s3cret", MLFLOW_AUTH="basic-auth")
@@ -103,8 +116,9 @@ def test_mlflow_server_command_postgres_proxied_s3_and_switchable_auth():
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
     text = (LAB3 / "Dockerfile").read_text().replace("\\\n", " ")
-    lines = [line for line in text.splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in lines]
 
 
@@ -113,15 +127,19 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck():
     stages = [i for i, (op, _) in enumerate(steps) if op == "FROM"]
     assert len(stages) == 2
     build, final = steps[stages[0] : stages[1]], steps[stages[1] :]
-    assert any("--require-hashes" in arg and "requirements.lock" in arg for op, arg in build
-               if op == "RUN")  # fmt: skip
+    assert any(
+        "--require-hashes" in arg and "requirements.lock" in arg for op, arg in build if op == "RUN"
+    )
     ops = [op for op, _ in final]
     assert "HEALTHCHECK" in ops and ops.index("USER") < ops.index("CMD")
     assert dict(final)["USER"] not in ("root", "0")
     assert not any(re.search(r"\b(gcc|build-essential|apt-get install)\b", arg) for _, arg in final)
     # Every file the image copies from the build context exists (and is not docker-ignored).
-    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}  # fmt: skip
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for op, arg in steps:
         if op == "COPY" and "--from=" not in arg:
             sources = [word for word in shlex.split(arg) if not word.startswith("--")][:-1]
@@ -135,8 +153,9 @@ def test_image_command_and_healthcheck_work_on_a_real_service(models, tmp_path):
     steps = dict(dockerfile_instructions())
     command = json.loads(steps["CMD"])
     assert command[:3] == ["python", "-m", "lab3.serve"]
-    helped = subprocess.run([sys.executable, *command[1:], "--help"], capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    helped = subprocess.run(
+        [sys.executable, *command[1:], "--help"], capture_output=True, text=True, timeout=60
+    )
     assert helped.returncode == 0, helped.stderr
     probe = json.loads(steps["HEALTHCHECK"].split("CMD", 1)[1])
     assert probe[0] == "python"
@@ -145,8 +164,9 @@ def test_image_command_and_healthcheck_work_on_a_real_service(models, tmp_path):
     with loopback.model_service(tmp_path, {"MODEL_URI": str(models.folders["1"])}, port=port):
         assert subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
     # No model: the process answers /health, but the container must not count as healthy.
-    with loopback.model_service(tmp_path, {"MODEL_URI": str(tmp_path / "none")}, port=port,
-                                ready=False):  # fmt: skip
+    with loopback.model_service(
+        tmp_path, {"MODEL_URI": str(tmp_path / "none")}, port=port, ready=False
+    ):
         assert subprocess.run(probe, capture_output=True, timeout=30).returncode != 0
 
 
@@ -155,10 +175,19 @@ def git(root, *args):
 
 
 def build(root, *args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in ("REGISTRY", "BRANCH_NAME",
-                                                               "GIT_BRANCH", "IMAGE")}  # fmt: skip
-    return subprocess.run(["bash", "lab3/build.sh", *args], cwd=root, capture_output=True,
-                          text=True, env={**clean, **env}, timeout=60)  # fmt: skip
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REGISTRY", "BRANCH_NAME", "GIT_BRANCH", "IMAGE")
+    }
+    return subprocess.run(
+        ["bash", "lab3/build.sh", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=60,
+    )
 
 
 def test_build_script_tags_commit_and_branch_and_guards_push(tmp_path):
@@ -172,10 +201,20 @@ def test_build_script_tags_commit_and_branch_and_guards_push(tmp_path):
     done = build(root, "--dry-run", REGISTRY="registry.example.com:5000/team/")
     assert done.returncode == 0, done.stderr
     assert shlex.split(done.stdout.splitlines()[0]) == [
-        "docker", "build", "-f", "lab3/Dockerfile", "--build-arg", f"GIT_COMMIT={commit}",
-        "--build-arg", "GIT_BRANCH=feature/login+UI",
-        "-t", f"registry.example.com:5000/team/mlops-labs:{sha}",
-        "-t", "registry.example.com:5000/team/mlops-labs:feature-login-UI", "."]  # fmt: skip
+        "docker",
+        "build",
+        "-f",
+        "lab3/Dockerfile",
+        "--build-arg",
+        f"GIT_COMMIT={commit}",
+        "--build-arg",
+        "GIT_BRANCH=feature/login+UI",
+        "-t",
+        f"registry.example.com:5000/team/mlops-labs:{sha}",
+        "-t",
+        "registry.example.com:5000/team/mlops-labs:feature-login-UI",
+        ".",
+    ]
 
     done = build(root, "--push", "--dry-run", REGISTRY="r.example/team")
     assert done.stdout.splitlines()[1:] == [
@@ -211,13 +250,28 @@ def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
     config = tmp_path / "basic_auth.ini"
     config.write_text(ini.replace("/mlflow/auth/", f"{tmp_path}/"))
     port = loopback.free_port()
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config),
-           "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": "test-only-pw",
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}  # fmt: skip
-    argv = [loopback.mlflow_command(), "server", "--app-name", "basic-auth", "--backend-store-uri",
-            f"sqlite:///{tmp_path}/db", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with loopback.running("mlflow-auth", argv, port, "/health", tmp_path / "server.log",
-                          env=env) as base:  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "test-only-pw",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key",
+    }
+    argv = [
+        loopback.mlflow_command(),
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path}/db",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with loopback.running(
+        "mlflow-auth", argv, port, "/health", tmp_path / "server.log", env=env
+    ) as base:
         url = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as refused:
             loopback.LOCAL.open(url, timeout=10)

@@ -19,8 +19,11 @@ BUDGET = {("POST", "/predict"): 300, ("POST", "/predict/image"): 120}
 
 @pytest.fixture(scope="module", params=["tabular", pytest.param("image", marks=pytest.mark.images)])
 def service(request, tmp_path_factory):
-    folder = (request.getfixturevalue("models").folders["1"] if request.param == "tabular"
-              else request.getfixturevalue("image_model").folder)  # fmt: skip
+    folder = (
+        request.getfixturevalue("models").folders["1"]
+        if request.param == "tabular"
+        else request.getfixturevalue("image_model").folder
+    )
     env = {"MODEL_URI": str(folder), "MAX_BATCH_ROWS": "50", "MAX_BODY_BYTES": "65536"}
     with loopback.model_service(tmp_path_factory.mktemp("schema"), env) as url:
         yield url
@@ -34,8 +37,13 @@ def run_cases(service: str, operation, mode, calls: list) -> None:
     budget = BUDGET.get((operation.method.upper(), operation.path), 10)
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=budget, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=budget,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case):
         response = case.call(base_url=service, timeout=30)
         calls.append((case.method, case.path, response.status_code))

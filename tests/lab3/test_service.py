@@ -18,8 +18,12 @@ from tests.lab3.conftest import NAME, rows, wait_for
 
 
 def settings(uri: str, **extra) -> Settings:
-    values = {"model_uri": uri, "poll_interval_s": 0.1, "max_batch_rows": 100,
-              "max_body_bytes": 64 * 1024}  # fmt: skip
+    values = {
+        "model_uri": uri,
+        "poll_interval_s": 0.1,
+        "max_batch_rows": 100,
+        "max_body_bytes": 64 * 1024,
+    }
     return Settings(**{**values, **extra})
 
 
@@ -39,17 +43,17 @@ def test_every_body_form_gives_the_offline_predictions(local, models):
     bodies = {
         "instances rows": {"instances": data},
         "instances objects": {"instances": [dict(zip(columns, r, strict=True)) for r in data]},
-        "dataframe_split, any column order": {"dataframe_split": {
-            "columns": shuffled, "data": [r[::-1] for r in data]}},
+        "dataframe_split, any column order": {
+            "dataframe_split": {"columns": shuffled, "data": [r[::-1] for r in data]}
+        },
         "inputs rows": {"inputs": data},
         "inputs columnar": {"inputs": {c: [r[i] for r in data] for i, c in enumerate(columns)}},
-    }  # fmt: skip
+    }
     for form, body in bodies.items():
         answer = local.post("/predict", json=body)
         assert answer.status_code == 200, (form, answer.text)
         got = answer.json()
-        np.testing.assert_allclose(got["probabilities"], expected, rtol=0, atol=1e-12,
-                                   err_msg=form)  # fmt: skip
+        np.testing.assert_allclose(got["probabilities"], expected, rtol=0, atol=1e-12, err_msg=form)
         assert got["predictions"] == expected.argmax(axis=1).tolist(), form
         assert got["labels"] == [["normal", "faulty"][i] for i in got["predictions"]]
     assert any(r[2] is None for r in data)  # a null reading went through as missing
@@ -60,41 +64,114 @@ BAD_BODIES = [
     ("malformed JSON", b'{"instances": [[1,', "application/json", 400, "malformed JSON"),
     ("not UTF-8", b"\xff\xfe{}", "application/json", 400, "malformed JSON"),
     ("empty body", b"", "application/json", 400, "empty"),
-    ("NaN literal", b'{"instances": [[NaN' + b", 1.0" * 14 + b"]]}", "application/json", 400,
-     "NaN is not valid JSON"),
-    ("Infinity literal", b'{"instances": [[Infinity' + b", 1.0" * 14 + b"]]}",
-     "application/json", 400, "Infinity is not valid JSON"),
-    ("overflowing number", b'{"instances": [[1e400' + b", 1.0" * 14 + b"]]}",
-     "application/json", 400, "number is infinity"),
+    (
+        "NaN literal",
+        b'{"instances": [[NaN' + b", 1.0" * 14 + b"]]}",
+        "application/json",
+        400,
+        "NaN is not valid JSON",
+    ),
+    (
+        "Infinity literal",
+        b'{"instances": [[Infinity' + b", 1.0" * 14 + b"]]}",
+        "application/json",
+        400,
+        "Infinity is not valid JSON",
+    ),
+    (
+        "overflowing number",
+        b'{"instances": [[1e400' + b", 1.0" * 14 + b"]]}",
+        "application/json",
+        400,
+        "number is infinity",
+    ),
     ("wrong content type", b'{"instances": []}', "text/plain", 415, "Content-Type 'text/plain'"),
     ("no content type", b'{"instances": []}', "", 415, "missing"),
     ("not an object", b"[1, 2]", "application/json", 422, "JSON object"),
     ("unknown key", b'{"rows": [[1]]}', "application/json", 422, "found keys: 'rows'"),
     ("two keys", b'{"instances": [], "inputs": []}', "application/json", 422, "exactly one"),
     ("empty batch", b'{"instances": []}', "application/json", 422, "empty batch"),
-    ("too few values", b'{"instances": [[1.0, 2.0]]}', "application/json", 422,
-     "2 values, the model takes 15"),
-    ("a string value", b'{"instances": [["warm"' + b", 1.0" * 14 + b"]]}", "application/json",
-     422, "instances[0].t_m7: 'warm' is not a number"),
-    ("a boolean value", b'{"instances": [[true' + b", 1.0" * 14 + b"]]}", "application/json",
-     422, "True is not a number"),
+    (
+        "too few values",
+        b'{"instances": [[1.0, 2.0]]}',
+        "application/json",
+        422,
+        "2 values, the model takes 15",
+    ),
+    (
+        "a string value",
+        b'{"instances": [["warm"' + b", 1.0" * 14 + b"]]}",
+        "application/json",
+        422,
+        "instances[0].t_m7: 'warm' is not a number",
+    ),
+    (
+        "a boolean value",
+        b'{"instances": [[true' + b", 1.0" * 14 + b"]]}",
+        "application/json",
+        422,
+        "True is not a number",
+    ),
     ("row not a list", b'{"instances": [5]}', "application/json", 422, "got a number"),
-    ("object missing a column", b'{"instances": [{"t_0": 1}]}', "application/json", 422,
-     "missing ['t_m7'"),
-    ("dataframe_split wrong columns", b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}',
-     "application/json", 422, "not the model's columns"),
-    ("columnar ragged", json.dumps({"inputs": {f"t_{k}": [1.0] for k in
-                                               ["m7", "m6", "m5", "m4", "m3", "m2", "m1", "0",
-                                                "p1", "p2", "p3", "p4", "p5", "p6"]}
-                                    | {"t_p7": [1.0, 2.0]}}).encode(),
-     "application/json", 422, "same length"),
-    ("batch over the limit", json.dumps({"instances": [[1.0] * 15] * 101}).encode(),
-     "application/json", 413, "101 rows is over the limit of 100"),
-]  # fmt: skip
+    (
+        "object missing a column",
+        b'{"instances": [{"t_0": 1}]}',
+        "application/json",
+        422,
+        "missing ['t_m7'",
+    ),
+    (
+        "dataframe_split wrong columns",
+        b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}',
+        "application/json",
+        422,
+        "not the model's columns",
+    ),
+    (
+        "columnar ragged",
+        json.dumps(
+            {
+                "inputs": {
+                    f"t_{k}": [1.0]
+                    for k in [
+                        "m7",
+                        "m6",
+                        "m5",
+                        "m4",
+                        "m3",
+                        "m2",
+                        "m1",
+                        "0",
+                        "p1",
+                        "p2",
+                        "p3",
+                        "p4",
+                        "p5",
+                        "p6",
+                    ]
+                }
+                | {"t_p7": [1.0, 2.0]}
+            }
+        ).encode(),
+        "application/json",
+        422,
+        "same length",
+    ),
+    (
+        "batch over the limit",
+        json.dumps({"instances": [[1.0] * 15] * 101}).encode(),
+        "application/json",
+        413,
+        "101 rows is over the limit of 100",
+    ),
+]
 
 
-@pytest.mark.parametrize(("what", "body", "content_type", "status", "message"), BAD_BODIES,
-                         ids=[case[0] for case in BAD_BODIES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("what", "body", "content_type", "status", "message"),
+    BAD_BODIES,
+    ids=[case[0] for case in BAD_BODIES],
+)
 def test_bad_input_is_a_clear_4xx(local, what, body, content_type, status, message):
     headers = {"content-type": content_type} if content_type else {}
     answer = local.post("/predict", content=body, headers=headers)
@@ -143,8 +220,9 @@ def test_not_ready_until_a_model_loads(tmp_path):
         assert answer.status_code == 503 and "no model loaded" in answer.json()["detail"]
 
 
-def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(models, monkeypatch,
-                                                                      tmp_path):  # fmt: skip
+def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
+    models, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", models.tracking_uri)
     client_registry = models.registered()
     body = {"instances": rows(models.sample)}
@@ -156,13 +234,19 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(models, mo
             assert (info["name"], info["version"], info["alias"]) == (NAME, "1", "champion")
             assert (info["git_commit"], info["data_digest"]) == ("commit1", "digest1")
             assert info["test_metrics"] == {"accuracy": 0.9}
-            np.testing.assert_allclose(client.post("/predict", json=body).json()["probabilities"],
-                                       models.expected["1"], atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(
+                client.post("/predict", json=body).json()["probabilities"],
+                models.expected["1"],
+                atol=1e-12,
+            )
 
             registry.promote(client_registry, NAME, "2", "1")
             wait_for(lambda: client.get("/model").json()["version"] == "2")
-            np.testing.assert_allclose(client.post("/predict", json=body).json()["probabilities"],
-                                       models.expected["2"], atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(
+                client.post("/predict", json=body).json()["probabilities"],
+                models.expected["2"],
+                atol=1e-12,
+            )
 
             # Version 3 points at a folder whose model file is garbage.
             broken = tmp_path / "broken"
@@ -178,8 +262,11 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(models, mo
             assert ready["serving"] == f"models:/{NAME}/2"
             assert f"models:/{NAME}/{version}" in ready["last_error"]
             assert client.get("/model").json()["last_reload_error"] == ready["last_error"]
-            np.testing.assert_allclose(client.post("/predict", json=body).json()["probabilities"],
-                                       models.expected["2"], atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(
+                client.post("/predict", json=body).json()["probabilities"],
+                models.expected["2"],
+                atol=1e-12,
+            )
     finally:
         registry.promote(client_registry, NAME, "1", None)  # other tests expect version 1
 
@@ -194,12 +281,14 @@ def test_settings_refuse_bad_values_with_one_line():
 
 
 def test_serve_cli_help_and_bad_settings():
-    done = subprocess.run([sys.executable, "-m", "lab3.serve", "--help"], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "lab3.serve", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "MODEL_URI" in done.stdout
     env = {"PATH": "/usr/bin:/bin", "MAX_BODY_BYTES": "tiny"}
-    done = subprocess.run([sys.executable, "-m", "lab3.serve"], capture_output=True, text=True,
-                          timeout=60, env=env)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "lab3.serve"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert done.returncode == 1
     assert "MAX_BODY_BYTES='tiny' is not an integer" in done.stderr.strip().splitlines()[-1]
 
@@ -222,11 +311,13 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_answers(models)
     batcher = Batcher(max_rows=25)
 
     async def all_at_once():
-        return await asyncio.gather(*(batcher.probabilities(model, sample[i : i + 2])
-                                      for i in range(0, 40, 2)))  # fmt: skip
+        return await asyncio.gather(
+            *(batcher.probabilities(model, sample[i : i + 2]) for i in range(0, 40, 2))
+        )
 
     answers = asyncio.run(all_at_once())
     for index, answer in enumerate(answers):
-        np.testing.assert_allclose(answer, models.expected["1"][2 * index : 2 * index + 2],
-                                   atol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            answer, models.expected["1"][2 * index : 2 * index + 2], atol=1e-12
+        )
     assert batcher.calls == 2  # 20 requests of 2 rows, at most 25 rows per call

@@ -37,25 +37,31 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
     with (
         loopback.postgres() as database,
         loopback.s3_store(stack) as endpoint,
-        loopback.mlflow_server(stack, database, "s3://mlflow/artifacts",
-                               env={**s3_env, "MLFLOW_S3_ENDPOINT_URL": endpoint}) as tracking,
-    ):  # fmt: skip
+        loopback.mlflow_server(
+            stack,
+            database,
+            "s3://mlflow/artifacts",
+            env={**s3_env, "MLFLOW_S3_ENDPOINT_URL": endpoint},
+        ) as tracking,
+    ):
         # Clients know only the server's URL: no database or S3 credentials.
         first = project.pipeline(*SMALL, MLFLOW_TRACKING_URI=tracking)
         assert first.returncode == 0, first.stderr[-3000:]
         assert first.stdout.splitlines()[-1].startswith("Model test accuracy is: ")
         offline_v1 = tmp_path / "v1-model"
         shutil.copytree(project.root / "models" / "model", offline_v1)
-        second = project.pipeline(*SMALL, "-S", "model_preparation.estimator=random_forest",
-                                  MLFLOW_TRACKING_URI=tracking)  # fmt: skip
+        second = project.pipeline(
+            *SMALL, "-S", "model_preparation.estimator=random_forest", MLFLOW_TRACKING_URI=tracking
+        )
         assert second.returncode in (0, 3), second.stderr[-3000:]  # 3: gate kept version 1
 
         # The runs and versions are in PostgreSQL, the model files in the S3 bucket.
         import psycopg
 
         with psycopg.connect(database.replace("postgresql+psycopg", "postgresql")) as db:
-            versions = db.execute("SELECT count(*) FROM model_versions WHERE name = %s",
-                                  (NAME,)).fetchone()[0]  # fmt: skip
+            versions = db.execute(
+                "SELECT count(*) FROM model_versions WHERE name = %s", (NAME,)
+            ).fetchone()[0]
             runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]
         assert versions == 2 and runs == 12  # two pipelines: a parent and five children each
         listed = loopback.s3_client(endpoint).list_objects_v2(Bucket="mlflow")
@@ -68,16 +74,22 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
         other = "2" if champion.version == "1" else "1"
         test = read_split(project.root / "data" / "processed" / "test.parquet")
         sample = test[input_columns(test)].head(300)
-        body = {"instances": [[None if np.isnan(v) else float(v) for v in row]
-                              for row in sample.to_numpy()]}  # fmt: skip
+        body = {
+            "instances": [
+                [None if np.isnan(v) else float(v) for v in row] for row in sample.to_numpy()
+            ]
+        }
         offline = {
             "1": load_model(offline_v1).predict_proba(sample),
             "2": load_model(project.root / "models" / "model").predict_proba(sample),
         }
         assert not np.array_equal(offline["1"].argmax(1), offline["2"].argmax(1))
 
-        service_env = {"MLFLOW_TRACKING_URI": tracking, "POLL_INTERVAL_S": "0.5",
-                       "MODEL_URI": f"models:/{NAME}@champion"}  # fmt: skip
+        service_env = {
+            "MLFLOW_TRACKING_URI": tracking,
+            "POLL_INTERVAL_S": "0.5",
+            "MODEL_URI": f"models:/{NAME}@champion",
+        }
         with loopback.model_service(stack, service_env) as service:
             info = call(f"{service}/model")
             assert (info["name"], info["version"]) == (NAME, champion.version)
@@ -87,15 +99,15 @@ def test_pipeline_and_service_against_postgres_s3_and_mlflow_server(tmp_path, mo
                 float(champion.tags["test.accuracy"])
             )
             online = call(f"{service}/predict", body)
-            np.testing.assert_allclose(online["probabilities"], offline[champion.version],
-                                       rtol=0, atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(
+                online["probabilities"], offline[champion.version], rtol=0, atol=1e-12
+            )
 
             # The service follows the alias to the other version, with no restart.
             registry.promote(client, NAME, other, champion.version)
             wait_for(lambda: call(f"{service}/model")["version"] == other, timeout=60)
             online = call(f"{service}/predict", body)
-            np.testing.assert_allclose(online["probabilities"], offline[other], rtol=0,
-                                       atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(online["probabilities"], offline[other], rtol=0, atol=1e-12)
             assert online["predictions"] == offline[other].argmax(1).tolist()
             metrics = loopback.LOCAL.open(f"{service}/metrics", timeout=10).read().decode()
             assert "service_model_loads 2.0" in metrics

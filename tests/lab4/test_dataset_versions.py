@@ -43,9 +43,20 @@ def git(repo, *args):
 @pytest.fixture(scope="module")
 def exercise(tmp_path_factory):
     root = tmp_path_factory.mktemp("exercise")
-    done = subprocess.run([sys.executable, "-m", "lab4.dataset_versions", "--repo",
-                           str(root / "repo"), "--remote", str(root / "remote")],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab4.dataset_versions",
+            "--repo",
+            str(root / "repo"),
+            "--remote",
+            str(root / "remote"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     table = dict(line.split()[:2] for line in done.stdout.splitlines()[2:])
     assert list(table) == ["v1", "v2", "v3"] and len(set(table.values())) == 3
@@ -88,8 +99,9 @@ def test_dirty_workspace_and_missing_cache_are_clear_errors_and_lose_nothing(exe
     for found in cached:
         found.unlink()
     gone = str(tmp_path / "gone")  # and no remote to fetch it from
-    subprocess.run([DVC, "remote", "modify", "--local", "storage", "url", gone], cwd=repo,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [DVC, "remote", "modify", "--local", "storage", "url", gone], cwd=repo, check=True
+    )
     with pytest.raises(PipelineError, match="dvc checkout"):
         dv.switch(repo, "v1")
 
@@ -98,9 +110,20 @@ def test_dirty_workspace_and_missing_cache_are_clear_errors_and_lose_nothing(exe
 def test_an_unreachable_remote_is_a_one_line_error(tmp_path):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the remote folder should be")
-    done = subprocess.run([sys.executable, "-m", "lab4.dataset_versions", "--repo",
-                           str(tmp_path / "repo"), "--remote", str(blocked / "remote")],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab4.dataset_versions",
+            "--repo",
+            str(tmp_path / "repo"),
+            "--remote",
+            str(blocked / "remote"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1 and done.stdout == ""
     errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "dvc push" in errors[0], done.stderr[-2000:]

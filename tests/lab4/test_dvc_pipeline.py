@@ -27,8 +27,9 @@ def test_committed_dvc_yaml_is_the_rendered_one():
 
 
 def dvc(project: Project, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([DVC, *args], cwd=project.root, env=clean_env(), capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [DVC, *args], cwd=project.root, env=clean_env(), capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, (
         f"dvc {' '.join(args)}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
     )
@@ -69,8 +70,9 @@ def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affec
 
     # The registered versions lead back to DVC's hash of the data they were trained on.
     lock = yaml.safe_load((project.root / "dvc.lock").read_text())
-    raw_md5 = next(out["md5"] for out in lock["stages"]["data_creation"]["outs"]
-                   if out["path"] == "data/raw")  # fmt: skip
+    raw_md5 = next(
+        out["md5"] for out in lock["stages"]["data_creation"]["outs"] if out["path"] == "data/raw"
+    )
     client = project.client()
     versions = client.search_model_versions("name='temperature-classifier'")
     assert len(versions) == 2

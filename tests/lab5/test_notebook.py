@@ -75,9 +75,12 @@ def test_the_notebook_runs_the_suite_and_it_passes(executed):
 def run_written_suite(root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "lab5/regression", "-p", "no:cacheprovider", "-q"],
-        cwd=root, env=clean_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=root,
+        env=clean_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def swap_model(root: Path, model) -> Path:
@@ -141,16 +144,22 @@ def test_the_suite_fails_without_the_notebook_outputs(tmp_path):
 
 
 def test_run_notebook_reports_the_failing_cell(tmp_path):
-    broken = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0"),
-    ])  # fmt: skip
+    broken = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("x = 1"),
+            nbformat.v4.new_code_cell("1 / 0"),
+        ]
+    )
     path = tmp_path / "broken.ipynb"
     nbformat.write(broken, path)
     before = path.read_bytes()
     done = subprocess.run(
         [sys.executable, "-m", "lab5.run_notebook", "--notebook", str(path)],
-        env=clean_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=clean_env(PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "cell 1: ZeroDivisionError: division by zero" in errors[0]

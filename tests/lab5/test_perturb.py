@@ -17,11 +17,15 @@ from lab5.quality.subject import QualityInputError, held_out, model_location
 def station(kinds: list[str], name: str = "moscow") -> pd.DataFrame:
     readings = np.arange(len(kinds), dtype=float)
     readings[[i for i, k in enumerate(kinds) if k == "missing"]] = np.nan
-    return pd.DataFrame({
-        "date": pd.date_range("2024-01-01", periods=len(kinds)).strftime("%Y-%m-%d"),
-        "station": name, "temperature": readings,
-        "is_faulty": [int(k != "") for k in kinds], "fault_kind": kinds,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=len(kinds)).strftime("%Y-%m-%d"),
+            "station": name,
+            "temperature": readings,
+            "is_faulty": [int(k != "") for k in kinds],
+            "fault_kind": kinds,
+        }
+    )
 
 
 def test_sensor_noise_spares_stuck_and_missing_days_and_the_labels():
@@ -31,8 +35,9 @@ def test_sensor_noise_spares_stuck_and_missing_days_and_the_labels():
     assert np.array_equal(after[[1, 2]], before[[1, 2]])  # a stuck sensor repeats its number
     assert np.isnan(after[4])
     assert np.all(after[[0, 3, 5]] != before[[0, 3, 5]])
-    pd.testing.assert_frame_equal(noisy.drop(columns="temperature"),
-                                  frame.drop(columns="temperature"))  # fmt: skip
+    pd.testing.assert_frame_equal(
+        noisy.drop(columns="temperature"), frame.drop(columns="temperature")
+    )
     assert frame["temperature"].iloc[0] == 0.0  # the input is not changed
 
 

@@ -129,8 +129,7 @@ def test_a_model_that_never_saw_a_spike_fails_the_direction_checks(trained, tmp_
     kinds = "data_creation.temperature.faults.kinds=[stuck, drift, missing]"
     retrain(other, "data_creation", "data_preprocessing", "model_preparation", overrides=(kinds,))
     junit = tmp_path / "quality.xml"
-    done = run_suite(trained.root, "--model-uri", str(other.root / "models" / "model"),
-                     junit=junit)  # fmt: skip
+    done = run_suite(trained.root, "--model-uri", str(other.root / "models" / "model"), junit=junit)
     assert done.returncode == 1, done.stdout[-3000:]
     found = outcomes(junit)
     assert found["test_an_injected_spike_is_flagged[up]"] == "failure"
@@ -166,8 +165,11 @@ def rewrite_raw(project: Project, relative: str, change) -> None:
 
 def test_an_impossible_reading_fails_the_range_check(trained, tmp_path):
     project = variant(trained, tmp_path)
-    rewrite_raw(project, "test/moscow.csv", lambda f: f.assign(
-        temperature=f["temperature"].where(f.index != 100, "150.0")))  # fmt: skip
+    rewrite_raw(
+        project,
+        "test/moscow.csv",
+        lambda f: f.assign(temperature=f["temperature"].where(f.index != 100, "150.0")),
+    )
     assert data_checks(project, tmp_path) == {
         "test_raw_values_are_in_range_and_labels_agree": "failure",
         "test_processed_rows_are_the_raw_windows": "failure",  # data/processed is stale now
@@ -230,8 +232,9 @@ def test_a_label_copied_into_the_features_is_caught(trained, tmp_path):
 
 def test_a_model_uri_that_does_not_exist(trained):
     done = run_suite(trained.root, "--model-uri", "models:/temperature-classifier/99")
-    fails_with_one_line(done, "models:/temperature-classifier/99: cannot load the model",
-                        "not found")  # fmt: skip
+    fails_with_one_line(
+        done, "models:/temperature-classifier/99: cannot load the model", "not found"
+    )
     done = run_suite(trained.root, "--model-uri", "no/such/folder")
     fails_with_one_line(done, "no/such/folder: cannot load the model")
 
@@ -246,11 +249,15 @@ def test_no_model_store_yet(trained, tmp_path):
 
 def test_a_model_with_a_different_input_schema(trained, tmp_path):
     other = variant(trained, tmp_path)
-    retrain(other, "data_preprocessing", "model_preparation",
-            overrides=("data_preprocessing.window=3",))  # fmt: skip
+    retrain(
+        other, "data_preprocessing", "model_preparation", overrides=("data_preprocessing.window=3",)
+    )
     done = run_suite(trained.root, "--model-uri", str(other.root / "models" / "model"))
-    fails_with_one_line(done, "the model takes 7 columns (t_m3, t_m2, t_m1 ...)",
-                        "the test data has 15 readings per row (t_m7 .. t_p7")  # fmt: skip
+    fails_with_one_line(
+        done,
+        "the model takes 7 columns (t_m3, t_m2, t_m1 ...)",
+        "the test data has 15 readings per row (t_m7 .. t_p7",
+    )
 
 
 def test_an_empty_test_set(trained, tmp_path):

@@ -180,8 +180,10 @@ def _has_idx_files(folder: Path) -> bool:
 
 
 def _complete(raw: Path) -> bool:
-    return all((raw / name.removesuffix(".gz")).exists() for name, _ in
-               _torchvision().FashionMNIST.resources)  # fmt: skip
+    return all(
+        (raw / name.removesuffix(".gz")).exists()
+        for name, _ in _torchvision().FashionMNIST.resources
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -216,8 +218,15 @@ def select(splits: ImageSplits, section: ImageSourceParams, seed: int, name: str
 
     train_images, train_labels = pick(splits.train_images, splits.train_labels, section.max_train)
     test_images, test_labels = pick(splits.test_images, splits.test_labels, section.max_test)
-    return ImageSplits(train_images, train_labels, test_images, test_labels, list(classes),
-                       splits.verified, splits.source)  # fmt: skip
+    return ImageSplits(
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        list(classes),
+        splits.verified,
+        splits.source,
+    )
 
 
 LOADERS = {"cifar10": load_cifar10, "fashion_mnist": load_fashion_mnist}

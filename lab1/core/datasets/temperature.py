@@ -93,11 +93,11 @@ def inject_faults(
         span = slice(start, start + length)
         sign = 1.0 if rng.random() < 0.5 else -1.0
         if fault == "spike":
-            out[span] += sign * rng.uniform(*faults.spike_c)
+            out[span] += sign * rng.uniform(faults.spike_c[0], faults.spike_c[1])
         elif fault == "stuck":
             out[span] = out[start - 1]
         elif fault == "drift":
-            reached = rng.uniform(*faults.drift_c)
+            reached = rng.uniform(faults.drift_c[0], faults.drift_c[1])
             out[span] += sign * reached * np.arange(1, length + 1) / length
         elif fault == "missing":
             out[span] = np.nan

@@ -1,0 +1,124 @@
+"""The parent run of one pipeline execution: begin, end, and where stages find its id.
+
+pipeline.sh's tracking service begins and ends it in one long-lived process. Callers with no
+process that lives as long as the pipeline (Jenkins runs each stage in a new shell) keep its id
+in the run-context file (``.mlops/pipeline_run.json``) instead; stages run by them find it there
+or in ``MLOPS_PARENT_RUN_ID``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from lab1.core.io import read_json, write_json
+from lab1.core.params import Params
+from lab1.core.paths import PATHS
+from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
+from lab1.core.tracking.orphans import mark_orphans_killed
+from lab1.core.tracking.store import connect, experiment_id, tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+PARENT_ENV = "MLOPS_PARENT_RUN_ID"
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+def begin_pipeline(
+    params: Params, owner_pid: int | None, client: MlflowClient | None = None
+) -> str:
+    """Start the parent run of one pipeline execution and return its id.
+
+    ``owner_pid`` is the process that will end it (pipeline.sh's PID); if that process dies
+    first, the next pipeline marks the run KILLED. With ``owner_pid=None`` the run belongs to the
+    run-context file instead (Jenkins: every step is a new shell, so no process lives as long as
+    the build): its id is written there, and a later begin in the same workspace ends a run a
+    crashed build left behind.
+    """
+    client = client or connect()
+    mark_orphans_killed(client)
+    if owner_pid is None:
+        _end_stale_context(client)
+    exp = experiment_id(client, params.experiment_name)
+    tags = {
+        **source_tags(),
+        **lineage_tags(params),
+        **owner_tags(owner_pid or 0),
+        "mlops.role": "pipeline",
+        "mlflow.runName": f"pipeline-{params.dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
+    }
+    run = client.create_run(exp, tags=tags)
+    if owner_pid is None:
+        write_json(PATHS.run_context, {"run_id": run.info.run_id, "tracking_uri": tracking_uri()})
+    logger.info("pipeline run %s started (experiment %s)", run.info.run_id, params.experiment_name)
+    return run.info.run_id
+
+
+def end_pipeline(run_id: str, status: str, client: MlflowClient | None = None) -> None:
+    """End the parent run with ``status`` (FINISHED, FAILED or KILLED), copying the test metrics
+    and the registration decision onto it."""
+    client = client or connect()
+    mark_orphans_killed(client)
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    with contextlib.suppress(Exception):  # a failed run may have no reports; that is fine
+        report = read_json(PATHS.metrics)
+        if report.get("pipeline_run_id") == run_id:
+            metrics = {k: float(v) for k, v in report["metrics"].items()}
+    with contextlib.suppress(Exception):
+        decision = read_json(PATHS.registration)
+        if decision.get("pipeline_run_id") == run_id:
+            tags = {"gate.decision": decision["decision"], "gate.reason": decision["reason"]}
+    with contextlib.suppress(Exception):
+        if read_json(PATHS.run_context).get("run_id") == run_id:
+            PATHS.run_context.unlink()
+    log_batch(client, run_id, metrics=metrics, tags=tags)
+    client.set_terminated(run_id, status=status)
+    logger.info("pipeline run %s ended %s", run_id, status)
+
+
+def _end_stale_context(client: MlflowClient) -> None:
+    """End the run an earlier, crashed build of this workspace left in the run-context file."""
+    with contextlib.suppress(Exception):
+        stale = str(read_json(PATHS.run_context)["run_id"])
+        if client.get_run(stale).info.status == "RUNNING":
+            client.set_tag(stale, "mlops.end_reason", "a new build started in this workspace")
+            client.set_terminated(stale, status="KILLED")
+            logger.warning("ended run %s left RUNNING by an earlier build: KILLED", stale)
+
+
+def parent_run_id() -> str | None:
+    """The parent run for a stage with no tracking service: from the environment, else the
+    run-context file."""
+    if os.environ.get(PARENT_ENV):
+        return os.environ[PARENT_ENV]
+    if PATHS.run_context.exists():
+        with contextlib.suppress(Exception):
+            return str(read_json(PATHS.run_context)["run_id"])
+    return None
+
+
+def log_batch(
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    step: int = 0,
+) -> None:
+    """Log metrics, params and tags in one request (one round trip against a server)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )

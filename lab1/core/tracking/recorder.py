@@ -1,0 +1,192 @@
+"""The MLflow side of one stage run: every method here talks to the tracking store.
+
+A stage never calls these directly: it reports through ``stage_run.StageRun``, which sends each
+call either to the pipeline's tracking service (which runs one Recorder per stage connection)
+or to a Recorder in the stage's own process. Arguments and results are plain JSON values, so
+both paths carry exactly the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab1.core.tracking.parent import log_batch
+from lab1.core.tracking.store import experiment_id
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+# What a caller may ask of a Recorder (the service refuses any other method name).
+METHODS = (
+    "start",
+    "log",
+    "log_inputs",
+    "log_artifact",
+    "log_sklearn_model",
+    "register",
+    "run_info",
+    "pipeline_run_id",
+    "end",
+)
+
+
+class Recorder:
+    """One stage run in MLflow, from ``start`` to ``end``."""
+
+    def __init__(self, client: MlflowClient, parent_run_id: str | None):
+        self.client = client
+        self.parent = parent_run_id
+        self.run_id: str | None = None
+        self.stage = ""
+        self.pid = 0
+        self.experiment_id = ""
+
+    def start(
+        self,
+        stage: str,
+        experiment: str,
+        pid: int,
+        tags: dict[str, str],
+        params: dict[str, Any],
+        existing_run_id: str | None = None,
+    ) -> str:
+        """Create the stage's run (a child of the parent run, if that is still RUNNING) with
+        ``tags`` and ``params``; return its id. ``existing_run_id``: the run `mlflow run`
+        created for the stage (MLflow Projects), recorded into instead."""
+        from mlflow.exceptions import MlflowException
+
+        self.stage, self.pid = stage, pid
+        if self.parent is not None:
+            try:
+                if self.client.get_run(self.parent).info.status != "RUNNING":
+                    logger.warning(
+                        "parent run %s is not RUNNING; %s runs alone", self.parent, stage
+                    )
+                    self.parent = None
+            except MlflowException:
+                logger.warning("parent run %s not found; %s runs alone", self.parent, stage)
+                self.parent = None
+        if existing_run_id:
+            self.run_id = existing_run_id
+            self.experiment_id = self.client.get_run(existing_run_id).info.experiment_id
+            log_batch(self.client, self.run_id, tags=tags)
+        else:
+            self.experiment_id = experiment_id(self.client, experiment)
+            if self.parent:
+                tags = {**tags, "mlflow.parentRunId": self.parent}
+            run = self.client.create_run(self.experiment_id, tags=tags, run_name=stage)
+            self.run_id = run.info.run_id
+        log_batch(self.client, self.run_id, params=params)
+        logger.info(
+            "%s run %s started (pid %d%s)",
+            stage,
+            self.run_id,
+            pid,
+            f", parent {self.parent}" if self.parent else "",
+        )
+        return self.run_id
+
+    def _run(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("Recorder used before start()")  # a bug, not bad input
+        return self.run_id
+
+    def log(
+        self,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        log_batch(self.client, self._run(), metrics=metrics, params=params, tags=tags, step=step)
+
+    def log_inputs(self, datasets: list[dict[str, str]]) -> None:
+        """Record files or folders the stage read or wrote, each with its content digest:
+        ``[{name, digest, source, context}]`` where context is "input" or "output"."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(d["name"], d["digest"], source_type="local", source=d["source"]),
+                tags=[InputTag("mlflow.data.context", d["context"])],
+            )
+            for d in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(self._run(), datasets=inputs)
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self._run(), path, artifact_path)
+
+    def log_sklearn_model(
+        self, model_file: str, example: dict[str, Any], local_dir: str, classes: list[str]
+    ) -> dict[str, str]:
+        """Log the scikit-learn model saved (skops) in ``model_file`` to this run and copy what
+        was logged to ``local_dir``; ``example`` is a pandas "split" dict. Returns
+        ``{model_uri, model_id}``."""
+        import pandas as pd
+
+        from lab1.core.model_io import load_skops_trusted, log_and_save
+
+        model, trusted = load_skops_trusted(Path(model_file))
+        frame = pd.DataFrame(**example)
+        info = log_and_save(
+            model, frame, Path(local_dir), classes, self._run(), self.experiment_id, trusted
+        )
+        return {"model_uri": info.model_uri, "model_id": info.model_id}
+
+    def register(
+        self,
+        name: str,
+        model_uri: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        gate: dict[str, float],
+    ) -> dict[str, Any]:
+        """Register ``model_uri`` as a new version of ``name`` and apply the quality gate; see
+        registry.register_gated. Returns its decision as a dict."""
+        from lab1.core import registry
+        from lab1.core.params import GateParams
+
+        return registry.register_gated(
+            self.client, name, model_uri, metrics, tags, GateParams(**gate)
+        )
+
+    def run_info(self) -> dict[str, str]:
+        """``{run_id, experiment_id}`` of this stage's run."""
+        return {"run_id": self._run(), "experiment_id": self.experiment_id}
+
+    def pipeline_run_id(self) -> str | None:
+        return self.parent
+
+    def end(self, status: str, error: str | None = None, reason: str | None = None) -> None:
+        """End the run FINISHED, FAILED (``error`` goes to the ``mlops.error`` tag) or KILLED
+        (``reason`` to ``mlops.end_reason``)."""
+        if self.run_id is None:
+            return
+        tags = {}
+        if error:
+            tags["mlops.error"] = " ".join(error.split())[:4000]
+        if reason:
+            tags["mlops.end_reason"] = reason
+        if tags:
+            self.log(tags=tags)
+        self.client.set_terminated(self.run_id, status=status)
+        logger.info("%s run %s %s", self.stage, self.run_id, status)
+
+
+def direct_parent() -> str | None:
+    """The parent run for a stage recorded in its own process (no tracking service)."""
+    from lab1.core.tracking.parent import parent_run_id
+
+    return parent_run_id()
+
+
+def mlflow_projects_run() -> str | None:
+    """Under `mlflow run` (MLflow Projects) the stage's run already exists: its id."""
+    return os.environ.get("MLFLOW_RUN_ID") or None

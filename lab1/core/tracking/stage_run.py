@@ -1,0 +1,261 @@
+"""What a stage records, and where it goes: ``stage_run`` opens one child run per stage.
+
+Under pipeline.sh (``MLOPS_TRACKING_SOCKET`` set) every call goes to the pipeline's tracking
+service and the stage does not wait for MLflow; otherwise (a stage run alone, Jenkins' steps,
+``dvc repro``, ``mlflow run``) a Recorder in this process does the same calls itself. Both paths
+carry the same JSON values, so MLflow shows the same run either way.
+
+Every declared input or output is checked against the stage's contract (``stage_io``): an
+undeclared one is a bug in the stage and fails it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from lab1.core.io import file_sha256, tree_sha256
+from lab1.core.params import Params
+from lab1.core.paths import PATHS
+from lab1.core.stage_io import STAGE_IO, check_declared
+from lab1.core.tracking.client import SOCKET_ENV, ServiceClient
+from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
+
+logger = logging.getLogger(__name__)
+
+
+class Channel(Protocol):
+    """Where a stage's tracking calls go: the tracking service or a Recorder in-process."""
+
+    def call(self, method: str, reply: bool = False, **args: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class DirectChannel:
+    """A Recorder in this process (no tracking service): connects to the store itself."""
+
+    def __init__(self) -> None:
+        from lab1.core.tracking.recorder import Recorder, direct_parent
+        from lab1.core.tracking.store import connect
+
+        self.client = connect()
+        self.recorder = Recorder(self.client, direct_parent())
+
+    def call(self, method: str, reply: bool = False, **args: Any) -> Any:
+        # Through JSON as over the socket, so both paths see exactly the same values.
+        return getattr(self.recorder, method)(**json.loads(json.dumps(args)))
+
+    def close(self) -> None:
+        pass
+
+
+def open_channel() -> Channel:
+    path = os.environ.get(SOCKET_ENV)
+    return ServiceClient(path) if path else DirectChannel()
+
+
+class StageRun:
+    """What a stage may record on its run. Times the calls it waits for (``mlflow_seconds``)."""
+
+    def __init__(self, stage: str, channel: Channel):
+        self.stage = stage
+        self.channel = channel
+        self.mlflow_seconds = 0.0
+        self._datasets: list[dict[str, str]] = []
+        self._run_info: dict[str, str] | None = None
+        self._parent: str | None = None
+        self._parent_known = False
+
+    def _call(self, method: str, reply: bool = False, **args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.channel.call(method, reply, **args)
+        finally:
+            self.mlflow_seconds += time.perf_counter() - start
+
+    def _info(self) -> dict[str, str]:
+        if self._run_info is None:  # waits for the tracking service to have created the run
+            self._run_info = dict(self._call("run_info", reply=True))
+        return self._run_info
+
+    @property
+    def run_id(self) -> str:
+        """This stage's run id."""
+        return self._info()["run_id"]
+
+    @property
+    def experiment_id(self) -> str:
+        return self._info()["experiment_id"]
+
+    @property
+    def pipeline_run_id(self) -> str | None:
+        """The parent run's id, or None when the stage runs alone."""
+        if not self._parent_known:
+            self._parent = self._call("pipeline_run_id", reply=True)
+            self._parent_known = True
+        return self._parent
+
+    def add_input(self, path: Path) -> str:
+        """Record ``path`` (file or folder) as an input with its content digest; return it."""
+        return self._add_dataset(path, "input")
+
+    def add_output(self, path: Path) -> str:
+        """Record ``path`` as an output with its content digest; return the digest."""
+        return self._add_dataset(path, "output")
+
+    def _add_dataset(self, path: Path, context: str) -> str:
+        check_declared(self.stage, path, "reads" if context == "input" else "writes")
+        digest = file_sha256(path) if path.is_file() else tree_sha256(path)
+        name = path.relative_to(PATHS.root).as_posix()
+        self._datasets.append(
+            {
+                "name": name,
+                "digest": digest[:16],
+                "source": path.resolve().as_uri(),
+                "context": context,
+            }
+        )
+        return digest
+
+    def log(
+        self,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        """One request for all of it; ``step`` for per-epoch metrics."""
+        self._call(
+            "log",
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            params={k: str(v) for k, v in (params or {}).items()},
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            step=int(step),
+        )
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        check_declared(self.stage, path, "writes")
+        self._call("log_artifact", path=str(path), artifact_path=artifact_path)
+
+    def log_sklearn_model(
+        self, model_file: Path, example: Any, local_dir: Path, classes: list[str]
+    ) -> dict[str, str]:
+        """Log the skops-saved model in ``model_file`` to this run; copy it to ``local_dir``.
+        Returns ``{model_uri, model_id}``. ``example``: a pandas DataFrame of model inputs."""
+        started = time.perf_counter()
+        info = self._call(
+            "log_sklearn_model",
+            reply=True,
+            model_file=str(model_file),
+            example=json.loads(example.to_json(orient="split", index=False)),
+            local_dir=str(local_dir),
+            classes=list(classes),
+        )
+        self.log(metrics={"log_model_s": time.perf_counter() - started})
+        return dict(info)
+
+    def register(
+        self, name: str, model_uri: str, metrics: dict[str, float], tags: dict[str, str], gate: Any
+    ) -> dict[str, Any]:
+        """Register a new version of ``name`` and apply the gate (registry.register_gated)."""
+        import dataclasses
+
+        return dict(
+            self._call(
+                "register",
+                reply=True,
+                name=name,
+                model_uri=model_uri,
+                metrics={k: float(v) for k, v in metrics.items()},
+                tags=tags,
+                gate=dataclasses.asdict(gate),
+            )
+        )
+
+    def flush_datasets(self) -> None:
+        if self._datasets:
+            self._call("log_inputs", datasets=self._datasets)
+            self._datasets = []
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(_flatten(f"{prefix}.{key}" if prefix else key, inner))
+        return out
+    return {prefix: value}
+
+
+class _Terminated(BaseException):
+    """Raised in place of the default SIGTERM action so that runs are ended, not abandoned."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise _Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
+    """One child run for ``stage`` (under the pipeline's parent run when there is one).
+
+    Logs the stage's own params section, lineage tags and duration; the stage adds its inputs,
+    outputs and metrics through the yielded StageRun. The run ends FINISHED, FAILED (exception)
+    or KILLED (Ctrl-C, SIGTERM; SIGKILL: by the service, or by the next pipeline's reaper).
+    """
+    if stage not in STAGE_IO:
+        raise ValueError(f"unknown stage {stage!r}")  # a bug: stage names come from code
+    started = time.perf_counter()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    run = StageRun(stage, open_channel())
+    tags = {
+        **source_tags(),
+        **lineage_tags(params),
+        **owner_tags(os.getpid()),
+        "mlops.role": "stage",
+    }
+    if tags["git.commit"] != "unknown":
+        tags["mlflow.source.git.commit"] = tags["git.commit"]
+    from lab1.core.tracking.recorder import mlflow_projects_run
+
+    run._call(
+        "start",
+        stage=stage,
+        experiment=params.experiment_name,
+        pid=os.getpid(),
+        tags=tags,
+        # Each stage logs its own params.yaml section (stage names are section names).
+        params={k: str(v) for k, v in _flatten("", params.section(stage)).items()}
+        | {"dataset": params.dataset},
+        existing_run_id=mlflow_projects_run(),
+    )
+    logger.info("%s started (pid %d)", stage, os.getpid())
+    status, error = "FAILED", None
+    try:
+        yield run
+        status = "FINISHED"
+    except (KeyboardInterrupt, _Terminated):
+        status = "KILLED"
+        raise
+    except Exception as exc:
+        error = str(exc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        with contextlib.suppress(Exception):
+            run.flush_datasets()
+        duration = time.perf_counter() - started
+        with contextlib.suppress(Exception):
+            run.log(metrics={"duration_s": duration, "mlflow_s": run.mlflow_seconds})
+        with contextlib.suppress(Exception):
+            run._call("end", status=status, error=error)
+        run.channel.close()
+        logger.info("%s %s in %.2f s", stage, status, duration)
