@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -55,8 +54,10 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def params_from_args(args: argparse.Namespace) -> Params:
-    overrides = list(args.overrides)
+def params_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> Params:
+    """params.yaml (--params) with the -S overrides, then ``extra`` (a stage's own options that
+    stand for params keys), then --dataset."""
+    overrides = list(args.overrides) + list(extra or [])
     if args.dataset:
         overrides.append(f"dataset={args.dataset}")
     return load_params(args.params, overrides)
@@ -69,7 +70,3 @@ def run_script(name: str, body: Callable[[], int]) -> int:
     except PipelineError as exc:
         logger.error("%s failed: %s", name, exc)
         return EXIT_ERROR
-    finally:
-        # Interpreter shutdown garbage-collects every object of MLflow/scikit-learn's large module
-        # graph, about 1 s per stage here; frozen objects are skipped. Runs are already ended.
-        gc.freeze()

@@ -5,16 +5,18 @@ All paths derive from the project root, so the scripts work from any working dir
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
+@dataclass
 class ProjectPaths:
     """The files that are the contracts between stages (see README, "What each stage reads and
-    writes")."""
+    writes"). Every path is derived from ``root`` when asked for, never stored."""
 
     root: Path
 
@@ -31,6 +33,10 @@ class ProjectPaths:
     def raw_manifest(self) -> Path:
         return self.raw / "manifest.json"
 
+    def raw_images(self, split: str) -> Path:
+        """Image datasets: one split's uint8 images and labels."""
+        return self.raw / f"{split}.npz"
+
     @property
     def data_cache(self) -> Path:
         """Downloaded or unpacked image datasets (torchvision's layout), reused across runs."""
@@ -40,6 +46,14 @@ class ProjectPaths:
     @property
     def processed(self) -> Path:
         return self.root / "data" / "processed"
+
+    def processed_table(self, split: str) -> Path:
+        """temperature: one split's rows (meta columns, the raw window, the features)."""
+        return self.processed / f"{split}.parquet"
+
+    def processed_images(self, split: str) -> Path:
+        """Image datasets: one split, as stage 3/4 read it."""
+        return self.processed / f"{split}.npz"
 
     @property
     def preprocessor(self) -> Path:
@@ -105,3 +119,15 @@ class ProjectPaths:
 
 
 PATHS = ProjectPaths(PROJECT_ROOT)
+
+
+@contextlib.contextmanager
+def project_at(root: Path) -> Iterator[ProjectPaths]:
+    """Point every path at the project copy in ``root`` for the duration (in-process tests run
+    the stages against a copy this way); the real root is restored afterwards."""
+    previous = PATHS.root
+    PATHS.root = root.resolve()
+    try:
+        yield PATHS
+    finally:
+        PATHS.root = previous

@@ -125,7 +125,8 @@ class HeldOut:
 def read_test_frames(dataset: str) -> list[pd.DataFrame]:
     """The raw test station frames, after checking the manifest and each file's schema
     (DataError, a PipelineError, names the file)."""
-    from lab1.data_preprocessing import checked_manifest, read_raw
+    from lab1.core.kinds.tables import read_raw
+    from lab1.core.stages.data_preprocessing import checked_manifest
 
     if dataset != "temperature":
         raise QualityInputError(
@@ -136,7 +137,7 @@ def read_test_frames(dataset: str) -> list[pd.DataFrame]:
 
 def held_out(frames: list[pd.DataFrame], window: int) -> HeldOut:
     """Window the raw frames exactly as data_preprocessing does (its own function)."""
-    from lab1.data_preprocessing import to_windows
+    from lab1.core.kinds.tables import to_windows
 
     rows = to_windows(frames, window)
     if rows.empty:

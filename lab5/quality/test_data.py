@@ -52,7 +52,7 @@ def preprocessor():
 
 @pytest.fixture(scope="module")
 def processed() -> dict[str, pd.DataFrame]:
-    return {s: or_exit(lambda s=s: read_split(PATHS.processed / f"{s}.parquet")) for s in SPLITS}
+    return {s: or_exit(lambda s=s: read_split(PATHS.processed_table(s))) for s in SPLITS}
 
 
 def all_raw(raw_text) -> list[tuple[Path, pd.DataFrame]]:
@@ -66,7 +66,7 @@ def first_bad(mask: pd.Series, frame: pd.DataFrame, column: str) -> str:
 
 
 def test_raw_files_match_the_manifest(params):
-    from lab1.data_preprocessing import checked_manifest
+    from lab1.core.stages.data_preprocessing import checked_manifest
 
     try:
         checked_manifest(PATHS.raw, params.dataset)
@@ -138,7 +138,7 @@ def test_test_stations_are_the_declared_ones(raw_text, params):
 def test_processed_schema(processed, window):
     expected = [*META_COLUMNS, *window_columns(window), *(f"f_{n}" for n in FEATURE_NAMES)]
     for split, frame in processed.items():
-        where = PATHS.processed / f"{split}.parquet"
+        where = PATHS.processed_table(split)
         assert list(frame.columns) == expected, f"{where}: columns {list(frame.columns)}"
         labels = set(frame[LABEL].unique().tolist())
         assert labels == {0, 1}, f"{where}: {LABEL} values {sorted(labels)}; need both 0 and 1"
@@ -147,7 +147,7 @@ def test_processed_schema(processed, window):
 
 
 def test_processed_rows_are_the_raw_windows(processed, window, manifest):
-    from lab1.data_preprocessing import read_raw, to_windows
+    from lab1.core.kinds.tables import read_raw, to_windows
 
     try:  # the digests are test_raw_files_match_the_manifest's business
         raw = read_raw(PATHS.raw, manifest)
@@ -156,7 +156,7 @@ def test_processed_rows_are_the_raw_windows(processed, window, manifest):
     for split in SPLITS:
         expected = to_windows(raw[split], window)
         found = processed[split][expected.columns]
-        where = PATHS.processed / f"{split}.parquet"
+        where = PATHS.processed_table(split)
         assert len(found) == len(expected), f"{where}: {len(found)} rows, raw gives {len(expected)}"
         pd.testing.assert_frame_equal(found, expected, check_dtype=False, obj=str(where))
 
@@ -170,7 +170,7 @@ def test_no_label_leakage_into_the_features(processed, preprocessor):
         recomputed = preprocessor.transform(frame[inputs])
         stored = frame[[f"f_{n}" for n in FEATURE_NAMES]].to_numpy(dtype=float)
         assert np.allclose(recomputed, stored, atol=1e-9), (
-            f"{PATHS.processed / f'{split}.parquet'}: stored features differ from "
+            f"{PATHS.processed_table(split)}: stored features differ from "
             f"{PATHS.preprocessor.name} applied to the readings"
         )
 

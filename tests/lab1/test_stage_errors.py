@@ -1,7 +1,8 @@
 """Bad input to a stage: one ERROR line naming the file/field/value, exit 1, nothing half-written.
 
-Each case runs the real stage script as a process in a copy of the project whose raw data was
-made by the real data_creation stage, then breaks one thing.
+Each case runs the real stage (its script's main, in this process) in a copy of the project
+whose raw data was made by the real data_creation stage, then breaks one thing. One case runs
+the stage as its own process, as a user would, to show the same line reaches a terminal.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.conftest import SMALL, Project, copy_project, error_lines
 def made(tmp_path_factory) -> Project:
     """A project copy after data_creation (small config)."""
     project = Project(copy_project(tmp_path_factory.mktemp("made") / "project"))
-    done = project.stage("data_creation", *SMALL)
+    done = project.run("data_creation", *SMALL)
     assert done.returncode == 0, done.stderr
     return project
 
@@ -46,7 +47,7 @@ def assert_clean_failure(done, *expected: str, untouched: Path | None = None) ->
 
 def assert_preprocessing_fails(project: Project, *expected: str) -> None:
     """Run data_preprocessing on the broken copy: a clean failure, nothing processed written."""
-    done = project.stage("data_preprocessing", *SMALL)
+    done = project.run("data_preprocessing", *SMALL)
     assert_clean_failure(done, *expected, untouched=project.root / "data" / "processed")
 
 
@@ -56,7 +57,7 @@ def raw(project: Project, name: str) -> Path:
 
 def test_missing_raw_file(broken):
     raw(broken, "train/davos.csv").unlink()
-    done = broken.stage("data_preprocessing", *SMALL)
+    done = broken.run("data_preprocessing", *SMALL)
     assert_clean_failure(
         done, "data/raw/train/davos.csv: listed in", untouched=broken.root / "data" / "processed"
     )
@@ -132,7 +133,7 @@ def test_test_set_with_one_class(broken):
 
 
 def test_unknown_params_key_fails_before_any_work(project):
-    done = project.stage("data_creation", "-S", "data_creation.nope=1")
+    done = project.run("data_creation", "-S", "data_creation.nope=1")
     assert_clean_failure(
         done, "no key 'data_creation.nope'", untouched=project.root / "data" / "raw"
     )
@@ -142,14 +143,14 @@ def test_unknown_params_key_fails_before_any_work(project):
 def test_wrong_type_in_params_file(project):
     params = project.root / "params.yaml"
     params.write_text(params.read_text().replace("  window: 7", "  window: seven"))
-    done = project.stage("data_preprocessing")
+    done = project.run("data_preprocessing")
     assert_clean_failure(done, "params.yaml: data_preprocessing.window='seven' must be int")
 
 
 def test_malformed_user_csv(project, tmp_path):
     csv = tmp_path / "mine.csv"
     csv.write_text("date,station,temperature\n2024-01-01,a,oops\n")
-    done = project.stage("data_creation", "--csv", str(csv))
+    done = project.run("data_creation", "--csv", str(csv))
     assert_clean_failure(
         done,
         f"{csv}: line 2: temperature='oops' is not a number",
@@ -157,9 +158,17 @@ def test_malformed_user_csv(project, tmp_path):
     )
 
 
+def test_a_stage_process_fails_the_same_way(broken):
+    raw(broken, "train/davos.csv").unlink()
+    done = broken.stage("data_preprocessing", *SMALL)
+    assert_clean_failure(
+        done, "data/raw/train/davos.csv: listed in", untouched=broken.root / "data" / "processed"
+    )
+
+
 def test_failed_stage_run_is_marked_failed(broken):
     raw(broken, "train/davos.csv").unlink()
-    broken.stage("data_preprocessing", *SMALL)
+    broken.run("data_preprocessing", *SMALL)
     runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "davos.csv" in runs[0].data.tags["mlops.error"]

@@ -9,7 +9,6 @@ import getpass
 import os
 import socket
 import subprocess
-import sys
 
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
@@ -72,10 +71,10 @@ def owner_tags(pid: int) -> dict[str, str]:
     return {"mlops.host": socket.gethostname(), "mlops.pid": str(pid)}
 
 
-def source_tags() -> dict[str, str]:
-    """MLflow's own source and user tags (the UI's Source and User columns), taken in the
-    process that does the work: the tracking service would otherwise name itself."""
-    script = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+def source_tags(script: str) -> dict[str, str]:
+    """MLflow's own source and user tags (the UI's Source and User columns) for ``script``, the
+    entry point a user runs (``lab1/<stage>.py``, ``pipeline.sh``): named explicitly, because
+    the process recording it may be the tracking service or a test."""
     return {
         "mlflow.source.name": script,
         "mlflow.source.type": "LOCAL",

@@ -47,7 +47,7 @@ def begin_pipeline(
         _end_stale_context(client)
     exp = experiment_id(client, params.experiment_name)
     tags = {
-        **source_tags(),
+        **source_tags("pipeline.sh"),
         **lineage_tags(params),
         **owner_tags(owner_pid or 0),
         "mlops.role": "pipeline",

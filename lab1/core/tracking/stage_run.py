@@ -214,10 +214,9 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
     if stage not in STAGE_IO:
         raise ValueError(f"unknown stage {stage!r}")  # a bug: stage names come from code
     started = time.perf_counter()
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     run = StageRun(stage, open_channel())
     tags = {
-        **source_tags(),
+        **source_tags(f"lab1/{stage}.py"),
         **lineage_tags(params),
         **owner_tags(os.getpid()),
         "mlops.role": "stage",
@@ -226,20 +225,21 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
         tags["mlflow.source.git.commit"] = tags["git.commit"]
     from lab1.core.tracking.recorder import mlflow_projects_run
 
-    run._call(
-        "start",
-        stage=stage,
-        experiment=params.experiment_name,
-        pid=os.getpid(),
-        tags=tags,
-        # Each stage logs its own params.yaml section (stage names are section names).
-        params={k: str(v) for k, v in _flatten("", params.section(stage)).items()}
-        | {"dataset": params.dataset},
-        existing_run_id=mlflow_projects_run(),
-    )
-    logger.info("%s started (pid %d)", stage, os.getpid())
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     status, error = "FAILED", None
     try:
+        run._call(
+            "start",
+            stage=stage,
+            experiment=params.experiment_name,
+            pid=os.getpid(),
+            tags=tags,
+            # Each stage logs its own params.yaml section (stage names are section names).
+            params={k: str(v) for k, v in _flatten("", params.section(stage)).items()}
+            | {"dataset": params.dataset},
+            existing_run_id=mlflow_projects_run(),
+        )
+        logger.info("%s started (pid %d)", stage, os.getpid())
         yield run
         status = "FINISHED"
     except (KeyboardInterrupt, _Terminated):
