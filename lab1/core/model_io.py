@@ -77,6 +77,25 @@ def _copy_logged(info: Any, local_dir: Path) -> None:
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
 
 
+def new_logged_model(run_id: str, experiment_id: str) -> str:
+    """Create the LoggedModel for run ``run_id`` in its experiment; return its id.
+
+    Model.log creates one itself only in the process's *current* experiment (the default one
+    when no run is active, as in the tracking service), so it is created here explicitly, with
+    the run's params and its source tags as MLflow would copy them."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    source = {
+        k: v for k, v in run.data.tags.items() if k.startswith(("mlflow.source.", "mlflow.user"))
+    }
+    model = client.create_logged_model(
+        experiment_id, name="model", source_run_id=run_id, params=run.data.params, tags=source
+    )
+    return model.model_id
+
+
 def log_and_save_torch(
     model: Any, example: Any, local_dir: Path, classes: list[str], run_id: str, experiment_id: str
 ) -> Any:
@@ -94,10 +113,10 @@ def log_and_save_torch(
     requirements = [f"{name}=={version(name)}" for name in ("mlflow", "torch", "numpy")]
     from mlflow.models import Model
 
-    mlflow.set_experiment(experiment_id=experiment_id)  # where the logged model is created
     info = Model.log(
         artifact_path=None,
         name="model",
+        model_id=new_logged_model(run_id, experiment_id),
         flavor=mlflow.pytorch,
         pytorch_model=model,
         run_id=run_id,
@@ -151,11 +170,10 @@ def log_and_save(
         kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes, trusted)
         # Model.log is what mlflow.sklearn.log_model calls; it also takes the run explicitly,
         # which the tracking service needs (it records several stage runs, none "active").
-        # With no active run, MLflow creates the logged model in the current experiment.
-        mlflow.set_experiment(experiment_id=experiment_id)
         info = Model.log(
             artifact_path=None,
             name="model",
+            model_id=new_logged_model(run_id, experiment_id),
             flavor=mlflow.sklearn,
             sk_model=model,
             run_id=run_id,

@@ -72,6 +72,24 @@ def test_sigterm_ends_runs_as_killed(project: Project):
     }
 
 
+def test_a_stage_killed_alone_is_recorded_killed_by_the_tracking_service(project: Project):
+    """What Jenkins does to a step it aborts, or the OOM killer to one process: the stage dies
+    without a word; its connection to the tracking service closes, and the service ends its run
+    KILLED at once (no need to wait for the next pipeline's reaper)."""
+    process = project.start_pipeline(*SMALL)
+    line = wait_for_line(process, r"model_preparation started \(pid \d+\)")
+    pid = int(re.search(r"pid (\d+)", line).group(1))
+    os.kill(pid, signal.SIGKILL)
+    process.communicate(timeout=120)
+    assert process.returncode == 1
+    runs = {r.data.tags["mlflow.runName"].split("-")[0]: r for r in project.runs()}
+    assert runs["model_preparation"].info.status == "KILLED"
+    assert runs["model_preparation"].data.tags["mlops.end_reason"] == f"process {pid} died"
+    assert runs["pipeline"].info.status == "FAILED"
+    assert runs["data_preprocessing"].info.status == "FINISHED"
+    assert not (project.root / "models").exists()
+
+
 def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
     """Two workspaces (as two Jenkins builds have) share one brand-new SQLite store."""
     store = tmp_path / "shared-store" / "mlflow.db"

@@ -140,8 +140,16 @@ def test_logged_models_load_without_unpickling(tmp_path, monkeypatch):
     images = pattern_images(labels, 16, 1, seed=4)
     model = cnn.ImageClassifier(*cnn.channel_stats(images), classes=2, width=4, dropout=0.0)
     model.eval()
-    with mlflow.start_run():
-        log_and_save_torch(cnn.Probabilities(model), images[:2], tmp_path / "model", ["a", "b"])
+    with mlflow.start_run() as run:
+        info = log_and_save_torch(
+            cnn.Probabilities(model),
+            images[:2],
+            tmp_path / "model",
+            ["a", "b"],
+            run.info.run_id,
+            run.info.experiment_id,
+        )
+    assert info.run_id == run.info.run_id
     mlmodel = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
     assert mlmodel["metadata"] == {"classes": ["a", "b"]}
     flavor = mlmodel["flavors"]["pytorch"]

@@ -81,6 +81,9 @@ def test_the_logged_model_is_the_local_one(ran):
     model_info = json.loads((project.root / "models" / "model.json").read_text())
     logged = client.get_logged_model(model_info["model_id"])
     assert logged.source_run_id == model_info["run_id"]
+    # In the run's experiment (not MLflow's default one), with the store's artifacts.
+    assert logged.experiment_id == client.get_run(model_info["run_id"]).info.experiment_id
+    assert not (project.root / "mlruns").exists()
     artifacts = Path(logged.artifact_location.removeprefix("file://"))
     local = project.root / "models" / "model"
     for name in ("MLmodel", "model.skops", "input_example.json"):

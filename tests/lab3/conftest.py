@@ -73,7 +73,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
             model.fit(x, y)
             with mlflow.start_run(experiment_id=experiment) as run:
                 folder = root / f"v{version}"
-                info = log_and_save(model, x.head(3), folder, ["normal", "faulty"])
+                info = log_and_save(
+                    model, x.head(3), folder, ["normal", "faulty"], run.info.run_id, experiment
+                )
             tags = {
                 "git.commit": f"commit{version}",
                 "data.digest": f"digest{version}",
@@ -131,9 +133,14 @@ def image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
         from lab1.core.tracking import connect
 
         connect()
-        with mlflow.start_run():
+        with mlflow.start_run() as run:
             log_and_save_torch(
-                cnn.Probabilities(model), images[:2], root / "model", ["circle", "square", "star"]
+                cnn.Probabilities(model),
+                images[:2],
+                root / "model",
+                ["circle", "square", "star"],
+                run.info.run_id,
+                run.info.experiment_id,
             )
     expected = cnn.predict_proba(load_torch_model(root / "model"), images)
     return ImageModel(root / "model", images, expected)
