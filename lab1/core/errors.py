@@ -23,10 +23,14 @@ class DataError(PipelineError):
     """An input file is missing, garbled or has the wrong content."""
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (MLflow's own message for its REST errors)."""
+def one_line(exc: BaseException, whole: bool = False) -> str:
+    """An exception's message as one line: its first line, or with ``whole`` every line joined
+    (parsers such as YAML's spread one error over several lines). MLflow's REST errors carry
+    JSON: their own message is used."""
     message = getattr(exc, "message", None) or str(exc)
-    with contextlib.suppress(ValueError, AttributeError):  # MLflow REST errors carry JSON
+    with contextlib.suppress(ValueError, AttributeError):
         message = json.loads(message).get("message", message)
     message = str(message).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
+    if not message:
+        return type(exc).__name__
+    return " ".join(message.split()) if whole else message.splitlines()[0]

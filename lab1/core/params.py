@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lab1.core.errors import ParamsError
+from lab1.core.errors import ParamsError, one_line
 
 DATASETS = ("temperature", "cifar10", "fashion_mnist")
 IMAGE_DATASETS = ("cifar10", "fashion_mnist")
@@ -245,7 +245,7 @@ def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Para
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({_one_line(exc)})") from None
+        raise ParamsError(f"{path}: not valid YAML ({one_line(exc, whole=True)})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     for override in overrides:
@@ -279,7 +279,8 @@ def apply_override(raw: dict[str, Any], override: str, source: Path) -> None:
     try:
         node[parts[-1]] = yaml.safe_load(text) if text else ""
     except yaml.YAMLError as exc:
-        raise ParamsError(f"-S {override!r}: value is not valid YAML ({_one_line(exc)})") from None
+        reason = one_line(exc, whole=True)
+        raise ParamsError(f"-S {override!r}: value is not valid YAML ({reason})") from None
 
 
 def _build(cls: type, data: Any, path: str, where: str) -> Any:
@@ -333,7 +334,3 @@ def _coerce(hint: Any, value: Any, path: str, key: str) -> Any:
 
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
