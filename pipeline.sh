@@ -195,6 +195,7 @@ esac
 now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
+trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
 export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"
 "$PY" -m lab1.core.tracking.service --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
   "${PASS[@]}" >&2 &

@@ -8,8 +8,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The validation tools (apt, npm) install while pipeline.sh builds .venv: both mostly wait on
+# downloads and disks, so side by side they take the time of the longer one.
+bash tests/tools.sh &
+tools=$!
 bash pipeline.sh --setup --images --dev
-bash tests/tools.sh
+wait "$tools"
 py="${MLOPS_VENV:-$root/.venv}/bin/python"
 
 echo "== ruff" >&2

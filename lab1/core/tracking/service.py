@@ -72,7 +72,10 @@ class Service:
 
     def accept(self, server: socket.socket) -> None:
         while True:
-            sock, _ = server.accept()
+            try:
+                sock, _ = server.accept()
+            except OSError:  # the server socket was closed: the service is stopping
+                return
             connection = Connection(sock)
             self.inbox.put(("open", connection, None))
             threading.Thread(target=self.read, args=(connection,), daemon=True).start()
@@ -219,7 +222,7 @@ def _warm_up() -> None:
     from lab1.core.model_io import pip_requirements, trusted_types
 
     example = pd.DataFrame({"x": [0.0, 1.0]})
-    model = LogisticRegression().fit(example, [0, 1])
+    model = LogisticRegression().fit(example, [0.0, 1.0])  # float labels: no int-schema hint
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.sklearn.save_model(
             model,
@@ -266,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return service.work()
     finally:
         server.close()
-        os.unlink(args.socket)
+        with contextlib.suppress(FileNotFoundError):  # pipeline.sh may have removed its folder
+            os.unlink(args.socket)
         # Interpreter shutdown would garbage-collect MLflow's whole module graph (about 1 s);
         # the runs are ended, so skip it.
         gc.freeze()
