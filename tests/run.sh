@@ -27,7 +27,7 @@ echo "== pytest" >&2
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 # Coverage of the code the tests run in-process (pyproject.toml [tool.coverage]); the report
 # lists the files not fully covered. The whole suite must keep its floor (77 % when it was set);
-# a selection (extra arguments) only reports.
+# a selection (extra arguments) only reports (.ci/run passes the floor itself).
 floor=()
 [ "$#" -gt 0 ] || floor=(--cov-fail-under=75)
 "$py" -m pytest --cov --cov-report=term "${floor[@]}" "$@"
