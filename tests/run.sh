@@ -30,4 +30,4 @@ export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 # a selection (extra arguments) only reports (.ci/run passes the floor itself).
 floor=()
 [ "$#" -gt 0 ] || floor=(--cov-fail-under=75)
-"$py" -m pytest --cov --cov-report=term "${floor[@]}" "$@"
+"$py" -m pytest --cov --cov-report=term ${floor[@]+"${floor[@]}"} "$@"

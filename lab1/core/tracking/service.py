@@ -12,7 +12,8 @@ Requests are applied strictly in arrival order by one worker thread, one ``Recor
 connection. A connection that closes before its stage ended the run (the stage was killed) ends
 that run KILLED. ``end_pipeline`` waits until every stage connection has closed, ends the parent
 run and stops the service. SIGTERM: stages get a few seconds to report their end, then open runs
-and the parent end KILLED. If the owner (pipeline.sh) dies, the same happens.
+and the parent end KILLED. If the owner (pipeline.sh) dies, the same happens. Ctrl-C reaches
+pipeline.sh, which stops the stage and then asks the service to end the runs KILLED.
 """
 
 from __future__ import annotations
@@ -262,15 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     server.bind(args.socket)
     server.listen()
     service = Service(params, args.owner_pid)
+    # SIGTERM (Jenkins' abort, kill): end what is open. SIGINT stays ignored as bash leaves it
+    # for background jobs: on Ctrl-C, pipeline.sh stops the stage and then ends the run here.
     signal.signal(signal.SIGTERM, service.on_signal)
-    signal.signal(signal.SIGINT, service.on_signal)
     threading.Thread(target=service.accept, args=(server,), daemon=True).start()
     try:
         return service.work()
     finally:
         server.close()
-        with contextlib.suppress(FileNotFoundError):  # pipeline.sh may have removed its folder
+        # pipeline.sh removes the socket's folder when it exits; if it was killed, the folder
+        # goes here (rmdir: only if nothing else is in it).
+        with contextlib.suppress(OSError):
             os.unlink(args.socket)
+            os.rmdir(os.path.dirname(args.socket))
         # Interpreter shutdown would garbage-collect MLflow's whole module graph (about 1 s);
         # the runs are ended, so skip it.
         gc.freeze()
