@@ -72,6 +72,27 @@ def test_sigterm_ends_runs_as_killed(project: Project):
     }
 
 
+def test_ctrl_c_stops_the_stage_and_ends_the_runs_killed(project: Project):
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground group: pipeline.sh, the stage
+    and the tracking service. pipeline.sh stops the stage, then has the service end the runs."""
+    process = project.start_pipeline(
+        *SMALL,
+        start_new_session=True,
+        # As a terminal's shell leaves it (this test process may have SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    wait_for_line(process, r"data_preprocessing started \(pid")
+    os.killpg(process.pid, signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    statuses = {r.data.tags["mlflow.runName"].split("-")[0]: r.info.status for r in project.runs()}
+    assert statuses == {
+        "pipeline": "KILLED",
+        "data_creation": "FINISHED",
+        "data_preprocessing": "KILLED",
+    }
+
+
 def test_a_stage_killed_alone_is_recorded_killed_by_the_tracking_service(project: Project):
     """What Jenkins does to a step it aborts, or the OOM killer to one process: the stage dies
     without a word; its connection to the tracking service closes, and the service ends its run
