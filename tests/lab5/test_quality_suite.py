@@ -74,10 +74,9 @@ def variant(trained: Project, tmp_path: Path) -> Project:
 
 
 def retrain(project: Project, *stages: str, overrides: tuple[str, ...]) -> None:
+    """Re-run stages in-process (set-up, not what is under test: the suite runs as a process)."""
     for stage in stages:
-        done = project.pipeline(
-            "--stage", stage, *SMALL, *(a for o in overrides for a in ("-S", o))
-        )
+        done = project.run(stage, *SMALL, *(a for o in overrides for a in ("-S", o)))
         assert done.returncode == 0, f"{stage}: {done.stderr[-3000:]}"
 
 
