@@ -192,7 +192,7 @@ esac
 # One tracking service per run holds the MLflow client and records what the stages report, so no
 # stage waits for MLflow (lab1/core/tracking/service.py). It owns the parent run; pipeline.sh
 # waits only for its socket, then for it to finish recording at the end.
-now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+now() { local t="${EPOCHREALTIME:-$(date +%s)}"; printf '%s' "${t/,/.}"; }  # bash < 5: seconds
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
