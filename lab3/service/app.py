@@ -244,7 +244,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         if model.kind == "tabular":
             batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
         else:
-            batch = inputs.image_batch(payload, model.image_shape, settings.max_batch_rows)
+            batch = inputs.image_batch(payload, model.image_input_shape(), settings.max_batch_rows)
         return await _answer(model, batch, batcher, metrics)
 
     @app.post(
@@ -262,7 +262,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
             data, where = await _uploaded_file(request)
         else:
             data, where = await request.body(), "body"
-        batch = inputs.decode_image(data, model.image_shape, where)
+        batch = inputs.decode_image(data, model.image_input_shape(), where)
         return await _answer(model, batch, batcher, metrics, single=True)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)

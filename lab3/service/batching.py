@@ -53,7 +53,8 @@ class Batcher:
     def _next_group(self) -> list[_Waiting]:
         """The oldest request plus later ones for the same model, up to max_rows in all."""
         first = self._waiting[0]
-        group, rows = [], 0
+        group: list[_Waiting] = []
+        rows = 0
         for item in self._waiting:
             if item.model is not first.model or (group and rows + len(item.batch) > self.max_rows):
                 continue

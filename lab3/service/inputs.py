@@ -203,7 +203,7 @@ def decode_image(data: bytes, shape: tuple[int, int, int], where: str) -> np.nda
         raise InputError(422, f"{where}: empty file")
     height, width, channels = shape
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         if image.format not in ("PNG", "JPEG"):
             raise InputError(415, f"{where}: {image.format} image; send PNG or JPEG")
         if image.width * image.height > MAX_IMAGE_PIXELS:

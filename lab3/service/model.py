@@ -87,6 +87,12 @@ class ServedModel:
 
         return predict_proba(self.native, x)
 
+    def image_input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of an image model's input; asking a tabular model is a bug."""
+        if self.image_shape is None:
+            raise RuntimeError(f"a {self.kind} model has no image shape")
+        return self.image_shape
+
     def input_description(self) -> dict[str, Any]:
         if self.kind == "tabular":
             return {

@@ -120,7 +120,7 @@ class ModelWatcher:
         client = self._registry()
         if alias:
             found = client.get_model_version_by_alias(alias["name"], alias["alias"])
-        else:
+        elif version:
             found = client.get_model_version(version["name"], version["version"])
         from lab1.core.registry import version_metrics
 

@@ -7,6 +7,7 @@ cannot hide a bad file; only the facts (column names, fault kinds) come from lab
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def preprocessor():
 
 @pytest.fixture(scope="module")
 def processed() -> dict[str, pd.DataFrame]:
-    return {s: or_exit(lambda s=s: read_split(PATHS.processed_table(s))) for s in SPLITS}
+    return {s: or_exit(functools.partial(read_split, PATHS.processed_table(s))) for s in SPLITS}
 
 
 def all_raw(raw_text) -> list[tuple[Path, pd.DataFrame]]:
