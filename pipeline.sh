@@ -204,7 +204,6 @@ service_started="$(now)"
 until [ -S "$MLOPS_TRACKING_SOCKET" ]; do
   if ! kill -0 "$SERVICE" 2>/dev/null; then
     wait "$SERVICE" || true
-    rm -rf "$TRACKING_DIR"
     exit 1
   fi
   sleep 0.01
@@ -217,7 +216,6 @@ finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the pa
   waited="$(now)"
   "$PY" -m lab1.core.tracking.client end --status "$1" >&2 || rc=1
   wait "$SERVICE" || true
-  rm -rf "$TRACKING_DIR"
   log "tracking: recorded in MLflow $(since "$waited") s after the last stage"
   exit "$rc"
 }

@@ -96,6 +96,26 @@ def new_logged_model(run_id: str, experiment_id: str) -> str:
     return model.model_id
 
 
+def _log_to_run(
+    flavor: Any, run_id: str, experiment_id: str, local_dir: Path, **kwargs: Any
+) -> Any:
+    """Log a model with ``flavor`` to run ``run_id`` (Model.log is what each flavour's log_model
+    calls; it also takes the run explicitly, which the tracking service needs: it records several
+    stage runs, none "active"), then copy exactly what was logged to ``local_dir``."""
+    from mlflow.models import Model
+
+    info = Model.log(
+        artifact_path=None,
+        name="model",
+        model_id=new_logged_model(run_id, experiment_id),
+        flavor=flavor,
+        run_id=run_id,
+        **kwargs,
+    )
+    _copy_logged(info, local_dir)
+    return info
+
+
 def log_and_save_torch(
     model: Any, example: Any, local_dir: Path, classes: list[str], run_id: str, experiment_id: str
 ) -> Any:
@@ -111,23 +131,18 @@ def log_and_save_torch(
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     requirements = [f"{name}=={version(name)}" for name in ("mlflow", "torch", "numpy")]
-    from mlflow.models import Model
-
-    info = Model.log(
-        artifact_path=None,
-        name="model",
-        model_id=new_logged_model(run_id, experiment_id),
-        flavor=mlflow.pytorch,
+    return _log_to_run(
+        mlflow.pytorch,
+        run_id,
+        experiment_id,
+        local_dir,
         pytorch_model=model,
-        run_id=run_id,
         serialization_format="pt2",
         input_example=example,
         signature=infer_signature(example, output),
         pip_requirements=requirements,
         metadata={"classes": list(classes)},
     )
-    _copy_logged(info, local_dir)
-    return info
 
 
 def load_torch_model(local_dir: Path) -> Any:
@@ -163,24 +178,13 @@ def log_and_save(
     (``model_uri``, ``model_id``, ``run_id``).
     """
     import mlflow.sklearn
-    from mlflow.models import Model
 
     with tempfile.TemporaryDirectory() as staging:
         trusted = trusted if trusted is not None else trusted_types(model)
         kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes, trusted)
-        # Model.log is what mlflow.sklearn.log_model calls; it also takes the run explicitly,
-        # which the tracking service needs (it records several stage runs, none "active").
-        info = Model.log(
-            artifact_path=None,
-            name="model",
-            model_id=new_logged_model(run_id, experiment_id),
-            flavor=mlflow.sklearn,
-            sk_model=model,
-            run_id=run_id,
-            **kwargs,
+        return _log_to_run(
+            mlflow.sklearn, run_id, experiment_id, local_dir, sk_model=model, **kwargs
         )
-    _copy_logged(info, local_dir)
-    return info
 
 
 def save_skops(model: Any, path: Path) -> None:

@@ -43,11 +43,12 @@ class DirectChannel:
     """A Recorder in this process (no tracking service): connects to the store itself."""
 
     def __init__(self) -> None:
-        from lab1.core.tracking.recorder import Recorder, direct_parent
+        from lab1.core.tracking.parent import parent_run_id
+        from lab1.core.tracking.recorder import Recorder
         from lab1.core.tracking.store import connect
 
         self.client = connect()
-        self.recorder = Recorder(self.client, direct_parent())
+        self.recorder = Recorder(self.client, parent_run_id())
 
     def call(self, method: str, reply: bool = False, **args: Any) -> Any:
         # Through JSON as over the socket, so both paths see exactly the same values.
@@ -223,8 +224,6 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
     }
     if tags["git.commit"] != "unknown":
         tags["mlflow.source.git.commit"] = tags["git.commit"]
-    from lab1.core.tracking.recorder import mlflow_projects_run
-
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     status, error = "FAILED", None
     try:
@@ -237,7 +236,8 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             # Each stage logs its own params.yaml section (stage names are section names).
             params={k: str(v) for k, v in _flatten("", params.section(stage)).items()}
             | {"dataset": params.dataset},
-            existing_run_id=mlflow_projects_run(),
+            # Under `mlflow run` (MLflow Projects) the stage's run already exists.
+            existing_run_id=os.environ.get("MLFLOW_RUN_ID") or None,
         )
         logger.info("%s started (pid %d)", stage, os.getpid())
         yield run
