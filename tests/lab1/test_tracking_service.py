@@ -16,6 +16,7 @@ from lab1.core.errors import PipelineError
 from lab1.core.params import load_params
 from lab1.core.paths import project_at
 from lab1.core.tracking.client import ServiceClient
+from lab1.core.tracking.lineage import owner_tags
 from lab1.core.tracking.service import Service
 from tests.conftest import copy_project
 
@@ -72,7 +73,7 @@ def start(client: ServiceClient, stage: str, pid: int = 4242) -> None:
         stage=stage,
         experiment="lab1-temperature",
         pid=pid,
-        tags={"mlops.role": "stage"},
+        tags={**owner_tags(pid), "mlops.role": "stage"},
         params={"seed": "1"},
     )
 
@@ -135,3 +136,21 @@ def test_the_end_waits_for_messages_still_in_flight(running):
     client = running.mlflow()
     assert len(client.get_metric_history(info["run_id"], "rows")) == 400
     assert client.get_run(info["run_id"]).info.status == "FINISHED"
+
+
+def test_another_pipelines_reaper_leaves_a_run_the_service_still_records(running):
+    """A stage's process exits before its service has applied its end. Another pipeline's start
+    (or end) in the same store must not take that run for an orphan; once the recording process
+    is gone too, it must."""
+    from lab1.core.tracking.orphans import mark_orphans_killed
+
+    stage = running.client()
+    start(stage, "data_creation", pid=999999)  # a PID that is not running
+    info = stage.call("run_info", reply=True)
+    client = running.mlflow()
+    assert mark_orphans_killed(client) == []  # the service (this process) still records it
+    assert client.get_run(info["run_id"]).info.status == "RUNNING"
+    client.set_tag(info["run_id"], "mlops.recorder_pid", "999999")  # as if the service died
+    assert mark_orphans_killed(client) == [info["run_id"]]
+    stage.close()
+    running.stop()

@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 def mark_orphans_killed(client: MlflowClient) -> list[str]:
     """Mark KILLED every RUNNING run started on this host by a process that no longer exists.
 
-    Runs with PID 0 belong to a run-context file, not a process, and are left alone here.
+    Runs with PID 0 belong to a run-context file, not a process, and are left alone here. A
+    stage's run is also left alone while the process recording it (``mlops.recorder_pid``: the
+    pipeline's tracking service) lives: its stage may have exited with the end still queued.
     """
     host = socket.gethostname()
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -31,6 +33,9 @@ def mark_orphans_killed(client: MlflowClient) -> list[str]:
     for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'"):
         tags = run.data.tags
         pid = tags.get("mlops.pid", "")
+        recorder = tags.get("mlops.recorder_pid", "")
+        if recorder.isdigit() and pid_alive(int(recorder)):
+            continue
         if tags.get("mlops.host") == host and pid.isdigit() and not pid_alive(int(pid)):
             client.set_tag(run.info.run_id, "mlops.end_reason", f"process {pid} died")
             client.set_terminated(run.info.run_id, status="KILLED")

@@ -61,6 +61,9 @@ class Recorder:
         from mlflow.exceptions import MlflowException
 
         self.stage, self.pid = stage, pid
+        # The process that will end the run: the tracking service, which may still be recording
+        # a stage whose process has already exited. The reaper leaves the run alone while it lives.
+        tags = {**tags, "mlops.recorder_pid": str(os.getpid())}
         if self.parent is not None:
             try:
                 if self.client.get_run(self.parent).info.status != "RUNNING":
@@ -178,15 +181,3 @@ class Recorder:
             self.log(tags=tags)
         self.client.set_terminated(self.run_id, status=status)
         logger.info("%s run %s %s", self.stage, self.run_id, status)
-
-
-def direct_parent() -> str | None:
-    """The parent run for a stage recorded in its own process (no tracking service)."""
-    from lab1.core.tracking.parent import parent_run_id
-
-    return parent_run_id()
-
-
-def mlflow_projects_run() -> str | None:
-    """Under `mlflow run` (MLflow Projects) the stage's run already exists: its id."""
-    return os.environ.get("MLFLOW_RUN_ID") or None
