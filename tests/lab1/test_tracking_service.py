@@ -154,3 +154,31 @@ def test_another_pipelines_reaper_leaves_a_run_the_service_still_records(running
     assert mark_orphans_killed(client) == [info["run_id"]]
     stage.close()
     running.stop()
+
+
+def test_a_dataset_race_lost_to_another_pipeline_is_retried(tmp_path, monkeypatch):
+    """Two pipelines logging the same data at once: the store's look-up-then-insert of the
+    dataset fails for one of them (UNIQUE constraint) and rolls back; the recorder tries once
+    more, which finds the row the other pipeline wrote."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from lab1.core.tracking.recorder import Recorder
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    recorder = Recorder(client, None)
+    recorder.run_id = client.create_run(client.create_experiment("race")).info.run_id
+    real, calls = client.log_inputs, []
+
+    def lose_the_first_race(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "log_inputs", lose_the_first_race)
+    dataset = {"name": "data/raw", "digest": "0123456789abcdef", "source": "file:///x"}
+    recorder.log_inputs([{**dataset, "context": "output"}])
+    assert len(calls) == 2
+    (logged,) = client.get_run(recorder.run_id).inputs.dataset_inputs
+    assert logged.dataset.digest == "0123456789abcdef"

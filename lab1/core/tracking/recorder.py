@@ -120,7 +120,16 @@ class Recorder:
             )
             for d in datasets
         ]
-        if inputs:
+        if not inputs:
+            return
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.log_inputs(self._run(), datasets=inputs)
+        except MlflowException:
+            # The store looks a dataset up by (experiment, name, digest) and inserts it if missing,
+            # in one transaction: two pipelines logging the same data at once can both miss it,
+            # and the second insert fails and rolls back whole. Once more finds it and links it.
             self.client.log_inputs(self._run(), datasets=inputs)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
