@@ -194,6 +194,13 @@ esac
 # waits only for its socket, then for it to finish recording at the end.
 now() { local t="${EPOCHREALTIME:-$(date +%s)}"; printf '%s' "${t/,/.}"; }  # bash < 5: seconds
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# One pipeline per checkout (they would share data/, models/ and reports/): lock the workspace on
+# fd 9, which this shell, the tracking service and every stage keep open until they exit; a
+# second pipeline waits here (lab1/core/workspace.py).
+mkdir -p "$ROOT/.mlops"
+exec 9>>"$ROOT/.mlops/workspace.lock"
+"$PY" -m lab1.core.workspace --fd 9 --owner-pid $$
+export MLOPS_WORKSPACE_LOCK_FD=9
 TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
 export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"

@@ -147,7 +147,7 @@ class GateParams:
     # F1 of the positive class (faulty day; the second of two image classes), or macro F1 for
     # more than two classes: a model that always answers the majority class fails it.
     min_f1: float
-    max_drop_vs_champion: float
+    max_drop_vs_best: float
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,10 @@ class Params:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return dataclasses.asdict(value)
         return {name: value}
+
+    def resolved_yaml(self) -> str:
+        """Every parameter as this run sees it (overrides applied), as params.yaml text."""
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
     def digest(self) -> str:
         """A short, stable hash of all parameters (tags runs and model versions)."""

@@ -99,6 +99,14 @@ class ProjectPaths:
     def registration(self) -> Path:
         return self.reports / "registration.json"
 
+    @property
+    def lineage(self) -> Path:
+        return self.reports / "lineage.json"
+
+    @property
+    def code_diff(self) -> Path:
+        return self.reports / "code.diff"
+
     # Embedded MLflow store (used when MLFLOW_TRACKING_URI is not set)
     @property
     def mlflow_dir(self) -> Path:
@@ -116,6 +124,16 @@ class ProjectPaths:
     @property
     def run_context(self) -> Path:
         return self.root / ".mlops" / "pipeline_run.json"
+
+    # Held while stages run: one pipeline per workspace (workspace.py)
+    @property
+    def workspace_lock(self) -> Path:
+        return self.root / ".mlops" / "workspace.lock"
+
+    # What each stage's last finished runs wrote, with their run ids (provenance.py)
+    @property
+    def stage_records(self) -> Path:
+        return self.root / ".mlops" / "stages"
 
 
 PATHS = ProjectPaths(PROJECT_ROOT)

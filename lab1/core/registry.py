@@ -1,25 +1,43 @@
-"""Model Registry operations: register a version, find, move and roll back the `champion` alias.
+"""Model Registry operations: the state a gate needs, register a promoted version, reconcile what
+a killed registration left, roll `champion` back.
 
-Every alias move is recorded on the version it lands on (``champion.previous_version``,
-``champion.promoted_at``), so the chain can be audited and rolled back one step at a time.
+A version is created only for a model the gate promotes; a rejected candidate stays a logged
+model of its training run (its decision is on the registration run and in
+reports/registration.json), so the registry lists exactly the models that have served.
+
+Crash consistency: a promotion is three writes: the version is created tagged
+``gate.decision=pending``, the alias moves, then the tag becomes ``promoted``. A registration
+killed between them leaves a ``pending`` version, never a ``promoted`` one the alias skipped;
+``reconcile`` (run under the registry lock before every gate) settles it: ``promoted`` if the
+alias reached it, ``abandoned`` otherwise. Every alias move is recorded on the version it lands
+on (``champion.previous_version``, ``champion.promoted_at``), so the chain can be audited and
+rolled back one step at a time.
+
+Callers hold ``store.registry_lock`` around a whole gate (state, re-scoring, registration), and
+``register_gated`` checks that the champion is still the one the gate compared against.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lab1.core.errors import PipelineError
-from lab1.core.gate import decide
+from lab1.core.gate import Reference, decide
 from lab1.core.params import GateParams
 
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+DECISION = "gate.decision"  # pending -> promoted | abandoned
+FINGERPRINT = "model.fingerprint"  # code + data + params: the same one is never registered twice
+TEST_DIGEST = "test.data_digest"  # the test set the version's test.* metrics were measured on
 
 
 def champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -32,24 +50,111 @@ def champion(client: MlflowClient, name: str) -> ModelVersion | None:
         raise
 
 
+def versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Every version of ``name``, oldest first (none if the model does not exist yet)."""
+    found = client.search_model_versions(f"name = '{name}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
 def version_metrics(version: ModelVersion) -> dict[str, float]:
     """The test metrics recorded on a version's ``test.*`` tags."""
     return {
         key.removeprefix("test."): float(value)
         for key, value in version.tags.items()
-        if key.startswith("test.")
+        if key.startswith("test.") and key != TEST_DIGEST
     }
 
 
-def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
-    """Create a new version of ``name`` from ``model_uri`` carrying ``tags``.
+def reconcile(client: MlflowClient, name: str) -> list[str]:
+    """Settle the versions a killed registration left ``pending``; return their numbers."""
+    current = champion(client, name)
+    settled = []
+    for version in versions(client, name):
+        if version.tags.get(DECISION) != "pending":
+            continue
+        if current is not None and current.version == version.version:
+            _set_tags(client, name, version.version, {DECISION: "promoted"})
+            logger.warning(
+                "%s version %s: registration was interrupted after the alias moved; "
+                "now marked promoted",
+                name,
+                version.version,
+            )
+        else:
+            _set_tags(
+                client,
+                name,
+                version.version,
+                {
+                    DECISION: "abandoned",
+                    "gate.reason": "registration interrupted before the "
+                    f"{CHAMPION} alias moved; never served",
+                },
+            )
+            logger.warning(
+                "%s version %s: registration was interrupted before the alias moved; "
+                "marked abandoned",
+                name,
+                version.version,
+            )
+        settled.append(version.version)
+    return settled
 
-    register_model creates the registered model on first use and tolerates a concurrent
-    pipeline creating it at the same moment.
-    """
-    import mlflow
 
-    return mlflow.register_model(model_uri, name, tags=tags)
+def gate_state(
+    client: MlflowClient, name: str, fingerprint: str, test_digest: str
+) -> dict[str, Any]:
+    """What a gate needs to know, after reconciling: ``unchanged`` (a promoted version with the
+    same fingerprint: ``{version, is_champion, champion}``, else None) and ``champion``
+    (``{version, metrics, test_digest, model_dir}``, else None). ``model_dir`` is a local copy
+    of the champion's model, downloaded only when it was tested on another test set (the caller
+    re-scores it)."""
+    reconcile(client, name)
+    current = champion(client, name)
+    same = [
+        v
+        for v in versions(client, name)
+        if v.tags.get(FINGERPRINT) == fingerprint and v.tags.get(DECISION) == "promoted"
+    ]
+    unchanged = None
+    if same:
+        unchanged = {
+            "version": same[-1].version,
+            "is_champion": current is not None and current.version == same[-1].version,
+            "champion": current.version if current else None,
+        }
+    state: dict[str, Any] = {"unchanged": unchanged, "champion": None}
+    if current is not None:
+        model_dir = None
+        if current.tags.get(TEST_DIGEST) != test_digest:
+            import mlflow.artifacts
+
+            model_dir = mlflow.artifacts.download_artifacts(
+                f"models:/{name}/{current.version}",
+                dst_path=tempfile.mkdtemp(prefix="mlops-champion-"),
+            )
+        state["champion"] = {
+            "version": current.version,
+            "metrics": version_metrics(current),
+            "test_digest": current.tags.get(TEST_DIGEST),
+            "model_dir": model_dir,
+        }
+    return state
+
+
+def best_on(client: MlflowClient, name: str, test_digest: str) -> Reference | None:
+    """The best test accuracy of any promoted version measured on ``test_digest``."""
+    scored = [
+        (float(v.tags["test.accuracy"]), v.version)
+        for v in versions(client, name)
+        if v.tags.get(DECISION) == "promoted"
+        and v.tags.get(TEST_DIGEST) == test_digest
+        and "test.accuracy" in v.tags
+    ]
+    if not scored:
+        return None
+    accuracy, version = max(scored)
+    return Reference(accuracy, f"version {version}, the best champion on this test set")
 
 
 def register_gated(
@@ -59,48 +164,88 @@ def register_gated(
     metrics: dict[str, float],
     tags: dict[str, str],
     gate: GateParams,
-) -> dict:
-    """Register ``model_uri`` as a new version of ``name`` and move `champion` to it only if the
-    quality gate passes against the current champion's metrics.
+    champion_seen: str | None,
+    champion_here: dict[str, float] | None,
+    incomparable: str | None = None,
+) -> dict[str, Any]:
+    """Apply the quality gate to ``metrics`` (measured on the test set ``tags[TEST_DIGEST]``)
+    and, if it passes, register ``model_uri`` as a new version of ``name`` carrying ``tags``
+    and move `champion` to it.
 
-    ``tags`` (lineage) go on the version together with the test metrics and the decision.
-    Returns ``{version, passed, decision, reason, champion_before, champion_after}``.
+    ``champion_seen``: the champion version the caller's gate_state saw (a different one now
+    means another registration got in: refused). ``champion_here``: its metrics on this test set
+    (its own tags, or re-scored). ``incomparable``: why it could not be scored on this test set
+    (the model is then rejected: it cannot be compared fairly). Returns ``{version, passed,
+    decision, reason, reference, champion_before, champion_after}``; version is None when
+    rejected.
     """
     current = champion(client, name)
     before = current.version if current else None
-    decision = decide(metrics, version_metrics(current) if current else None, gate)
-    version = register(
-        model_uri,
-        name,
-        {
-            **tags,
-            "gate.decision": decision.label,
-            "gate.reason": decision.reason,
-            **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
-        },
-    )
-    if decision.passed:
-        promote(client, name, version.version, before)
-    return {
-        "version": version.version,
-        "passed": decision.passed,
-        "decision": decision.label,
-        "reason": decision.reason,
+    if before != champion_seen:
+        raise PipelineError(
+            f"registered model {name!r}: {CHAMPION} moved from version {champion_seen} to "
+            f"{before} while this gate ran; run model_registration again"
+        )
+    references = [best_on(client, name, tags[TEST_DIGEST])]
+    if champion_here is not None and current is not None:
+        how = "" if current.tags.get(TEST_DIGEST) == tags[TEST_DIGEST] else ", re-scored here"
+        references.append(Reference(champion_here["accuracy"], f"champion version {before}{how}"))
+    reference = max((r for r in references if r), key=lambda r: r.accuracy, default=None)
+    if incomparable:
+        passed, reason = False, incomparable
+    else:
+        decision = decide(metrics, reference, gate)
+        passed, reason = decision.passed, decision.reason
+    result: dict[str, Any] = {
+        "version": None,
+        "passed": passed,
+        "decision": "promoted" if passed else "rejected",
+        "reason": reason,
+        "reference": reference.what if reference else None,
         "champion_before": before,
-        "champion_after": version.version if decision.passed else before,
+        "champion_after": before,
     }
+    if passed:
+        pending = {
+            **tags,
+            **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
+            DECISION: "pending",
+            "gate.reason": reason,
+        }
+        version = register(model_uri, name, pending).version
+        promote(client, name, version, before)
+        result |= {"version": version, "champion_after": version}
+    return result
+
+
+def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
+    """Create a new version of ``name`` from ``model_uri`` carrying ``tags``.
+
+    register_model creates the registered model on first use (tolerating a concurrent creation)
+    and sends the tags in the same create request as the version.
+    """
+    import mlflow
+
+    return mlflow.register_model(model_uri, name, tags=tags)
 
 
 def promote(client: MlflowClient, name: str, version: str, previous: str | None) -> None:
-    """Point `champion` at ``version``, recording where it came from."""
-    client.set_model_version_tag(name, version, "champion.previous_version", previous or "")
-    client.set_model_version_tag(name, version, "champion.promoted_at", _now())
+    """Point `champion` at ``version``, recording where it came from, then mark it promoted
+    (in this order: see the module's note on crash consistency)."""
+    _set_tags(
+        client,
+        name,
+        version,
+        {"champion.previous_version": previous or "", "champion.promoted_at": _now()},
+    )
     client.set_registered_model_alias(name, CHAMPION, version)
+    _set_tags(client, name, version, {DECISION: "promoted"})
     logger.info("%s: alias %s -> version %s (was %s)", name, CHAMPION, version, previous or "none")
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     """Move `champion` back to the version it pointed at before; return (from, to) versions."""
+    reconcile(client, name)
     current = champion(client, name)
     if current is None:
         raise PipelineError(f"registered model {name!r}: no {CHAMPION} alias to roll back")
@@ -114,6 +259,11 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     client.set_registered_model_alias(name, CHAMPION, previous)
     logger.info("%s: alias %s rolled back %s -> %s", name, CHAMPION, current.version, previous)
     return current.version, previous
+
+
+def _set_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def _now() -> str:

@@ -5,11 +5,14 @@
 1. parse the command line (the options every stage takes plus the stage's own);
 2. load and validate params.yaml with the overrides;
 3. choose the dataset kind (tables or images) once;
-4. open the stage's MLflow run (tracking/stage_run.py: the tracking service under pipeline.sh,
+4. hold the workspace (one pipeline per checkout: workspace.py) and check that the stage's
+   inputs are outputs of finished runs of one lineage (provenance.py);
+5. open the stage's MLflow run (tracking/stage_run.py: the tracking service under pipeline.sh,
    in-process otherwise), which checks every recorded input and output against the stage's
    declared contract (stage_io.py);
-5. run the stage's work (lab1/core/stages/<stage>.py), whose outputs are written atomically;
-6. turn an expected failure (PipelineError) into one ERROR line and exit 1.
+6. run the stage's work (lab1/core/stages/<stage>.py), whose outputs are written atomically,
+   and record the finished run with the digests of what it read and wrote;
+7. turn an expected failure (PipelineError) into one ERROR line and exit 1.
 
 Tests call ``main`` in-process (against a project copy: paths.project_at); the scripts call
 ``main_process``, which also skips the interpreter's final garbage collection.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
+from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK
 from lab1.core.params import Params
 
 if TYPE_CHECKING:
@@ -66,13 +70,28 @@ def main(name: str, doc: str | None, argv: list[str] | None = None) -> int:
         params = params_from_args(args, extra)
         if stage.without_run and (code := stage.without_run(args, params)) is not None:
             return code
+        from lab1.core import provenance
         from lab1.core.kinds import for_params
+        from lab1.core.tracking.lineage import code_state
         from lab1.core.tracking.stage_run import stage_run
+        from lab1.core.workspace import workspace_held
 
         kind = for_params(params)
-        with stage_run(name, params) as run:
-            code = stage.run(params, kind, run)
-        if code == 0 and stage.after_run:
+        with workspace_held(f"lab1/{name}.py"):
+            ancestry = provenance.check_inputs(name)
+            with stage_run(name, params, ancestry) as run:
+                code = stage.run(params, kind, run)
+            if code in (EXIT_OK, EXIT_GATE_REJECTED):  # a rejection is a result too
+                provenance.record_finished(
+                    name,
+                    ancestry,
+                    run.key,
+                    *run.ids_if_known(),
+                    code_state(),
+                    provenance.stage_params(params, name),
+                    run.notes,
+                )
+        if code == EXIT_OK and stage.after_run:
             stage.after_run(params)
         return code
 

@@ -59,8 +59,10 @@ STAGE_IO: dict[str, StageIO] = {
     ),
     "model_registration": StageIO(
         params=("model_registration", "tracking"),
-        reads=(_rel(PATHS.metrics), _rel(PATHS.models), _rel(PATHS.raw_manifest)),
-        records=(_rel(PATHS.registration),),
+        # The rest of the lineage (data, params, code) comes from the provenance records.
+        reads=(_rel(PATHS.metrics), _rel(PATHS.models)),
+        records=(_rel(PATHS.registration), _rel(PATHS.lineage)),
+        untracked=(_rel(PATHS.code_diff),),  # only when the checkout has uncommitted changes
     ),
 }
 assert tuple(STAGE_IO) == STAGES, "stage_io.py and stages.py list different stages"

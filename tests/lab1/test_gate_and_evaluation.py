@@ -7,7 +7,7 @@ from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_
 from lab1.core.gate import decide
 from lab1.core.params import GateParams
 
-RULES = GateParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_champion=0.01)
+RULES = GateParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_best=0.01)
 
 
 def test_first_good_model_is_promoted():

@@ -37,7 +37,12 @@ class Kind(Protocol):
 
     def evaluate(self, params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, float]]:
         """Stage 4: (the metrics report without run ids, extra MLflow metrics); draws the
-        plots into reports/."""
+        plots into reports/. The report includes ``test_digest``, the test split's digest."""
+        ...
+
+    def score(self, params: Params, model_dir: Path) -> dict[str, float]:
+        """The model in ``model_dir`` (another one than the stage's: the champion) scored on this
+        test split, for a fair gate; DataError when it cannot score this data."""
         ...
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab1.core.errors import DataError
+from lab1.core.errors import DataError, one_line
 from lab1.core.io import atomic_dir, atomic_path, file_sha256, read_json, write_json
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
@@ -71,6 +71,7 @@ def create(params: Params, run: StageRun) -> None:
         metrics={"train_rows": len(splits.train_labels), "test_rows": len(splits.test_labels)},
         tags={"data.verified": str(splits.verified), "data.source": splits.source},
     )
+    run.notes |= {"data.verified": str(splits.verified).lower(), "data.source": splits.source}
     logger.info(
         "wrote %s images of %d classes (%s) to %s",
         {f["split"]: f["rows"] for f in manifest["files"]},
@@ -234,7 +235,7 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
     images, labels = load_split(test_path)
     classes = read_json(PATHS.normalization)["classes"]
     model = load_torch_model(PATHS.model_dir)
-    run.add_input(test_path)
+    test_digest = run.add_input(test_path)[:16]
     proba = predict_proba(model, images)
     y_pred = proba.argmax(axis=1)
     names = [classes[i] for i in labels]
@@ -243,6 +244,7 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
         "metrics": multiclass_metrics(labels, proba),
         "per_class_accuracy": per_class,
         "test_rows": len(labels),
+        "test_digest": test_digest,
         "classes": classes,
     }
     with atomic_path(PATHS.confusion_matrix_plot) as tmp:
@@ -250,3 +252,25 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
     with atomic_path(PATHS.misclassified_plot) as tmp:
         misclassified_grid(images, labels, y_pred, classes, tmp)
     return report, {f"accuracy.{k}": v for k, v in per_class.items()}
+
+
+def score(params: Params, model_dir: Path) -> dict[str, float]:
+    """The metrics of the model in ``model_dir`` (e.g. the champion's) on this test split.
+    DataError when it cannot score these images (other classes or image shape)."""
+    from lab1.core.cnn import predict_proba
+    from lab1.core.datasets.images import load_split
+    from lab1.core.evaluation import multiclass_metrics
+    from lab1.core.model_io import load_torch_model
+
+    images, labels = load_split(PATHS.processed_images("test"))
+    classes = read_json(PATHS.normalization)["classes"]
+    model = load_torch_model(model_dir)
+    try:
+        proba = predict_proba(model, images)
+    except RuntimeError as exc:
+        raise DataError(f"{model_dir}: cannot score these test images ({one_line(exc)})") from None
+    if proba.shape[1] != len(classes):
+        raise DataError(
+            f"{model_dir}: scores {proba.shape[1]} classes; this test set has {len(classes)}"
+        )
+    return multiclass_metrics(labels, proba)

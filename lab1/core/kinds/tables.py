@@ -58,6 +58,13 @@ def create(params: Params, run: StageRun) -> None:
     with atomic_dir(PATHS.raw) as tmp:
         manifest = write_raw(splits, tmp, params.dataset)
     run.add_output(PATHS.raw)
+    csv_path = params.data_creation.temperature.csv_path
+    if csv_path:  # the user's file by content, not by path
+        run.notes |= {
+            "data.source": str(csv_path),
+            "data.source_sha256": file_sha256(Path(csv_path)),
+        }
+    run.notes["data.verified"] = "false (user CSV)" if csv_path else "synthetic"
     rows = {split: sum(len(f) for f in frames.values()) for split, frames in splits.items()}
     faulty = sum(f["faulty"] for f in manifest["files"])
     run.log(
@@ -238,19 +245,19 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
     from lab1.core.datasets.temperature import FAULT_KINDS
     from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
     from lab1.core.model_io import load_model
-    from lab1.core.processed import LABEL, input_columns, read_split
+    from lab1.core.processed import LABEL, read_split
 
     test_path = PATHS.processed_table("test")
     test = read_split(test_path)
     model = load_model(PATHS.model_dir)
-    run.add_input(test_path)
+    test_digest = run.add_input(test_path)[:16]
     y_true = test[LABEL].to_numpy()
     if len(np.unique(y_true)) < 2:
         raise DataError(
             f"{test_path}: {LABEL} has only one class; accuracy alone "
             "would not show whether faults are found"
         )
-    proba = model.predict_proba(test[input_columns(test)])[:, 1]
+    proba = _fault_probability(model, test, PATHS.model_dir)
     threshold = params.model_testing.threshold
     y_pred = (proba >= threshold).astype(int)
     faulty = y_true == 1
@@ -262,9 +269,36 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
         "per_station_accuracy": per_station,
         "per_fault_kind_recall": per_kind,
         "test_rows": len(test),
+        "test_digest": test_digest,
     }
     with atomic_path(PATHS.confusion_matrix_plot) as tmp:
         plot_confusion_matrix(y_true, y_pred, ["normal", "faulty"], tmp)
     extra = {f"accuracy.{k}": v for k, v in per_station.items()}
     extra |= {f"recall.{k}": v for k, v in per_kind.items()}
     return report, extra
+
+
+def _fault_probability(model: Any, test: pd.DataFrame, model_dir: Path) -> Any:
+    """P(faulty) for each test row; DataError when the model was trained on other features."""
+    from lab1.core.processed import input_columns
+
+    columns = input_columns(test)
+    expected = [str(c) for c in getattr(model, "feature_names_in_", columns)]
+    if expected != columns:
+        raise DataError(
+            f"{model_dir}: trained on {len(expected)} features ({', '.join(expected[:3])}, ...); "
+            f"this test set has {len(columns)} ({', '.join(columns[:3])}, ...)"
+        )
+    return model.predict_proba(test[columns])[:, 1]
+
+
+def score(params: Params, model_dir: Path) -> dict[str, float]:
+    """The metrics of the model in ``model_dir`` (e.g. the champion's) on this test split.
+    DataError when it cannot score it (trained on other features)."""
+    from lab1.core.evaluation import classification_metrics
+    from lab1.core.model_io import load_model
+    from lab1.core.processed import LABEL, read_split
+
+    test = read_split(PATHS.processed_table("test"))
+    proba = _fault_probability(load_model(model_dir), test, model_dir)
+    return classification_metrics(test[LABEL].to_numpy(), proba, params.model_testing.threshold)

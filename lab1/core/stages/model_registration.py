@@ -1,6 +1,7 @@
-"""Stage 5/5: model registration. Registers the tested model as a new version (tagged with its
-lineage and test metrics) and applies the quality gate; reports/registration.json records the
-decision. Exit 3 when the gate rejects the model (`champion` does not move).
+"""Stage 5/5: model registration. The quality gate, fair and serialised: the tested model is
+compared with the champion on the same test set, and registered (as the new champion) only when
+it passes. reports/registration.json records the decision, reports/lineage.json what made the
+model. Exit 3 when the gate rejects the model (`champion` does not move).
 
 ``--rollback`` moves `champion` back to the version it pointed at before, without a run."""
 
@@ -8,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+from pathlib import Path
+from typing import Any
 
-from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK, DataError
-from lab1.core.io import file_sha256, read_json, write_json
+from lab1.core import provenance
+from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK, DataError, one_line
+from lab1.core.io import read_json, write_json
 from lab1.core.kinds import Kind
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.runner import Stage
-from lab1.core.tracking.lineage import lineage_tags
+from lab1.core.tracking.lineage import CI_ENV_TAGS, git_diff
 from lab1.core.tracking.stage_run import StageRun
+from lab1.core.tracking.store import registry_lock
 
 logger = logging.getLogger(__name__)
 
@@ -36,52 +42,149 @@ def rollback(args: argparse.Namespace, params: Params) -> int | None:
     from lab1.core import registry
     from lab1.core.tracking.store import connect
 
-    registry.rollback(connect(), params.registered_model_name)
+    with registry_lock(params.registered_model_name):
+        registry.rollback(connect(), params.registered_model_name)
     return EXIT_OK
+
+
+def version_tags(lineage: dict[str, Any], report: dict[str, Any], run: StageRun) -> dict[str, str]:
+    """The lineage a registered version carries, from the provenance records of the runs that
+    made it (not from today's params.yaml, which may have changed since)."""
+    import os
+
+    from lab1.core.registry import FINGERPRINT, TEST_DIGEST
+
+    training = lineage["stages"].get("model_preparation", {})
+    tags = {
+        **{k: str(v) for k, v in training.get("git", {}).items()},
+        "dataset": str(lineage["params"].get("dataset", "")),
+        "params.hash": lineage["params_hash"],
+        FINGERPRINT: lineage["fingerprint"],
+        TEST_DIGEST: report["test_digest"],
+        "data.digest": lineage["data"]["raw_digest"],
+        **{k: str(v) for k, v in lineage["data"].items() if k.startswith("data.")},
+        "source_run_id": report["training_run_id"],
+        "testing_run_id": report["testing_run_id"],
+        "pipeline_run_id": training.get("pipeline_run_id") or "",
+        "lineage.run_id": run.run_id,
+    }
+    tags.update({tag: os.environ[env] for env, tag in CI_ENV_TAGS.items() if os.environ.get(env)})
+    return tags
+
+
+def champion_here(
+    params: Params, kind: Kind, champion: dict[str, Any] | None, test_digest: str
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on this test set: its own (tested on it) or re-scored here.
+    Returns (metrics, None), or (None, why it cannot be compared) when it cannot score it."""
+    if champion is None:
+        return None, None
+    if champion["test_digest"] == test_digest:
+        return champion["metrics"], None
+    model_dir = Path(champion["model_dir"])
+    try:
+        metrics = kind.score(params, model_dir)
+        logger.info(
+            "champion version %s was tested on another test set; re-scored on this one: "
+            "accuracy %.3f (was %.3f there)",
+            champion["version"],
+            metrics["accuracy"],
+            champion["metrics"].get("accuracy", float("nan")),
+        )
+        return metrics, None
+    except DataError as exc:
+        return None, (
+            f"cannot compare with champion version {champion['version']} fairly: it was tested "
+            f"on another test set and cannot score this one ({one_line(exc)}); the champion "
+            "stays"
+        )
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)
 
 
 def run(params: Params, kind: Kind, run: StageRun) -> int:
     name = params.registered_model_name
     report = read_json(PATHS.metrics)
     model_info = read_json(PATHS.model_info)
-    if report.get("model_uri") != model_info.get("model_uri"):
-        raise DataError(
-            f"{PATHS.metrics}: model_uri={report.get('model_uri')!r} is not the model in "
-            f"{PATHS.model_info} ({model_info.get('model_uri')!r}); re-run model_testing"
-        )
-    for path in (PATHS.metrics, PATHS.model_info, PATHS.raw_manifest):
+    for path in (PATHS.metrics, PATHS.models):
         run.add_input(path)
-    tags = {
-        **lineage_tags(params),
-        "source_run_id": model_info["run_id"],
-        "pipeline_run_id": run.pipeline_run_id or "",
-        "data.digest": file_sha256(PATHS.raw_manifest)[:16],
-    }
-    decision = run.register(name, model_info["model_uri"], report["metrics"], tags, params.gate)
+    provenance.fill_run_ids(run.ancestry, run.find_runs)
+    lineage = provenance.model_lineage(run.ancestry)
+    tags = version_tags(lineage, report, run)
+    with registry_lock(name):  # no other gate between reading the champion and moving it
+        state = run.gate_state(name, lineage["fingerprint"], report["test_digest"])
+        if state["unchanged"] is not None:
+            decision = unchanged(state["unchanged"])
+        else:
+            metrics_here, incomparable = champion_here(
+                params, kind, state["champion"], report["test_digest"]
+            )
+            seen = state["champion"]["version"] if state["champion"] else None
+            decision = run.register(
+                name,
+                model_info["model_uri"],
+                report["metrics"],
+                tags,
+                params.gate,
+                seen,
+                metrics_here,
+                incomparable,
+            )
+    write_json(PATHS.lineage, {"model_uri": model_info["model_uri"], **lineage, "tags": tags})
     write_json(
         PATHS.registration,
         {
             "registered_model": name,
-            "version": decision["version"],
-            "decision": decision["decision"],
-            "reason": decision["reason"],
-            "champion_before": decision["champion_before"],
-            "champion_after": decision["champion_after"],
+            **decision,
             "model_uri": model_info["model_uri"],
+            "fingerprint": lineage["fingerprint"],
+            "test_digest": report["test_digest"],
             "pipeline_run_id": run.pipeline_run_id,
         },
     )
-    run.log_artifact(PATHS.registration)
+    for path in (PATHS.registration, PATHS.lineage):
+        run.log_artifact(path)
+    PATHS.code_diff.unlink(missing_ok=True)
+    if any(code.get("git.dirty") == "True" for code in lineage["code"]):
+        PATHS.code_diff.write_text(git_diff())  # the uncommitted code, next to the lineage
+        run.log_artifact(PATHS.code_diff)
     run.log(
         tags={
             "gate.decision": decision["decision"],
             "gate.reason": decision["reason"],
-            "registered_version": decision["version"],
+            "registered_version": decision["version"] or "",
+            "model.fingerprint": lineage["fingerprint"],
         }
     )
     log = logger.info if decision["passed"] else logger.warning
-    log("%s version %s %s: %s", name, decision["version"], decision["decision"], decision["reason"])
+    log(
+        "%s: %s (version %s): %s",
+        name,
+        decision["decision"],
+        decision["version"],
+        decision["reason"],
+    )
     return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
+
+
+def unchanged(same: dict[str, Any]) -> dict[str, Any]:
+    """The decision when this exact model (same code, data and params) is already registered:
+    no new version, the alias stays where it is."""
+    where = (
+        "is champion"
+        if same["is_champion"]
+        else f"holds this model (champion is version {same['champion']})"
+    )
+    return {
+        "version": same["version"],
+        "passed": True,
+        "decision": "unchanged",
+        "reason": f"unchanged: version {same['version']} already {where}: same code, data and "
+        "params",
+        "reference": None,
+        "champion_before": same["champion"],
+        "champion_after": same["champion"],
+    }
 
 
 STAGE = Stage("model_registration", run, add_arguments=add_arguments, without_run=rollback)

@@ -6,6 +6,7 @@ Standard library only (plus yaml under DVC), so that a stage can compute them wi
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import socket
 import subprocess
@@ -37,6 +38,26 @@ def git_state() -> dict[str, str]:
     commit = git("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT") or "unknown"
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git.commit": commit, "git.dirty": "unknown" if status is None else str(bool(status))}
+
+
+def git_diff() -> str:
+    """The uncommitted changes to tracked files (``git diff HEAD``); empty when clean."""
+    try:
+        done = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=PATHS.root, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def code_state() -> dict[str, str]:
+    """git_state, plus the digest of the uncommitted diff when the checkout is dirty (two dirty
+    runs of one commit are the same code only if their diffs are equal)."""
+    state = git_state()
+    if state["git.dirty"] == "True":
+        state["git.diff_sha256"] = hashlib.sha256(git_diff().encode()).hexdigest()[:16]
+    return state
 
 
 def dvc_state() -> dict[str, str]:

@@ -54,6 +54,8 @@ def begin_pipeline(
         "mlflow.runName": f"pipeline-{params.dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
     }
     run = client.create_run(exp, tags=tags)
+    # The resolved params (params.yaml with the overrides), in full, as the pipeline ran them.
+    client.log_text(run.info.run_id, params.resolved_yaml(), "params.yaml")
     if owner_pid is None:
         write_json(PATHS.run_context, {"run_id": run.info.run_id, "tracking_uri": tracking_uri()})
     logger.info("pipeline run %s started (experiment %s)", run.info.run_id, params.experiment_name)

@@ -28,7 +28,9 @@ METHODS = (
     "log_inputs",
     "log_artifact",
     "log_sklearn_model",
+    "gate_state",
     "register",
+    "find_runs",
     "run_info",
     "pipeline_run_id",
     "end",
@@ -152,6 +154,12 @@ class Recorder:
         )
         return {"model_uri": info.model_uri, "model_id": info.model_id}
 
+    def gate_state(self, name: str, fingerprint: str, test_digest: str) -> dict[str, Any]:
+        """What the quality gate needs from the registry; see registry.gate_state."""
+        from lab1.core import registry
+
+        return registry.gate_state(self.client, name, fingerprint, test_digest)
+
     def register(
         self,
         name: str,
@@ -159,15 +167,40 @@ class Recorder:
         metrics: dict[str, float],
         tags: dict[str, str],
         gate: dict[str, float],
+        champion_seen: str | None,
+        champion_here: dict[str, float] | None,
+        incomparable: str | None,
     ) -> dict[str, Any]:
-        """Register ``model_uri`` as a new version of ``name`` and apply the quality gate; see
-        registry.register_gated. Returns its decision as a dict."""
+        """Apply the quality gate and register a promoted model; see registry.register_gated.
+        Returns its decision as a dict."""
         from lab1.core import registry
         from lab1.core.params import GateParams
 
         return registry.register_gated(
-            self.client, name, model_uri, metrics, tags, GateParams(**gate)
+            self.client,
+            name,
+            model_uri,
+            metrics,
+            tags,
+            GateParams(**gate),
+            champion_seen,
+            champion_here,
+            incomparable,
         )
+
+    def find_runs(self, keys: list[str]) -> dict[str, dict[str, str | None]]:
+        """The runs of this experiment tagged ``mlops.run_key`` with one of ``keys``:
+        ``{key: {run_id, pipeline_run_id}}``."""
+        found = {}
+        for key in keys:
+            for run in self.client.search_runs(
+                [self.experiment_id], f"tags.`mlops.run_key` = '{key}'", max_results=1
+            ):
+                found[key] = {
+                    "run_id": run.info.run_id,
+                    "pipeline_run_id": run.data.tags.get("mlflow.parentRunId"),
+                }
+        return found
 
     def run_info(self) -> dict[str, str]:
         """``{run_id, experiment_id}`` of this stage's run."""

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from lab1.core.io import file_sha256, tree_sha256
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
+from lab1.core.provenance import Ancestry
 from lab1.core.stage_io import STAGE_IO, check_declared
 from lab1.core.tracking.client import SOCKET_ENV, ServiceClient
 from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
@@ -66,9 +68,16 @@ def open_channel() -> Channel:
 class StageRun:
     """What a stage may record on its run. Times the calls it waits for (``mlflow_seconds``)."""
 
-    def __init__(self, stage: str, channel: Channel):
+    def __init__(self, stage: str, channel: Channel, ancestry: Ancestry | None = None):
         self.stage = stage
         self.channel = channel
+        # The finished runs behind the stage's inputs (provenance.check_inputs).
+        self.ancestry = ancestry or Ancestry()
+        # Facts for the stage's provenance record (e.g. the source CSV's digest).
+        self.notes: dict[str, str] = {}
+        # Names this run before the store has given it an id (tag mlops.run_key): the record of
+        # a stage that never needed its run id is written without waiting for the service.
+        self.key = uuid.uuid4().hex
         self.mlflow_seconds = 0.0
         self._datasets: list[dict[str, str]] = []
         self._run_info: dict[str, str] | None = None
@@ -91,6 +100,15 @@ class StageRun:
     def run_id(self) -> str:
         """This stage's run id."""
         return self._info()["run_id"]
+
+    def ids_if_known(self) -> tuple[str | None, str | None]:
+        """(run id, parent run id) as far as the stage has learnt them, without waiting."""
+        run_id = self._run_info["run_id"] if self._run_info else None
+        return run_id, self._parent if self._parent_known else None
+
+    def find_runs(self, keys: list[str]) -> dict[str, dict[str, str | None]]:
+        """``{key: {run_id, pipeline_run_id}}`` of the runs tagged with these run keys."""
+        return dict(self._call("find_runs", reply=True, keys=keys))
 
     @property
     def experiment_id(self) -> str:
@@ -163,10 +181,31 @@ class StageRun:
         self.log(metrics={"log_model_s": time.perf_counter() - started})
         return dict(info)
 
+    def gate_state(self, name: str, fingerprint: str, test_digest: str) -> dict[str, Any]:
+        """The registry's state for a gate (registry.gate_state): reconciled, the version with
+        this fingerprint if any, the champion (downloaded when it must be re-scored)."""
+        return dict(
+            self._call(
+                "gate_state",
+                reply=True,
+                name=name,
+                fingerprint=fingerprint,
+                test_digest=test_digest,
+            )
+        )
+
     def register(
-        self, name: str, model_uri: str, metrics: dict[str, float], tags: dict[str, str], gate: Any
+        self,
+        name: str,
+        model_uri: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        gate: Any,
+        champion_seen: str | None,
+        champion_here: dict[str, float] | None,
+        incomparable: str | None,
     ) -> dict[str, Any]:
-        """Register a new version of ``name`` and apply the gate (registry.register_gated)."""
+        """Apply the gate and register a promoted model (registry.register_gated)."""
         import dataclasses
 
         return dict(
@@ -178,6 +217,9 @@ class StageRun:
                 metrics={k: float(v) for k, v in metrics.items()},
                 tags=tags,
                 gate=dataclasses.asdict(gate),
+                champion_seen=champion_seen,
+                champion_here=champion_here,
+                incomparable=incomparable,
             )
         )
 
@@ -205,7 +247,7 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
+def stage_run(stage: str, params: Params, ancestry: Ancestry | None = None) -> Iterator[StageRun]:
     """One child run for ``stage`` (under the pipeline's parent run when there is one).
 
     Logs the stage's own params section, lineage tags and duration; the stage adds its inputs,
@@ -215,12 +257,13 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
     if stage not in STAGE_IO:
         raise ValueError(f"unknown stage {stage!r}")  # a bug: stage names come from code
     started = time.perf_counter()
-    run = StageRun(stage, open_channel())
+    run = StageRun(stage, open_channel(), ancestry)
     tags = {
         **source_tags(f"lab1/{stage}.py"),
         **lineage_tags(params),
         **owner_tags(os.getpid()),
         "mlops.role": "stage",
+        "mlops.run_key": run.key,
     }
     if tags["git.commit"] != "unknown":
         tags["mlflow.source.git.commit"] = tags["git.commit"]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab1.core.paths import PATHS
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -42,6 +47,24 @@ def _store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def registry_lock(name: str) -> Iterator[None]:
+    """Serialise quality gates on registered model ``name`` in this store across processes on
+    this machine: a gate reads the champion, may re-score it, then registers; a second gate in
+    between would compare against a stale champion. (Across machines, registry.register_gated's
+    champion check refuses a gate whose champion moved; Jenkins runs one build at a time.)"""
+    uri = tracking_uri()
+    key = hashlib.sha256(f"{uri}\0{name}".encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"mlops-registry-{key}.lock"
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("registered model %s: waiting for another registration to finish", name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def connect() -> MlflowClient:
