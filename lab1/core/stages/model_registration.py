@@ -156,14 +156,12 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
             "model.fingerprint": lineage["fingerprint"],
         }
     )
-    log = logger.info if decision["passed"] else logger.warning
-    log(
-        "%s: %s (version %s): %s",
-        name,
-        decision["decision"],
-        decision["version"],
-        decision["reason"],
-    )
+    if decision["decision"] == "promoted":
+        logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
+    elif decision["decision"] == "rejected":
+        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
+    else:
+        logger.info("%s: %s", name, decision["reason"])
     return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
 
 
