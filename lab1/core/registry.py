@@ -176,8 +176,8 @@ def register_gated(
     means another registration got in: refused). ``champion_here``: its metrics on this test set
     (its own tags, or re-scored). ``incomparable``: why it could not be scored on this test set
     (the model is then rejected: it cannot be compared fairly). Returns ``{version, passed,
-    decision, reason, reference, champion_before, champion_after}``; version is None when
-    rejected.
+    decision, reason, reference, reference_accuracy, champion_before, champion_after}``; version
+    is None when rejected.
     """
     current = champion(client, name)
     before = current.version if current else None
@@ -202,6 +202,7 @@ def register_gated(
         "decision": "promoted" if passed else "rejected",
         "reason": reason,
         "reference": reference.what if reference else None,
+        "reference_accuracy": reference.accuracy if reference else None,
         "champion_before": before,
         "champion_after": before,
     }

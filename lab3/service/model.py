@@ -37,6 +37,7 @@ class ModelInfo:
     git_commit: str | None = None
     data_digest: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, Any] | None = None  # model_lineage.version_lineage, for registry versions
     loaded_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -49,6 +50,7 @@ class ModelInfo:
             "git_commit": self.git_commit,
             "data_digest": self.data_digest,
             "test_metrics": self.metrics,
+            "lineage": self.lineage,
             "loaded_at": self.loaded_at,
         }
 

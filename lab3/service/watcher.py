@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab1.core.errors import one_line
+from lab1.core.model_lineage import ALIAS_URI, VERSION_URI
 from lab3.service.model import ModelInfo, ServedModel, load
 
 logger = logging.getLogger(__name__)
-
-ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
-VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -122,6 +119,7 @@ class ModelWatcher:
             found = client.get_model_version_by_alias(alias["name"], alias["alias"])
         elif version:
             found = client.get_model_version(version["name"], version["version"])
+        from lab1.core.model_lineage import version_lineage
         from lab1.core.registry import version_metrics
 
         tags = found.tags or {}
@@ -135,6 +133,7 @@ class ModelWatcher:
             git_commit=tags.get("git.commit"),
             data_digest=tags.get("data.digest"),
             metrics=version_metrics(found),
+            lineage=version_lineage(client, found),  # what `python -m lab1.lineage` prints
         )
         return Target(uri, info)
 

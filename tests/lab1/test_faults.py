@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from lab1.core.io import read_json
 from lab1.core.stages import STAGES
 from tests.conftest import SMALL, Project, clean_env, copy_project
 
@@ -132,5 +133,10 @@ def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
     for parent in parents:
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         assert sorted(c.data.tags["mlflow.runName"] for c in children) == sorted(STAGES)
+    # The same code, data and params in both: one version; the second gate says "unchanged".
     versions = client.search_model_versions("name = 'temperature-classifier'")
-    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert [v.version for v in versions] == ["1"]
+    decisions = sorted(
+        read_json(p.root / "reports" / "registration.json")["decision"] for p in projects
+    )
+    assert decisions == ["promoted", "unchanged"]

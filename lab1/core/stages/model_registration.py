@@ -180,6 +180,7 @@ def unchanged(same: dict[str, Any]) -> dict[str, Any]:
         "reason": f"unchanged: version {same['version']} already {where}: same code, data and "
         "params",
         "reference": None,
+        "reference_accuracy": None,
         "champion_before": same["champion"],
         "champion_after": same["champion"],
     }

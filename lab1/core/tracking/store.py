@@ -69,6 +69,8 @@ def registry_lock(name: str) -> Iterator[None]:
 
 def connect() -> MlflowClient:
     """Point MLflow at the tracking URI and return a client; creates the embedded store once."""
+    # Progress bars for downloads of a few small files are noise on a log (stderr) stream.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -1,0 +1,145 @@
+"""What the registry may take: only finished outputs of one lineage, each model once, compared
+fairly (the stages in this process, against a project copy)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab1.core.errors import DataError
+from lab1.core.io import read_json
+from lab1.core.paths import project_at
+from lab1.core.stages import STAGES
+from lab1.core.tracking.stage_run import StageRun
+from tests.conftest import SMALL, Project, copy_project
+
+
+def run_all(project: Project, *args: str) -> dict[str, int]:
+    return {stage: project.run(stage, *SMALL, *args).returncode for stage in STAGES}
+
+
+def champion_version(project: Project) -> str:
+    return str(
+        project.client().get_model_version_by_alias("temperature-classifier", "champion").version
+    )
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory) -> Project:
+    """A project copy whose pipeline ran once (in-process): version 1 is champion."""
+    project = Project(copy_project(tmp_path_factory.mktemp("provenance") / "project"))
+    assert run_all(project) == dict.fromkeys(STAGES, 0)
+    return project
+
+
+def test_an_identical_rerun_registers_nothing_new(registered):
+    project = registered
+    assert project.run("model_registration", *SMALL).returncode == 0  # the same model again
+    decision = read_json(project.root / "reports" / "registration.json")
+    assert decision["decision"] == "unchanged"
+    assert decision["reason"] == (
+        "unchanged: version 1 already is champion: same code, data and params"
+    )
+    versions = project.client().search_model_versions("name = 'temperature-classifier'")
+    assert [str(v.version) for v in versions] == ["1"] and champion_version(project) == "1"
+
+
+def test_a_failed_stage_leaves_nothing_the_next_stage_can_take(registered, monkeypatch):
+    project = registered
+    real_log = StageRun.log
+
+    def log_then_fail(self, metrics=None, **kwargs):  # fails after metrics.json was written
+        if self.stage == "model_testing" and metrics and "accuracy" in metrics:
+            raise DataError("simulated: MLflow refused a metric key")
+        return real_log(self, metrics, **kwargs)
+
+    monkeypatch.setattr(StageRun, "log", log_then_fail)
+    testing = project.run("model_testing", *SMALL)
+    monkeypatch.undo()
+    assert testing.returncode == 1 and "simulated" in testing.stderr
+    assert (project.root / "reports" / "metrics.json").exists()  # left behind, but not vouched for
+    registration = project.run("model_registration", *SMALL)
+    assert registration.returncode == 1
+    errors = [line for line in registration.stderr.splitlines() if "ERROR" in line]
+    assert (
+        len(errors) == 1
+        and "reports/metrics.json: not the output of a finished model_testing" in errors[0]
+    )
+    assert "Traceback" not in registration.stderr
+    assert champion_version(project) == "1"
+    assert project.run("model_testing", *SMALL).returncode == 0  # a finished run vouches again
+    assert project.run("model_registration", *SMALL).returncode == 0
+
+
+def test_outputs_of_different_executions_are_refused_even_run_by_hand(tmp_path):
+    project = Project(copy_project(tmp_path / "project"))
+    assert run_all(project) == dict.fromkeys(STAGES, 0)
+    # Another model replaces models/; reports/metrics.json still describes the first one.
+    other = "model_preparation.estimator=logistic_regression"
+    assert project.run("model_preparation", *SMALL, "-S", other).returncode == 0
+    registration = project.run("model_registration", *SMALL)
+    assert registration.returncode == 1
+    assert "reports/metrics.json: made by a model_testing run from another models" in (
+        registration.stderr
+    )
+    # data/processed re-made with another window: the model was trained on the old one.
+    window = "data_preprocessing.window=5"
+    assert project.run("data_preprocessing", *SMALL, "-S", window).returncode == 0
+    testing = project.run("model_testing", *SMALL)
+    assert testing.returncode == 1
+    assert "models: made by a model_preparation run from another data/processed" in testing.stderr
+    assert champion_version(project) == "1"
+
+
+def test_a_model_trained_on_another_data_seed_is_compared_on_its_own_test_set(tmp_path):
+    project = Project(copy_project(tmp_path / "project"))
+    assert run_all(project) == dict.fromkeys(STAGES, 0)
+    first = read_json(project.root / "reports" / "metrics.json")
+    assert set(run_all(project, "-S", "data_creation.seed=7").values()) <= {0, 3}
+    second = read_json(project.root / "reports" / "metrics.json")
+    decision = read_json(project.root / "reports" / "registration.json")
+    assert second["test_digest"] != first["test_digest"]
+    assert decision["reference"] == "champion version 1, re-scored here"
+    # The champion, scored here independently on the seed-7 test set, has the reference's score.
+    import mlflow.artifacts
+
+    from lab1.core.kinds import tables
+    from lab1.core.params import load_params
+
+    with project_at(project.root) as paths:
+        local = mlflow.artifacts.download_artifacts(
+            project.client().get_model_version_download_uri("temperature-classifier", "1"),
+            dst_path=str(tmp_path / "champion"),
+            tracking_uri=f"sqlite:///{paths.mlflow_db}",
+        )
+        rescored = tables.score(load_params(paths.params), Path(local))
+    assert decision["reference_accuracy"] == pytest.approx(rescored["accuracy"])
+    assert rescored["accuracy"] != pytest.approx(first["metrics"]["accuracy"])  # another test set
+
+
+def test_a_second_pipeline_in_the_workspace_waits_for_the_first(registered):
+    """A stage run by hand while the workspace is held waits, saying for whom."""
+    from lab1.core.workspace import workspace_held
+
+    project = registered
+    held = threading.Event()
+
+    def hold() -> None:
+        with project_at(project.root), workspace_held("pipeline.sh (test)"):
+            held.set()
+            time.sleep(3)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    started = time.monotonic()
+    done = project.stage("model_registration", *SMALL)
+    holder.join()
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started >= 2
+    assert "another pipeline is running in this workspace: pipeline.sh (test) (pid" in done.stderr
+    assert json.loads((project.root / "reports" / "registration.json").read_text())["version"]

@@ -1,0 +1,137 @@
+"""The registry's gate against a real (SQLite) MLflow store: the floor that cannot walk down, the
+champion check, and crash consistency at every write of a promotion."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab1.core import registry
+from lab1.core.errors import PipelineError
+from lab1.core.params import GateParams
+
+NAME = "unit-classifier"
+RULES = GateParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_best=0.01)
+TEST_SET = "t" * 16
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (not even `except Exception`)."""
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    """A fresh store, and a tiny logged model to register versions of."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.dummy import DummyClassifier
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("unit")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            DummyClassifier().fit([[0], [1]], [0, 1]),
+            name="model",
+            serialization_format="skops",
+            pip_requirements=["scikit-learn"],
+        )
+    client = MlflowClient(uri, registry_uri=uri)
+    client.model_uri = info.model_uri  # type: ignore[attr-defined]
+    yield client
+    mlflow.set_tracking_uri("")
+
+
+def gate(client, accuracy: float, champion_here: float | None = None, **kwargs):
+    seen = registry.champion(client, NAME)
+    return registry.register_gated(
+        client,
+        NAME,
+        client.model_uri,
+        {"accuracy": accuracy, "f1": 0.9},
+        {registry.TEST_DIGEST: TEST_SET, registry.FINGERPRINT: f"fp-{accuracy}"},
+        RULES,
+        kwargs.pop("champion_seen", seen.version if seen else None),
+        {"accuracy": champion_here} if champion_here is not None else None,
+        **kwargs,
+    )
+
+
+def test_a_series_of_slightly_worse_models_cannot_walk_the_champion_down(client):
+    assert gate(client, 0.950)["passed"]
+    assert gate(client, 0.941, champion_here=0.950)["passed"]  # within 0.01 of the best
+    # Within 0.01 of the current champion (0.941), but not of the best champion (0.950).
+    third = gate(client, 0.935, champion_here=0.941)
+    assert not third["passed"] and third["version"] is None
+    assert "0.950 (version 1, the best champion on this test set)" in third["reason"]
+    assert [str(v.version) for v in registry.versions(client, NAME)] == ["1", "2"]  # rejected: none
+
+
+def test_a_model_that_cannot_be_compared_is_rejected_with_the_reason(client):
+    assert gate(client, 0.95)["passed"]
+    result = gate(client, 0.99, incomparable="cannot compare with champion version 1 fairly")
+    assert not result["passed"] and result["reason"].startswith("cannot compare")
+    assert str(registry.champion(client, NAME).version) == "1"
+
+
+def test_a_gate_whose_champion_moved_meanwhile_is_refused(client):
+    assert gate(client, 0.95)["passed"]
+    with pytest.raises(PipelineError, match="moved from version None to 1"):
+        gate(client, 0.96, champion_seen=None)
+
+
+def patch_writes(client, monkeypatch, before_write) -> None:
+    """Call ``before_write(what)`` before each registry write of a promotion (each is one atomic
+    store request): the version's creation, its tags, the alias."""
+    for method in ("set_model_version_tag", "set_registered_model_alias"):
+        real = getattr(client, method)
+        monkeypatch.setattr(
+            client, method, lambda *a, _r=real, _m=method: (before_write(_m), _r(*a))[1]
+        )
+    real_register = registry.register
+    monkeypatch.setattr(
+        registry, "register", lambda *a: (before_write("register"), real_register(*a))[1]
+    )
+
+
+class KillAt:
+    """``before_write`` that raises Killed at write number ``n`` (0: before the first)."""
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, 0
+
+    def __call__(self, _what: str) -> None:
+        if self.seen == self.n:
+            raise Killed
+        self.seen += 1
+
+
+def test_a_registration_killed_before_any_of_its_writes_never_contradicts_the_alias(
+    client, monkeypatch
+):
+    assert gate(client, 0.95)["passed"]
+    writes: list[str] = []
+    patch_writes(client, monkeypatch, writes.append)
+    assert gate(client, 0.96, champion_here=0.95)["passed"]  # version 2: count its writes
+    monkeypatch.undo()
+    assert writes[0] == "register" and "set_registered_model_alias" in writes
+    for n in range(len(writes)):
+        patch_writes(client, monkeypatch, KillAt(n))
+        before = str(registry.champion(client, NAME).version)
+        with pytest.raises(Killed):
+            gate(client, 0.97 + n / 1000, champion_here=0.96)
+        monkeypatch.undo()
+        # At the instant of the kill: no version says "promoted" unless the alias reached it.
+        now = str(registry.champion(client, NAME).version)
+        for version in registry.versions(client, NAME):
+            if version.tags.get(registry.DECISION) == "promoted":
+                assert int(version.version) <= int(before) or str(version.version) == now, n
+        # The next gate reconciles: nothing pending; the champion is a promoted version.
+        registry.reconcile(client, NAME)
+        states = {
+            str(v.version): v.tags.get(registry.DECISION) for v in registry.versions(client, NAME)
+        }
+        assert "pending" not in states.values(), (n, states)
+        now = str(registry.champion(client, NAME).version)
+        assert states[now] == "promoted" and now in (before, max(states, key=int)), (n, states)
