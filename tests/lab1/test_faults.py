@@ -135,7 +135,7 @@ def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
         assert sorted(c.data.tags["mlflow.runName"] for c in children) == sorted(STAGES)
     # The same code, data and params in both: one version; the second gate says "unchanged".
     versions = client.search_model_versions("name = 'temperature-classifier'")
-    assert [v.version for v in versions] == ["1"]
+    assert [str(v.version) for v in versions] == ["1"]
     decisions = sorted(
         read_json(p.root / "reports" / "registration.json")["decision"] for p in projects
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
-from lab1.core.gate import decide
+from lab1.core.gate import Reference, decide
 from lab1.core.params import GateParams
 
 RULES = GateParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_best=0.01)
@@ -16,20 +16,25 @@ def test_first_good_model_is_promoted():
 
 
 @pytest.mark.parametrize(
-    ("candidate", "champion", "reason"),
+    ("candidate", "reference", "reason"),
     [
         ({"accuracy": 0.85, "f1": 0.9}, None, "accuracy 0.850 < min_accuracy 0.900"),
         ({"accuracy": 0.95, "f1": 0.5}, None, "f1 0.500 < min_f1 0.800"),
-        ({"accuracy": 0.92, "f1": 0.9}, {"accuracy": 0.94}, "champion's 0.940"),
+        (
+            {"accuracy": 0.92, "f1": 0.9},
+            Reference(0.94, "champion version 1"),
+            "0.920 < 0.940 (champion version 1) - max_drop_vs_best 0.010",
+        ),
     ],
 )
-def test_gate_rejects_with_the_reason(candidate, champion, reason):
-    decision = decide(candidate, champion, RULES)
+def test_gate_rejects_with_the_reason(candidate, reference, reason):
+    decision = decide(candidate, reference, RULES)
     assert not decision.passed and reason in decision.reason and decision.label == "rejected"
 
 
-def test_within_margin_of_champion_passes():
-    assert decide({"accuracy": 0.935, "f1": 0.9}, {"accuracy": 0.94}, RULES).passed
+def test_within_margin_of_the_best_champion_passes():
+    decision = decide({"accuracy": 0.935, "f1": 0.9}, Reference(0.94, "version 2"), RULES)
+    assert decision.passed and "(version 2: 0.940)" in decision.reason
 
 
 def test_a_model_that_never_flags_cannot_pass():

@@ -82,7 +82,11 @@ def test_registry_version_is_champion_with_lineage(first_run, module_project):
 
 def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
     done = module_project.pipeline(
-        *SMALL, "-S", "model_registration.temperature.min_accuracy=0.999"
+        *SMALL,
+        "-S",
+        "model_preparation.hist_gradient_boosting.max_iter=5",  # another model: a new gate
+        "-S",
+        "model_registration.temperature.min_accuracy=0.999",
     )
     assert done.returncode == 3, done.stderr
     assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])  # still printed, still last
@@ -90,21 +94,34 @@ def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
     assert (
         str(client.get_model_version_by_alias("temperature-classifier", "champion").version) == "1"
     )
-    rejected = client.get_model_version("temperature-classifier", "2")
-    assert rejected.tags["gate.decision"] == "rejected"
-    assert "min_accuracy 0.999" in rejected.tags["gate.reason"]
+    # A rejected model is not registered: the registry lists the models that served.
+    versions = client.search_model_versions("name = 'temperature-classifier'")
+    assert [str(v.version) for v in versions] == ["1"]
     decision = json.loads((module_project.root / "reports" / "registration.json").read_text())
     assert decision["decision"] == "rejected" and str(decision["champion_after"]) == "1"
+    assert decision["version"] is None and "min_accuracy 0.999" in decision["reason"]
     parent = [r for r in module_project.runs() if r.data.tags.get("mlops.role") == "pipeline"][-1]
     assert parent.info.status == "FINISHED" and parent.data.tags["gate.decision"] == "rejected"
+    registration = [
+        r
+        for r in module_project.runs()
+        if r.data.tags.get("mlflow.runName") == "model_registration"
+    ][-1]
+    assert "min_accuracy 0.999" in registration.data.tags["gate.reason"]
 
 
 def test_promotion_records_previous_champion_and_rollback_restores_it(first_run, module_project):
-    done = module_project.stage("model_registration", *SMALL)
+    done = module_project.pipeline(
+        *SMALL,
+        "-S",
+        "model_preparation.seed=7",  # other params: another model, though maybe as good
+        "-S",
+        "model_registration.temperature.max_drop_vs_best=1.0",
+    )
     assert done.returncode == 0, done.stderr
     client = module_project.client()
     champion = client.get_model_version_by_alias("temperature-classifier", "champion")
-    assert str(champion.version) == "3"
+    assert str(champion.version) == "2"
     assert champion.tags["champion.previous_version"] == "1"
     done = module_project.stage("model_registration", "--rollback")
     assert done.returncode == 0, done.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL, Project, copy_project, error_lines
+from tests.project import vouch_for
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,11 @@ def made(tmp_path_factory) -> Project:
 
 @pytest.fixture
 def broken(made, tmp_path) -> Project:
-    """A private copy of ``made`` (project files + data/raw) to break."""
+    """A private copy of ``made`` (project files + data/raw and its provenance record) to
+    break."""
     project = Project(copy_project(tmp_path / "project"))
     shutil.copytree(made.root / "data", project.root / "data")
+    shutil.copytree(made.root / ".mlops", project.root / ".mlops")
     return project
 
 
@@ -55,8 +58,19 @@ def raw(project: Project, name: str) -> Path:
     return project.root / "data" / "raw" / name
 
 
+CHANGED_BY_HAND = "data/raw: not the output of a finished data_creation run"
+
+
+def test_raw_data_changed_by_hand_is_refused(broken):
+    raw(broken, "train/davos.csv").unlink()
+    done = broken.run("data_preprocessing", *SMALL)
+    assert_clean_failure(done, CHANGED_BY_HAND, untouched=broken.root / "data" / "processed")
+    assert not (broken.root / ".mlflow").exists()  # refused before its run began, like bad params
+
+
 def test_missing_raw_file(broken):
     raw(broken, "train/davos.csv").unlink()
+    vouch_for(broken.root, "data_creation")  # as if data_creation had left it so
     done = broken.run("data_preprocessing", *SMALL)
     assert_clean_failure(
         done, "data/raw/train/davos.csv: listed in", untouched=broken.root / "data" / "processed"
@@ -65,6 +79,7 @@ def test_missing_raw_file(broken):
 
 def test_garbled_raw_file(broken):
     raw(broken, "test/moscow.csv").write_bytes(b"\x00\xff garbage")
+    vouch_for(broken.root, "data_creation")
     assert_preprocessing_fails(broken, "test/moscow.csv: content changed since data_creation")
 
 
@@ -82,6 +97,7 @@ def edit_and_reseal(project: Project, name: str, edit) -> None:
         if entry["path"] == name:
             entry["sha256"] = file_sha256(path)
     manifest_path.write_text(json.dumps(manifest))
+    vouch_for(project.root, "data_creation")
 
 
 def test_missing_column(broken):
@@ -109,6 +125,7 @@ def test_empty_train_folder(broken):
     manifest["files"] = [f for f in manifest["files"] if f["split"] != "train"]
     manifest_path.write_text(json.dumps(manifest))
     shutil.rmtree(raw(broken, "train"))
+    vouch_for(broken.root, "data_creation")
     assert_preprocessing_fails(broken, "data/raw/train: no station files (empty train split)")
 
 
@@ -161,13 +178,11 @@ def test_malformed_user_csv(project, tmp_path):
 def test_a_stage_process_fails_the_same_way(broken):
     raw(broken, "train/davos.csv").unlink()
     done = broken.stage("data_preprocessing", *SMALL)
-    assert_clean_failure(
-        done, "data/raw/train/davos.csv: listed in", untouched=broken.root / "data" / "processed"
-    )
+    assert_clean_failure(done, CHANGED_BY_HAND, untouched=broken.root / "data" / "processed")
 
 
 def test_failed_stage_run_is_marked_failed(broken):
-    raw(broken, "train/davos.csv").unlink()
+    edit_and_reseal(broken, "train/davos.csv", lambda t: t.replace("temperature", "temp", 1))
     broken.run("data_preprocessing", *SMALL)
     runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
     assert [r.info.status for r in runs] == ["FAILED"]

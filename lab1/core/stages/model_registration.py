@@ -20,7 +20,7 @@ from lab1.core.kinds import Kind
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.runner import Stage
-from lab1.core.tracking.lineage import CI_ENV_TAGS, git_diff
+from lab1.core.tracking.lineage import CI_ENV_TAGS, dvc_state, git_diff
 from lab1.core.tracking.stage_run import StageRun
 from lab1.core.tracking.store import registry_lock
 
@@ -68,6 +68,7 @@ def version_tags(lineage: dict[str, Any], report: dict[str, Any], run: StageRun)
         "pipeline_run_id": training.get("pipeline_run_id") or "",
         "lineage.run_id": run.run_id,
     }
+    tags.update(dvc_state())  # under `dvc repro`: DVC's own hash of data/raw
     tags.update({tag: os.environ[env] for env, tag in CI_ENV_TAGS.items() if os.environ.get(env)})
     return tags
 
