@@ -45,6 +45,10 @@ Environment:
 
 Exit codes: 0 ok; 1 a stage failed; 2 bad command line; 3 the quality gate rejected the model
 (the accuracy line is still printed; the `champion` alias did not move).
+
+One pipeline runs per checkout at a time: a second one waits for the first, and says so.
+Where the champion came from (data, code, params, metrics, runs; --reproduce re-runs it):
+  .venv/bin/python -m lab1.lineage [models:/NAME/VERSION] [--json] [--reproduce]
 EOF
 }
 

@@ -234,6 +234,13 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
             assert (info["name"], info["version"], info["alias"]) == (NAME, "1", "champion")
             assert (info["git_commit"], info["data_digest"]) == ("commit1", "digest1")
             assert info["test_metrics"] == {"accuracy": 0.9}
+            # The same lineage as `python -m lab1.lineage` prints for that version.
+            from lab1.core.model_lineage import version_lineage
+
+            version = client_registry.get_model_version(NAME, "1")
+            assert info["lineage"] == version_lineage(client_registry, version)
+            assert info["lineage"]["code"]["commit"] == "commit1"
+            assert info["lineage"]["model"]["uri"] == f"models:/{NAME}/1"
             np.testing.assert_allclose(
                 client.post("/predict", json=body).json()["probabilities"],
                 models.expected["1"],
