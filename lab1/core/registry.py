@@ -105,8 +105,8 @@ def gate_state(
     client: MlflowClient, name: str, fingerprint: str, test_digest: str
 ) -> dict[str, Any]:
     """What a gate needs to know, after reconciling: ``unchanged`` (a promoted version with the
-    same fingerprint: ``{version, is_champion, champion}``, else None) and ``champion``
-    (``{version, metrics, test_digest, model_dir}``, else None). ``model_dir`` is a local copy
+    same fingerprint: ``{version, is_champion, champion}``, else None) and, when there is no such
+    version, ``champion`` (``{version, metrics, test_digest, model_dir}``, else None). ``model_dir`` is a local copy
     of the champion's model, downloaded only when it was tested on another test set (the caller
     re-scores it)."""
     reconcile(client, name)
@@ -124,7 +124,7 @@ def gate_state(
             "champion": current.version if current else None,
         }
     state: dict[str, Any] = {"unchanged": unchanged, "champion": None}
-    if current is not None:
+    if current is not None and unchanged is None:
         model_dir = None
         if current.tags.get(TEST_DIGEST) != test_digest:
             import mlflow.artifacts

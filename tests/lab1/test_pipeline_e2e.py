@@ -203,11 +203,12 @@ def test_mlflow_projects_entry_point(first_run, module_project):
     assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("script", ["pipeline.sh", *STAGES])
+@pytest.mark.parametrize("script", ["pipeline.sh", *STAGES, "lineage"])
 def test_every_entry_point_has_help(module_project, script):
     if script == "pipeline.sh":
         done = module_project.pipeline("--help")
+        assert "python -m lab1.lineage" in done.stdout
     else:
         done = module_project.stage(script, "--help")
     assert done.returncode == 0 and "usage" in done.stdout.lower()
-    assert "Reads:" in done.stdout or script == "pipeline.sh"
+    assert "Reads:" in done.stdout or script in ("pipeline.sh", "lineage")
