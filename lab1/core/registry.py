@@ -106,9 +106,9 @@ def gate_state(
 ) -> dict[str, Any]:
     """What a gate needs to know, after reconciling: ``unchanged`` (a promoted version with the
     same fingerprint: ``{version, is_champion, champion}``, else None) and, when there is no such
-    version, ``champion`` (``{version, metrics, test_digest, model_dir}``, else None). ``model_dir`` is a local copy
-    of the champion's model, downloaded only when it was tested on another test set (the caller
-    re-scores it)."""
+    version, ``champion`` (``{version, metrics, test_digest, model_dir}``, else None).
+    ``model_dir`` is a local copy of the champion's model, downloaded only when it was tested on
+    another test set (the caller re-scores it)."""
     reconcile(client, name)
     current = champion(client, name)
     same = [
