@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # Small but real: one year per station keeps an end-to-end run short.
@@ -92,7 +93,7 @@ class Project:
         )
 
     def start_pipeline(
-        self, *args: str, env: dict[str, str] | None = None, **popen: object
+        self, *args: str, env: dict[str, str] | None = None, **popen: Any
     ) -> subprocess.Popen:
         """Start pipeline.sh without waiting (stdout/stderr piped, text mode)."""
         return subprocess.Popen(
