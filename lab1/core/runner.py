@@ -78,13 +78,14 @@ def main(name: str, doc: str | None, argv: list[str] | None = None) -> int:
 
         kind = for_params(params)
         with workspace_held(f"lab1/{name}.py"):
-            ancestry = provenance.check_inputs(name)
-            with stage_run(name, params, ancestry) as run:
+            with stage_run(name, params) as run:
+                # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
+                run.ancestry = provenance.check_inputs(name)
                 code = stage.run(params, kind, run)
             if code in (EXIT_OK, EXIT_GATE_REJECTED):  # a rejection is a result too
                 provenance.record_finished(
                     name,
-                    ancestry,
+                    run.ancestry,
                     run.key,
                     *run.ids_if_known(),
                     code_state(),

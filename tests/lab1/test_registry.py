@@ -20,27 +20,24 @@ class Killed(BaseException):
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
-    """A fresh store, and a tiny logged model to register versions of."""
+    """A fresh store (the project's own connect), and a tiny logged model to register versions
+    of. No fluent `set_experiment`: its active experiment would outlive this test."""
     import mlflow
-    from mlflow.tracking import MlflowClient
     from sklearn.dummy import DummyClassifier
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("unit")
-    with mlflow.start_run():
+    from lab1.core.tracking.store import connect, experiment_id
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = connect()
+    with mlflow.start_run(experiment_id=experiment_id(client, "unit")):
         info = mlflow.sklearn.log_model(
             DummyClassifier().fit([[0], [1]], [0, 1]),
             name="model",
             serialization_format="skops",
             pip_requirements=["scikit-learn"],
         )
-    client = MlflowClient(uri, registry_uri=uri)
     client.model_uri = info.model_uri  # type: ignore[attr-defined]
-    yield client
-    mlflow.set_tracking_uri("")
+    return client
 
 
 def gate(client, accuracy: float, champion_here: float | None = None, **kwargs):

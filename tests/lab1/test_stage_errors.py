@@ -65,7 +65,9 @@ def test_raw_data_changed_by_hand_is_refused(broken):
     raw(broken, "train/davos.csv").unlink()
     done = broken.run("data_preprocessing", *SMALL)
     assert_clean_failure(done, CHANGED_BY_HAND, untouched=broken.root / "data" / "processed")
-    assert not (broken.root / ".mlflow").exists()  # refused before its run began, like bad params
+    runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
+    assert [r.info.status for r in runs] == ["FAILED"]  # the refusal is on record, with why
+    assert CHANGED_BY_HAND in runs[0].data.tags["mlops.error"]
 
 
 def test_missing_raw_file(broken):

@@ -68,11 +68,11 @@ def open_channel() -> Channel:
 class StageRun:
     """What a stage may record on its run. Times the calls it waits for (``mlflow_seconds``)."""
 
-    def __init__(self, stage: str, channel: Channel, ancestry: Ancestry | None = None):
+    def __init__(self, stage: str, channel: Channel):
         self.stage = stage
         self.channel = channel
-        # The finished runs behind the stage's inputs (provenance.check_inputs).
-        self.ancestry = ancestry or Ancestry()
+        # The finished runs behind the stage's inputs (the runner sets it: check_inputs).
+        self.ancestry = Ancestry()
         # Facts for the stage's provenance record (e.g. the source CSV's digest).
         self.notes: dict[str, str] = {}
         # Names this run before the store has given it an id (tag mlops.run_key): the record of
@@ -257,7 +257,7 @@ def stage_run(stage: str, params: Params, ancestry: Ancestry | None = None) -> I
     if stage not in STAGE_IO:
         raise ValueError(f"unknown stage {stage!r}")  # a bug: stage names come from code
     started = time.perf_counter()
-    run = StageRun(stage, open_channel(), ancestry)
+    run = StageRun(stage, open_channel())
     tags = {
         **source_tags(f"lab1/{stage}.py"),
         **lineage_tags(params),
