@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lab1.core.errors import EXIT_ERROR, PipelineError
+from lab1.core.errors import EXIT_ERROR, EXIT_USAGE, PipelineError, UsageError, one_line
 from lab1.core.params import DATASETS, Params, load_params
 from lab1.core.paths import PATHS
 
@@ -64,9 +65,43 @@ def params_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
 
 
 def run_script(name: str, body: Callable[[], int]) -> int:
-    """Run a script's body, turning expected failures into one error line and exit code 1."""
+    """Run a script's body; every failure becomes one ERROR line and an exit code: 2 for a
+    command-line mistake, 1 for anything else. No traceback reaches the user unless -v asked
+    for it: an unexpected exception is a bug in the project, and the line says so."""
     try:
         return body()
+    except UsageError as exc:
+        logger.error("%s: %s", name, exc)
+        return EXIT_USAGE
     except PipelineError as exc:
         logger.error("%s failed: %s", name, exc)
         return EXIT_ERROR
+    except OSError as exc:  # the environment: read-only or full disk, a missing permission
+        logger.error("%s failed: %s", name, os_error_line(exc))
+        return EXIT_ERROR
+    except Exception as exc:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.exception("%s failed: unexpected %s (a bug)", name, type(exc).__name__)
+        else:
+            logger.error(
+                "%s failed: unexpected %s: %s (a bug in the project; -v shows the traceback)",
+                name,
+                type(exc).__name__,
+                one_line(exc),
+            )
+        return EXIT_ERROR
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the file, what the system said, and what to check."""
+    hints = {
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "check the permissions of the folder",
+        errno.EPERM: "check the permissions of the folder",
+        errno.ENOSPC: "the disk is full: free some space",
+        errno.EDQUOT: "the disk quota is used up",
+    }
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or one_line(exc)
+    hint = hints.get(exc.errno or 0)
+    return f"{where}{what}" + (f" ({hint})" if hint else "")

@@ -16,7 +16,11 @@ class PipelineError(Exception):
 
 
 class ParamsError(PipelineError):
-    """params.yaml or a -S override is invalid."""
+    """params.yaml is invalid."""
+
+
+class UsageError(PipelineError):
+    """A command-line mistake (a bad option or -S override): exit 2, as argparse's own."""
 
 
 class DataError(PipelineError):

@@ -8,20 +8,94 @@ wrong type fails at load time with one line naming the file, the key and the val
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import difflib
 import hashlib
 import json
+import math
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from lab1.core.errors import ParamsError, one_line
+from lab1.core.errors import ParamsError, UsageError, one_line
 
 DATASETS = ("temperature", "cifar10", "fashion_mnist")
 IMAGE_DATASETS = ("cifar10", "fashion_mnist")
+FAULT_KINDS = ("spike", "stuck", "drift", "missing")  # the sensor faults data_creation injects
+
+
+# --- checks of meaning, declared next to each field ------------------------------------------
+# ``years: Annotated[int, at_least(1)]``: a check takes a field's value and returns what is wrong
+# with it, or None. Types are checked first (_coerce), so a check sees a value of its field's
+# type (or None where that is allowed).
+
+Check = Callable[[Any], "str | None"]
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v is None or v >= low else f"must be >= {low}"
+
+
+def above(low: float) -> Check:
+    return lambda v: None if v > low else f"must be > {low}"
+
+
+def between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Check:
+    def check(v: float) -> str | None:
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        return None if ok else f"must be in {left}{low}, {high}{right}"
+
+    return check
+
+
+PROBABILITY = between(0, 1)
+
+
+def distinct(values: list[Any] | None) -> str | None:
+    """A list that is not empty and names nothing twice."""
+    if values is None:
+        return None
+    if not values:
+        return "must not be empty"
+    twice = sorted({str(v) for v in values if values.count(v) > 1})
+    return f"lists {', '.join(twice)} more than once" if twice else None
+
+
+def subset_of(choices: tuple[str, ...]) -> Check:
+    def check(values: list[str]) -> str | None:
+        unknown = [v for v in values if v not in choices]
+        if not unknown:
+            return None
+        hint = _did_you_mean(unknown[0], choices)
+        return f"has {unknown[0]!r}{hint} (choices: {', '.join(choices)})"
+
+    return check
+
+
+def min_max(pair: list[float]) -> str | None:
+    """A [min, max] range with 0 < min <= max."""
+    if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+        return "must be [min, max] with 0 < min <= max"
+    return None
+
+
+def iso_date(value: str) -> str | None:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return "is not a calendar date (YYYY-MM-DD)"
+    return None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --- data_creation ---------------------------------------------------------------------------
@@ -31,21 +105,25 @@ IMAGE_DATASETS = ("cifar10", "fashion_mnist")
 class FaultParams:
     """Labelled sensor faults injected into the temperature series."""
 
-    fraction: float  # target share of faulty days, so "always normal" scores ~1 - fraction
-    kinds: list[str]  # any of: spike, stuck, drift, missing
-    spike_c: list[float]  # [min, max] absolute jump of a spike, degrees C
-    stuck_days: list[int]  # [min, max] length of a stuck-reading run
-    drift_days: list[int]  # [min, max] length of a drift run
-    drift_c: list[float]  # [min, max] offset reached at the end of a drift run, degrees C
-    missing_days: list[int]  # [min, max] length of a missing-reading run
+    # target share of faulty days, so "always normal" scores ~1 - fraction
+    fraction: Annotated[float, between(0, 0.6, low_open=True, high_open=True)]
+    kinds: Annotated[list[str], distinct, subset_of(FAULT_KINDS)]
+    spike_c: Annotated[list[float], min_max]  # [min, max] absolute jump of a spike, degrees C
+    stuck_days: Annotated[list[int], min_max]  # [min, max] length of a stuck-reading run
+    drift_days: Annotated[list[int], min_max]  # [min, max] length of a drift run
+    # [min, max] offset reached at the end of a drift run, degrees C
+    drift_c: Annotated[list[float], min_max]
+    missing_days: Annotated[list[int], min_max]  # [min, max] length of a missing-reading run
 
 
 @dataclass(frozen=True)
 class TemperatureParams:
-    years: int
-    start_date: str
-    stations: list[str]  # station names from the built-in climate catalogue (or from csv_path)
-    test_stations: list[str]  # stations held out for testing; never seen in training
+    years: Annotated[int, at_least(1)]
+    start_date: Annotated[str, iso_date]
+    # station names from the built-in climate catalogue (or from csv_path)
+    stations: Annotated[list[str], distinct]
+    # stations held out for testing; never seen in training
+    test_stations: Annotated[list[str], distinct]
     csv_path: str | None  # a CSV of real daily temperatures (date, station, temperature)
     faults: FaultParams
 
@@ -55,15 +133,17 @@ class ImageSourceParams:
     """Where an image dataset comes from and which part of it to keep."""
 
     data_dir: str | None  # an existing copy; None = the data cache (data/cache), downloading once
-    classes: list[str] | None  # class names to keep (relabelled 0..k-1 in this order); None = all
+    # class names to keep (relabelled 0..k-1 in this order); None = all
+    classes: Annotated[list[str] | None, distinct]
     verify: bool  # check torchvision's md5 sums (CIFAR-10); false only for a user-made folder
-    max_train: int | None  # keep at most this many training images (quick runs, tests)
-    max_test: int | None
+    # keep at most this many training images (quick runs, tests)
+    max_train: Annotated[int | None, at_least(1)]
+    max_test: Annotated[int | None, at_least(1)]
 
 
 @dataclass(frozen=True)
 class DataCreationParams:
-    seed: int
+    seed: Annotated[int, at_least(0)]
     temperature: TemperatureParams
     cifar10: ImageSourceParams
     fashion_mnist: ImageSourceParams
@@ -76,56 +156,60 @@ class DataCreationParams:
 class AugmentationParams:
     """Training-time augmentation of images (never applied to validation or test images)."""
 
-    crop_padding: int  # pad by this many pixels, then crop randomly back to size; 0 = off
+    # pad by this many pixels, then crop randomly back to size; 0 = off
+    crop_padding: Annotated[int, at_least(0)]
     horizontal_flip: bool
 
 
 @dataclass(frozen=True)
 class DataPreprocessingParams:
-    window: int  # readings on each side of a day: the model sees 2 * window + 1 raw readings
+    # readings on each side of a day: the model sees 2 * window + 1 raw readings
+    window: Annotated[int, at_least(1)]
     missing_rule: Literal["interpolate", "window_median"]
     augmentation: dict[str, AugmentationParams]  # per image dataset
 
 
 @dataclass(frozen=True)
 class LogisticRegressionParams:
-    C: float
-    max_iter: int
+    C: Annotated[float, above(0)]
+    max_iter: Annotated[int, at_least(1)]
 
 
 @dataclass(frozen=True)
 class RandomForestParams:
-    n_estimators: int
-    max_depth: int | None
-    min_samples_leaf: int
+    n_estimators: Annotated[int, at_least(1)]
+    max_depth: Annotated[int | None, at_least(1)]
+    min_samples_leaf: Annotated[int, at_least(1)]
 
 
 @dataclass(frozen=True)
 class HistGradientBoostingParams:
-    max_iter: int
-    learning_rate: float
-    max_leaf_nodes: int
-    l2_regularization: float
+    max_iter: Annotated[int, at_least(1)]
+    learning_rate: Annotated[float, above(0)]
+    max_leaf_nodes: Annotated[int, at_least(2)]
+    l2_regularization: Annotated[float, at_least(0)]
 
 
 @dataclass(frozen=True)
 class CnnParams:
     """The convolutional network for the image datasets (lab1/core/cnn.py)."""
 
-    epochs: int  # at most; training stops early when validation accuracy stalls
-    patience: int  # epochs without a better validation accuracy before stopping
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    width: int  # channels of the first conv block; later blocks double it
-    dropout: float
-    val_fraction: float  # share of the training images held out to pick the best epoch
+    epochs: Annotated[int, at_least(1)]  # at most; stops early when validation accuracy stalls
+    # epochs without a better validation accuracy before stopping
+    patience: Annotated[int, at_least(1)]
+    batch_size: Annotated[int, at_least(1)]
+    learning_rate: Annotated[float, above(0)]
+    weight_decay: Annotated[float, at_least(0)]
+    width: Annotated[int, at_least(1)]  # channels of the first conv block; later blocks double it
+    dropout: Annotated[float, between(0, 1, high_open=True)]
+    # share of the training images held out to pick the best epoch
+    val_fraction: Annotated[float, between(0, 1, low_open=True, high_open=True)]
 
 
 @dataclass(frozen=True)
 class ModelPreparationParams:
     estimator: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
-    seed: int
+    seed: Annotated[int, at_least(0)]
     logistic_regression: LogisticRegressionParams
     random_forest: RandomForestParams
     hist_gradient_boosting: HistGradientBoostingParams
@@ -138,34 +222,39 @@ class ModelPreparationParams:
 
 @dataclass(frozen=True)
 class ModelTestingParams:
-    threshold: float  # probability of "faulty" above which a day is flagged
+    threshold: Annotated[float, PROBABILITY]  # probability of "faulty" above which a day is flagged
 
 
 @dataclass(frozen=True)
 class GateParams:
-    min_accuracy: float
+    min_accuracy: Annotated[float, PROBABILITY]
     # F1 of the positive class (faulty day; the second of two image classes), or macro F1 for
     # more than two classes: a model that always answers the majority class fails it.
-    min_f1: float
-    max_drop_vs_best: float
+    min_f1: Annotated[float, PROBABILITY]
+    max_drop_vs_best: Annotated[float, PROBABILITY]
 
 
 @dataclass(frozen=True)
 class RobustnessParams:
-    noise_c: float  # sd of the extra sensor noise added to the test readings, degrees C
-    max_accuracy_drop: float  # accuracy may fall by at most this much under that noise
+    # sd of the extra sensor noise added to the test readings, degrees C
+    noise_c: Annotated[float, at_least(0)]
+    # accuracy may fall by at most this much under that noise
+    max_accuracy_drop: Annotated[float, PROBABILITY]
 
 
 @dataclass(frozen=True)
 class InvarianceParams:
-    noise_c: float  # sd of the small measurement noise a normal day's verdict must survive
-    max_flipped_fraction: float  # share of normal days it may turn faulty
+    # sd of the small measurement noise a normal day's verdict must survive
+    noise_c: Annotated[float, at_least(0)]
+    max_flipped_fraction: Annotated[float, PROBABILITY]  # share of normal days it may turn faulty
 
 
 @dataclass(frozen=True)
 class DirectionParams:
-    spike_c: float  # size of the spike injected into a normal day, degrees C (both signs)
-    min_flagged_fraction: float  # share of spiked days that must be flagged faulty
+    # size of the spike injected into a normal day, degrees C (both signs)
+    spike_c: Annotated[float, above(0)]
+    # share of spiked days that must be flagged faulty
+    min_flagged_fraction: Annotated[float, PROBABILITY]
 
 
 @dataclass(frozen=True)
@@ -179,7 +268,7 @@ class ModelQualityParams:
     """lab5's quality suite of the temperature model (lab5/quality). Its minimum accuracy and
     F1 are the quality gate's (model_registration.temperature)."""
 
-    seed: int
+    seed: Annotated[int, at_least(0)]
     robustness: RobustnessParams
     invariance: InvarianceParams
     direction: DirectionParams
@@ -239,100 +328,191 @@ class Params:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Read ``path``, apply ``section.key=value`` overrides, and validate.
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``2022-01-01`` stays the text it is, in the file and in
+    -S alike, and the field's own check says whether it is a real date (PyYAML would turn it
+    into a date object, and crash on an impossible one such as 2022-02-30)."""
 
-    Raises ParamsError (one line, naming the file and key) on any problem.
+
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def read_yaml(text: str) -> Any:
+    """Parse params YAML (safe, dates as text)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read ``path``, apply ``section.key=value`` overrides, and validate types and meaning.
+
+    Every problem is found before any work starts, and all of them are reported together in one
+    ParamsError line naming the file (or the -S option), the key and the value. A problem that
+    only -S options caused is a command-line mistake: UsageError (exit 2).
     """
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML ({one_line(exc, whole=True)})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
-    for override in overrides:
-        apply_override(raw, override, source=path)
-    params = _build(Params, raw, path=str(path), where="")
-    if params.dataset not in params.model_registration:
-        raise ParamsError(f"{path}: model_registration has no gate for dataset {params.dataset!r}")
-    if params.is_image and params.dataset not in params.data_preprocessing.augmentation:
-        raise ParamsError(
-            f"{path}: data_preprocessing.augmentation has no entry for {params.dataset!r}"
-        )
+    overridden = {apply_override(raw, override, source=path) for override in overrides}
+    problems = Problems()
+    params = _build(Params, raw, problems, where="")
+    if not problems:
+        _check_across(params, problems)
+    problems.raise_if_any(path, overridden)
     return params
 
 
-def apply_override(raw: dict[str, Any], override: str, source: Path) -> None:
-    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (like DVC)."""
+class Problems(list[tuple[str, str]]):
+    """(key, what is wrong) pairs found while loading one params file."""
+
+    def add(self, key: str, problem: str) -> None:
+        self.append((key, problem))
+
+    def raise_if_any(self, path: Path, overridden: set[str]) -> None:
+        if not self:
+            return
+        from_options = all(_key_in(key, overridden) for key, _ in self)
+        texts = [
+            f"-S {key}: {problem}" if _key_in(key, overridden) else f"{key}: {problem}"
+            for key, problem in self
+        ]
+        count = f"{len(texts)} problems: " if len(texts) > 1 else ""
+        message = f"{'' if from_options else f'{path}: '}{count}{'; '.join(texts)}"
+        raise (UsageError if from_options else ParamsError)(message)
+
+
+def _key_in(key: str, overridden: set[str]) -> bool:
+    """Whether ``key`` (e.g. ``a.b[0]``) is, or lies under, a key set by an -S option."""
+    return any(key == o or key.startswith((f"{o}.", f"{o}[")) for o in overridden)
+
+
+def _check_across(params: Params, problems: Problems) -> None:
+    """Checks that involve more than one field."""
+    if params.dataset not in params.model_registration:
+        problems.add("model_registration", f"has no gate for dataset {params.dataset!r}")
+    if params.is_image and params.dataset not in params.data_preprocessing.augmentation:
+        problems.add("data_preprocessing.augmentation", f"has no entry for {params.dataset!r}")
+    temperature = params.data_creation.temperature
+    key = "data_creation.temperature.test_stations"
+    outside = [s for s in temperature.test_stations if s not in temperature.stations]
+    if outside:
+        problems.add(key, f"has {outside[0]!r}, which is not in stations")
+    elif len(temperature.test_stations) >= len(temperature.stations):
+        problems.add(key, "leaves no station to train on")
+    checks = params.model_quality.data
+    if checks.min_temperature_c >= checks.max_temperature_c:
+        problems.add("model_quality.data", "min_temperature_c must be < max_temperature_c")
+
+
+def apply_override(raw: dict[str, Any], override: str, source: Path) -> str:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML, as `dvc exp run
+    -S` does. Returns the key. UsageError (a command-line mistake) for a bad option."""
     key, sep, text = override.partition("=")
     if not sep or not key:
-        raise ParamsError(f"-S {override!r}: expected section.key=value")
+        raise UsageError(f"-S {override!r}: expected section.key=value")
     parts = key.split(".")
     node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
+    for depth, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            known = sorted(node) if isinstance(node, dict) else []
             where = ".".join(parts[: depth + 1])
-            raise ParamsError(f"-S {override!r}: {source} has no key {where!r} (known: {known})")
-        node = node[part]
-    if not isinstance(node, dict) or parts[-1] not in node:
-        known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
-        raise ParamsError(f"-S {override!r}: {source} has no key {key!r} (known: {known})")
+            raise UsageError(
+                f"-S {override!r}: {source} has no key {where!r}{_did_you_mean(part, known)} "
+                f"(known: {', '.join(known) or 'none'})"
+            )
+        if depth < len(parts) - 1:
+            node = node[part]
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text else ""
+        node[parts[-1]] = read_yaml(text) if text else ""
     except yaml.YAMLError as exc:
         reason = one_line(exc, whole=True)
-        raise ParamsError(f"-S {override!r}: value is not valid YAML ({reason})") from None
+        raise UsageError(f"-S {override!r}: value is not valid YAML ({reason})") from None
+    return key
 
 
-def _build(cls: type, data: Any, path: str, where: str) -> Any:
+def _build(cls: type, data: Any, problems: Problems, where: str) -> Any:
+    """``cls`` from ``data``, or None when ``data`` has problems (added to ``problems``)."""
     if not isinstance(data, dict):
-        raise ParamsError(f"{path}: {where or 'top level'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ParamsError(
-            f"{path}: unknown key {_join(where, unknown[0])!r} (known: {', '.join(names)})"
+        problems.add(where or "top level", f"must be a mapping, got {data!r}")
+        return None
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in sorted(set(data) - set(fields)):
+        problems.add(
+            _join(where, name),
+            f"unknown key{_did_you_mean(name, fields)} (known: {', '.join(fields)})",
         )
-    missing = [n for n in names if n not in data]
-    if missing:
-        raise ParamsError(f"{path}: missing key {_join(where, missing[0])!r}")
-    values = {n: _coerce(hints[n], data[n], path, _join(where, n)) for n in names}
+    values = {}
+    for name in fields:
+        key = _join(where, name)
+        if name not in data:
+            problems.add(key, "missing")
+            continue
+        hint, checks = hints[name], list[Check]()
+        if typing.get_origin(hint) is Annotated:
+            hint, *checks = typing.get_args(hint)
+        before = len(problems)
+        values[name] = _coerce(hint, data[name], problems, key)
+        if len(problems) == before:
+            for check in checks:
+                if (problem := check(values[name])) is not None:
+                    problems.add(key, f"{values[name]!r} {problem}")
+                    break
+    if len(values) < len(fields) or any(v is _BAD for v in values.values()):
+        return _BAD
     return cls(**values)
 
 
-def _coerce(hint: Any, value: Any, path: str, key: str) -> Any:
+_BAD = object()  # stands for a value that had problems, so that loading can go on
+
+
+def _coerce(hint: Any, value: Any, problems: Problems, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, path, key)
+        built = _build(hint, value, problems, key)
+        return _BAD if built is None else built
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, path, key)
+        return _coerce(inner, value, problems, key)
     if origin is Literal:
         if value not in args:
             choices = ", ".join(map(str, args))
-            raise ParamsError(f"{path}: {key}={value!r} is not one of: {choices}")
+            hint_text = _did_you_mean(str(value), map(str, args))
+            problems.add(key, f"{value!r} is not one of: {choices}{hint_text}")
+            return _BAD
         return value
     if origin is dict:
         if not isinstance(value, dict):
-            raise ParamsError(f"{path}: {key}={value!r} must be a mapping")
-        return {name: _coerce(args[1], item, path, f"{key}.{name}") for name, item in value.items()}
+            problems.add(key, f"{value!r} must be a mapping")
+            return _BAD
+        return {
+            name: _coerce(args[1], item, problems, f"{key}.{name}") for name, item in value.items()
+        }
     if origin is list:
         if not isinstance(value, list):
-            raise ParamsError(f"{path}: {key}={value!r} must be a list")
-        return [_coerce(args[0], item, path, f"{key}[{i}]") for i, item in enumerate(value)]
+            problems.add(key, f"{value!r} must be a list")
+            return _BAD
+        return [_coerce(args[0], item, problems, f"{key}[{i}]") for i, item in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        problems.add(key, f"{value!r} must be a finite number")
+        return _BAD
     if hint in (int, float, str, bool) and (
         type(value) is not hint  # bool is an int subclass: reject True where an int is due
     ):
-        raise ParamsError(f"{path}: {key}={value!r} must be {hint.__name__}")
+        problems.add(key, f"{value!r} must be {hint.__name__}")
+        return _BAD
     return value
 
 

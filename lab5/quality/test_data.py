@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab1.core.datasets.temperature import FAULT_KINDS, RAW_COLUMNS
+from lab1.core.datasets.temperature import RAW_COLUMNS
 from lab1.core.errors import PipelineError
 from lab1.core.features import FEATURE_NAMES, WindowFeatures, window_columns
 from lab1.core.io import read_json
+from lab1.core.params import FAULT_KINDS
 from lab1.core.paths import PATHS
 from lab1.core.processed import LABEL, META_COLUMNS, input_columns, load_preprocessor, read_split
 from lab5.quality.subject import or_exit, stop

@@ -7,14 +7,13 @@ import pytest
 from lab1.core.datasets import make_raw
 from lab1.core.datasets.temperature import (
     CLIMATES,
-    FAULT_KINDS,
     generate,
     inject_faults,
     read_raw_station_file,
     read_station_csv,
 )
 from lab1.core.errors import DataError
-from lab1.core.params import load_params
+from lab1.core.params import FAULT_KINDS, load_params
 from lab1.core.paths import PATHS
 
 

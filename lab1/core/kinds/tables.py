@@ -242,9 +242,9 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
     """The fault detector on the test stations: (report, extra MLflow metrics)."""
     import numpy as np
 
-    from lab1.core.datasets.temperature import FAULT_KINDS
     from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
     from lab1.core.model_io import load_model
+    from lab1.core.params import FAULT_KINDS
     from lab1.core.processed import LABEL, read_split
 
     test_path = PATHS.processed_table("test")
