@@ -173,13 +173,16 @@ run_stage() {  # run_stage NAME [redirect stdout to stderr: yes|no]
   return "$rc"
 }
 
+# Every option and parameter is checked before any work: one line, and exit 2 for a mistake on
+# the command line (1 for one in params.yaml).
+case "$MODE" in setup|end) ;; *) "$PY" -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
+
 case "$MODE" in
   setup) exit 0 ;;
   begin) exec "$PY" -m lab1.pipeline_run begin --context "${PASS[@]}" >/dev/null ;;
   end) exec "$PY" -m lab1.pipeline_run end --status "$END_STATUS" ;;
   stage)
-    printf '%s\n' "${STAGES[@]}" | grep -qx -- "$STAGE" \
-      || die "unknown stage '$STAGE' (stages: ${STAGES[*]})"
+    "$PY" -m lab1.core.stages --check "$STAGE" || exit 2
     CHILD=""
     trap '[ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 143' TERM
     rc=0

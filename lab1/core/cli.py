@@ -8,19 +8,42 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
-from lab1.core.errors import EXIT_ERROR, EXIT_USAGE, PipelineError, UsageError, one_line
+from lab1.core.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    PipelineError,
+    UsageError,
+    did_you_mean,
+    one_line,
+)
 from lab1.core.params import DATASETS, Params, load_params
 from lab1.core.paths import PATHS
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("lab1.core.cli")  # also when run as __main__ (pipeline.sh)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a command-line mistake told in one line (exit 2), not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def dataset_name(text: str) -> str:
+    """--dataset's type: one of DATASETS, or a one-line mistake with a suggestion."""
+    if text in DATASETS:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown dataset {text!r}{did_you_mean(text, DATASETS)} (datasets: {', '.join(DATASETS)})"
+    )
 
 
 def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     """A parser with the options every stage takes; ``doc`` is the stage module's docstring."""
-    parser = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = OneLineParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--params", type=Path, default=PATHS.params, help="params file (default: %(default)s)"
     )
@@ -35,7 +58,10 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
         "as `dvc exp run -S`)",
     )
     parser.add_argument(
-        "--dataset", choices=DATASETS, help="shortcut for -S dataset=NAME (default: params.yaml)"
+        "--dataset",
+        type=dataset_name,
+        metavar="{" + ",".join(DATASETS) + "}",
+        help="shortcut for -S dataset=NAME (default: params.yaml)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -105,3 +131,26 @@ def os_error_line(exc: OSError) -> str:
     what = exc.strerror or one_line(exc)
     hint = hints.get(exc.errno or 0)
     return f"{where}{what}" + (f" ({hint})" if hint else "")
+
+
+def check_main(argv: list[str] | None = None) -> int:
+    """``python -m lab1.core.cli [OPTIONS]``: check the options every stage takes and the params
+    they give, before any work (pipeline.sh runs it first): exit 0, or one line and 2 (a
+    command-line mistake) or 1 (params.yaml)."""
+    parser = stage_parser("Check the pipeline's options, params and tracking server; no work.")
+    parser.prog = "pipeline.sh"
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+
+    def check() -> int:
+        from lab1.core.tracking.store import check_store, tracking_uri
+
+        params_from_args(args)
+        check_store(tracking_uri())  # now, rather than after the first stages' work
+        return EXIT_OK
+
+    return run_script("pipeline.sh", check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(check_main())

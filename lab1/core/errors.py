@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+from collections.abc import Iterable
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, bad params, a failed stage
@@ -38,3 +40,9 @@ def one_line(exc: BaseException, whole: bool = False) -> str:
     if not message:
         return type(exc).__name__
     return " ".join(message.split()) if whole else message.splitlines()[0]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word``, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

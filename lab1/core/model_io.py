@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab1.core.errors import DataError
+from lab1.core.errors import DataError, one_line
 from lab1.core.paths import PATHS
 
 OUR_TYPES = ("lab1.core.features.WindowFeatures",)
@@ -157,6 +157,8 @@ def load_torch_model(local_dir: Path) -> Any:
     except MlflowException as exc:
         first = exc.message.splitlines()[0]
         raise DataError(f"{local_dir}: cannot load the model ({first})") from None
+    except Exception as exc:  # a garbled MLmodel or model file: torch's and yaml's own errors
+        raise DataError(f"{local_dir}: cannot load the model ({one_line(exc)})") from None
 
 
 def log_and_save(
@@ -242,10 +244,16 @@ def _local_skops_file(model_dir: Path) -> Path | None:
     """The skops file of an MLflow sklearn model folder, or None if it is stored otherwise."""
     import yaml
 
+    where = model_dir / "MLmodel"
     try:
-        flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise DataError(f"{model_dir / 'MLmodel'}: not an MLflow sklearn model ({exc})") from None
+        described = yaml.safe_load(where.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: not valid YAML ({one_line(exc, whole=True)})") from None
+    flavors = described.get("flavors") if isinstance(described, dict) else None
+    if not isinstance(flavors, dict) or not isinstance(flavors.get("sklearn"), dict):
+        found = ", ".join(flavors) if isinstance(flavors, dict) else "none"
+        raise DataError(f"{where}: not an MLflow sklearn model (flavors: {found})")
+    flavor = flavors["sklearn"]
     if flavor.get("serialization_format") != "skops":
         return None
     return model_dir / flavor["pickled_model"]

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import hashlib
 import json
 import math
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 
-from lab1.core.errors import ParamsError, UsageError, one_line
+from lab1.core.errors import ParamsError, UsageError, did_you_mean, one_line
 
 DATASETS = ("temperature", "cifar10", "fashion_mnist")
 IMAGE_DATASETS = ("cifar10", "fashion_mnist")
@@ -72,7 +71,7 @@ def subset_of(choices: tuple[str, ...]) -> Check:
         unknown = [v for v in values if v not in choices]
         if not unknown:
             return None
-        hint = _did_you_mean(unknown[0], choices)
+        hint = did_you_mean(unknown[0], choices)
         return f"has {unknown[0]!r}{hint} (choices: {', '.join(choices)})"
 
     return check
@@ -91,11 +90,6 @@ def iso_date(value: str) -> str | None:
     except ValueError:
         return "is not a calendar date (YYYY-MM-DD)"
     return None
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --- data_creation ---------------------------------------------------------------------------
@@ -424,7 +418,7 @@ def apply_override(raw: dict[str, Any], override: str, source: Path) -> str:
             known = sorted(node) if isinstance(node, dict) else []
             where = ".".join(parts[: depth + 1])
             raise UsageError(
-                f"-S {override!r}: {source} has no key {where!r}{_did_you_mean(part, known)} "
+                f"-S {override!r}: {source} has no key {where!r}{did_you_mean(part, known)} "
                 f"(known: {', '.join(known) or 'none'})"
             )
         if depth < len(parts) - 1:
@@ -447,7 +441,7 @@ def _build(cls: type, data: Any, problems: Problems, where: str) -> Any:
     for name in sorted(set(data) - set(fields)):
         problems.add(
             _join(where, name),
-            f"unknown key{_did_you_mean(name, fields)} (known: {', '.join(fields)})",
+            f"unknown key{did_you_mean(name, fields)} (known: {', '.join(fields)})",
         )
     values = {}
     for name in fields:
@@ -487,7 +481,7 @@ def _coerce(hint: Any, value: Any, problems: Problems, key: str) -> Any:
     if origin is Literal:
         if value not in args:
             choices = ", ".join(map(str, args))
-            hint_text = _did_you_mean(str(value), map(str, args))
+            hint_text = did_you_mean(str(value), map(str, args))
             problems.add(key, f"{value!r} is not one of: {choices}{hint_text}")
             return _BAD
         return value

@@ -10,6 +10,7 @@ The base series may also come from a user's CSV of real readings; faults are inj
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +181,10 @@ def read_station_csv(path: Path) -> dict[str, pd.Series]:
         line = _line_of(dates.isna())
         value = frame["date"].iloc[line - 2]
         raise DataError(f"{path}: line {line}: date={value!r} is not YYYY-MM-DD")
-    frame = frame.assign(date=dates, temperature=_numeric(frame, "temperature", path))
+    _check_station_names(frame, path)
+    readings = _numeric(frame, "temperature", path)
+    _check_plausible(readings, frame["temperature"], path)
+    frame = frame.assign(date=dates, temperature=readings)
     duplicated = frame.duplicated(["station", "date"])
     if duplicated.any():
         line = _line_of(duplicated)
@@ -192,6 +196,37 @@ def read_station_csv(path: Path) -> dict[str, pd.Series]:
         full = pd.date_range(daily.index.min(), daily.index.max(), freq="D")
         series[str(station)] = daily.reindex(full)
     return series
+
+
+# A station's name becomes part of MLflow metric keys (accuracy.<station>): MLflow accepts
+# letters, digits, _ - . and spaces there (plus / and :, which this project keeps out: a path).
+STATION_NAME = re.compile(r"^\w[\w.\- ]*$")
+# Readings outside Earth's records (-89.2 and 56.7 degrees C) are a broken sensor or wrong units.
+PLAUSIBLE_C = (-90.0, 60.0)
+
+
+def _check_station_names(frame: pd.DataFrame, path: Path) -> None:
+    names = frame["station"].astype(str)
+    bad = ~names.str.match(STATION_NAME) | names.str.contains("..", regex=False)
+    if bad.any():
+        line = _line_of(bad)
+        raise DataError(
+            f"{path}: line {line}: station={names.iloc[line - 2]!r} may hold only letters, "
+            "digits, _, -, . and spaces (it names MLflow metrics)"
+        )
+
+
+def _check_plausible(readings: pd.Series, as_written: pd.Series, path: Path) -> None:
+    """Refuse infinite readings and readings no thermometer on Earth has shown."""
+    low, high = PLAUSIBLE_C
+    bad = readings.notna() & ~readings.between(low, high)
+    if bad.any():
+        line = _line_of(bad)
+        value = str(as_written.iloc[line - 2])
+        raise DataError(
+            f"{path}: line {line}: temperature={value!r} is outside {low:g}..{high:g} degrees C "
+            "(Earth's records: -89.2, 56.7): a broken sensor, or not Celsius"
+        )
 
 
 def read_raw_station_file(path: Path) -> pd.DataFrame:

@@ -249,9 +249,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from lab1.core.cli import params_from_args, setup_logging
 
-    # Logs go to pipeline.sh's stderr: no progress bars for copying a model's ten files.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
     args = parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab1.core.errors import PipelineError, one_line
 from lab1.core.paths import PATHS
 
 logger = logging.getLogger(__name__)
@@ -67,21 +68,95 @@ def registry_lock(name: str) -> Iterator[None]:
         yield
 
 
+# A tracking server that does not answer must fail a run in seconds, not after MLflow's default
+# of 7 retries with back-off and 120 s timeouts (about 4 minutes): at most 2 tries of 10 s.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+PROBE_TIMEOUT_S = 5.0
+
+
+def check_store(uri: str) -> None:
+    """Fail fast, before any work, with one PipelineError line when the store cannot be used: a
+    tracking server that does not answer (http/https), or an embedded SQLite file that is not a
+    database or is locked. Takes milliseconds, and imports no MLflow."""
+    if is_embedded(uri):
+        _check_sqlite(uri)
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
+
+
+def _check_sqlite(uri: str) -> None:
+    import sqlite3
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    if not db.exists():
+        return  # created on first use
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+            c.execute("pragma schema_version").fetchone()
+    except sqlite3.Error as exc:
+        raise PipelineError(
+            f"{db}: not a usable MLflow store ({one_line(exc)}); if another program holds it, "
+            f"wait for it; if it is damaged, move it aside (mv {db} {db}.broken) to start anew"
+        ) from None
+
+
+def _check_server(uri: str) -> None:
+    """The server's /health answers within PROBE_TIMEOUT_S, or a PipelineError line names the
+    URI and what to check."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # it answers (perhaps behind a proxy that has no /health): usable
+            return
+        why = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        why = one_line(reason) if isinstance(reason, BaseException) else str(reason)
+    raise PipelineError(
+        f"MLFLOW_TRACKING_URI={uri}: the tracking server does not answer ({why}); check that "
+        "`mlflow server` runs there, the host and port, and any proxy (or unset the variable "
+        "for the embedded store)"
+    )
+
+
 def connect() -> MlflowClient:
-    """Point MLflow at the tracking URI and return a client; creates the embedded store once."""
+    """Point MLflow at the tracking URI and return a client; creates the embedded store once.
+    A server that does not answer, or a store that is not one, is a PipelineError line."""
     # Progress bars for downloads of a few small files are noise on a log (stderr) stream.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    uri = tracking_uri()
+    check_store(uri)
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    with _store_lock(uri):
-        # Creating the store objects runs their schema set-up: the tracking store in the
-        # constructor, the registry store on first use. Both happen inside the lock.
-        client = MlflowClient(uri, registry_uri=uri)
-        client.search_registered_models(max_results=1)
+    try:
+        with _store_lock(uri):
+            # Creating the store objects runs their schema set-up: the tracking store in the
+            # constructor, the registry store on first use. Both happen inside the lock.
+            client = MlflowClient(uri, registry_uri=uri)
+            client.search_registered_models(max_results=1)
+    except Exception as exc:  # SQLAlchemy's and MLflow's errors for a broken or locked store
+        where = uri.removeprefix("sqlite:///") if is_embedded(uri) else f"MLFLOW_TRACKING_URI={uri}"
+        advice = (
+            f"move it aside (mv {where} {where}.broken) to start a new store"
+            if is_embedded(uri)
+            else "check the server's log"
+        )
+        raise PipelineError(
+            f"{where}: not a usable MLflow store ({one_line(exc)}); {advice}"
+        ) from None
     return client
 
 
