@@ -113,10 +113,8 @@ def _check_server(uri: str) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
             return
-    except urllib.error.HTTPError as exc:
-        if exc.code < 500:  # it answers (perhaps behind a proxy that has no /health): usable
-            return
-        why = f"HTTP {exc.code}"
+    except urllib.error.HTTPError as exc:  # `mlflow server` answers /health with 200 "OK"
+        why = f"HTTP {exc.code} {exc.reason} for /health: a proxy, or not an MLflow server"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         why = one_line(reason) if isinstance(reason, BaseException) else str(reason)
