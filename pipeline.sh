@@ -159,10 +159,10 @@ cd "$ROOT"
 
 mapfile -t STAGES < <("$PY" -m lab1.core.stages)
 
-run_stage() {  # run_stage NAME [redirect stdout to stderr: yes|no]
+run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
   local name="$1"
-  if [ "${2:-no}" = yes ]; then
-    "$PY" -m "lab1.$name" "${PASS[@]}" >&2 &
+  if [ "${2:-pass}" = quiet ]; then
+    "$PY" -m "lab1.$name" "${PASS[@]}" >/dev/null &
   else
     "$PY" -m "lab1.$name" "${PASS[@]}" &
   fi
@@ -244,15 +244,18 @@ on_signal() {
 trap on_signal INT TERM
 
 started="$(now)"
+k=0
 for stage in "${STAGES[@]}"; do
-  log "stage $stage"
+  k=$((k + 1))
+  log "[$k/${#STAGES[@]}] $stage"
   stage_started="$(now)"
   rc=0
-  # Stage stdout goes to stderr: the accuracy line is printed once, last, from the report.
-  run_stage "$stage" yes || rc=$?
-  log "stage $stage: exit $rc after $(since "$stage_started") s"
+  # The accuracy line is printed once, last, from the report: the stages' own stdout is dropped.
+  run_stage "$stage" quiet || rc=$?
+  log "[$k/${#STAGES[@]}] stage $stage: exit $rc after $(since "$stage_started") s"
   if [ "$rc" -eq "$EXIT_GATE_REJECTED" ] && [ "$stage" = model_registration ]; then
-    log "the quality gate rejected the model; champion unchanged (see reports/registration.json)"
+    log "the quality gate rejected the model; champion unchanged"
+    "$PY" -m lab1.core.report --summary || true
     "$PY" -m lab1.core.report
     finish FINISHED "$EXIT_GATE_REJECTED"
   elif [ "$rc" -ne 0 ]; then
@@ -261,5 +264,6 @@ for stage in "${STAGES[@]}"; do
   fi
 done
 log "all stages done in $(since "$started") s"
+"$PY" -m lab1.core.report --summary || true
 "$PY" -m lab1.core.report
 finish FINISHED 0

@@ -107,8 +107,7 @@ def _run_pipeline(scratch: Path, params: dict[str, Any]) -> dict[str, Any]:
         if source.is_file():
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, scratch / name)
-    full = yaml.safe_load(PATHS.params.read_text())
-    full.update(params)  # the recorded sections replace the checkout's
+    full = _merged(yaml.safe_load(PATHS.params.read_text()), params)  # the recorded values win
     (scratch / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
     env["MLOPS_VENV"] = sys.prefix
@@ -121,6 +120,17 @@ def _run_pipeline(scratch: Path, params: dict[str, Any]) -> dict[str, Any]:
         tail = (scratch / "pipeline.log").read_text().splitlines()[-5:]
         raise PipelineError(f"the reproduction failed (exit {done.returncode}): {' | '.join(tail)}")
     return json.loads((scratch / "reports" / "metrics.json").read_text())
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with every leaf of ``over`` set in it (nested sections merged, not replaced)."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _compare(lineage: dict[str, Any], report: dict[str, Any]) -> int:

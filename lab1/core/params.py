@@ -302,12 +302,26 @@ class Params:
     def gate(self) -> GateParams:
         return self.model_registration[self.dataset]
 
-    def section(self, name: str) -> dict[str, Any]:
-        """One section as a plain dict (what a stage logs as its MLflow params)."""
-        value = getattr(self, name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-        return {name: value}
+    def used_by(self, stage: str) -> dict[str, Any]:
+        """The parameters ``stage``'s work reads for this dataset, as a plain dict: what its
+        MLflow run shows (a gradient-boosting run lists no logistic-regression or CNN settings;
+        a temperature run no CIFAR-10 source)."""
+        data = dataclasses.asdict(self)
+        section = data[stage]
+        if stage == "data_creation":
+            return {"seed": section["seed"], self.dataset: section[self.dataset]}
+        if stage == "data_preprocessing":
+            if self.is_image:
+                return {"augmentation": {self.dataset: section["augmentation"][self.dataset]}}
+            return {k: v for k, v in section.items() if k != "augmentation"}
+        if stage == "model_preparation":
+            if self.is_image:
+                return {"cnn": section["cnn"]}
+            chosen = section["estimator"]
+            return {"estimator": chosen, "seed": section["seed"], chosen: section[chosen]}
+        if stage == "model_registration":
+            return {self.dataset: section[self.dataset], "tracking": data["tracking"]}
+        return dict(section)
 
     def resolved_yaml(self) -> str:
         """Every parameter as this run sees it (overrides applied), as params.yaml text."""

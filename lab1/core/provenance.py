@@ -23,7 +23,6 @@ lineage (``Ancestry``): model_registration tags versions with it and logs it as 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -176,9 +175,10 @@ def fill_run_ids(ancestry: Ancestry, find_runs: Callable[[list[str]], dict[str, 
 
 
 def stage_params(params: Params, stage: str) -> dict[str, Any]:
-    """The params.yaml sections ``stage`` reads, resolved (overrides applied), as plain data."""
-    everything = dataclasses.asdict(params)
-    return {section: everything[section] for section in STAGE_IO[stage].params}
+    """The resolved params ``stage`` used (Params.used_by) and the dataset: what its record,
+    and so the model's fingerprint, holds. A setting the stage does not read for this dataset
+    (the CNN's epochs for a temperature model) does not make another model."""
+    return {"dataset": params.dataset, stage: params.used_by(stage)}
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model

@@ -19,6 +19,8 @@ Callers hold ``store.registry_lock`` around a whole gate (state, re-scoring, reg
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import time
@@ -227,7 +229,9 @@ def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
     """
     import mlflow
 
-    return mlflow.register_model(model_uri, name, tags=tags)
+    # MLflow prints "Successfully registered model ..." with print(); our log says it once.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return mlflow.register_model(model_uri, name, tags=tags)
 
 
 def promote(client: MlflowClient, name: str, version: str, previous: str | None) -> None:

@@ -1,6 +1,7 @@
 """The accuracy line: the pipeline's stdout interface, rendered from reports/metrics.json.
 
-``python -m lab1.core.report`` prints it (pipeline.sh's last stdout line). Import-light on purpose.
+``python -m lab1.core.report`` prints it (pipeline.sh's last stdout line); ``--summary`` prints
+what the run decided and where to look, to stderr. Import-light on purpose (no MLflow).
 """
 
 from __future__ import annotations
@@ -18,15 +19,54 @@ def accuracy_line(metrics_path: Path) -> str:
     return ACCURACY_LINE.format(accuracy=float(report["metrics"]["accuracy"]))
 
 
+def summary(root: Path) -> list[str]:
+    """What a pipeline run decided and where everything is, for stderr: the gate's decision, the
+    outputs, and how to look at the run in the MLflow UI (from reports/registration.json)."""
+    from lab1.core.model_lineage import ui_base
+    from lab1.core.tracking.store import is_embedded, tracking_uri
+
+    decision = json.loads((root / "reports" / "registration.json").read_text())
+    name, version = decision["registered_model"], decision.get("version")
+    if decision["decision"] == "promoted":
+        verdict = f"{name} version {version} is now champion (was {decision['champion_before']})"
+    elif decision["decision"] == "rejected":
+        verdict = f"rejected, not registered; champion stays version {decision['champion_before']}"
+    else:
+        verdict = decision["reason"]
+    lines = [
+        f"decision  {verdict}",
+        f"          {decision['reason']}" if decision["decision"] != "unchanged" else "",
+        "outputs   data/raw, data/processed, models/model (the MLflow model), reports/ "
+        "(metrics.json, confusion_matrix.png, registration.json, lineage.json)",
+        "lineage   .venv/bin/python -m lab1.lineage",
+    ]
+    uri = tracking_uri()
+    if is_embedded(uri):
+        store = uri.removeprefix(f"sqlite:///{root}/").removeprefix("sqlite:///")
+        lines.append(f"MLflow UI .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}")
+    run, experiment = decision.get("pipeline_run_id"), decision.get("experiment_id")
+    if run and experiment:
+        lines.append(f"this run  {ui_base()}/#/experiments/{experiment}/runs/{run}")
+    return [line for line in lines if line]
+
+
 def main(argv: list[str] | None = None) -> int:
     from lab1.core.paths import PATHS
 
     args = sys.argv[1:] if argv is None else argv
     if args in (["-h"], ["--help"]):
         sys.stderr.write(
-            "usage: python -m lab1.core.report [METRICS_JSON]\n"
-            "Print the accuracy line from reports/metrics.json (or METRICS_JSON).\n"
+            "usage: python -m lab1.core.report [METRICS_JSON | --summary]\n"
+            "Print the accuracy line from reports/metrics.json (or METRICS_JSON); with\n"
+            "--summary, the last run's decision, outputs and links (to stderr).\n"
         )
+        return 0
+    if args == ["--summary"]:
+        try:
+            sys.stderr.write("".join(f"  {line}\n" for line in summary(PATHS.root)))
+        except (OSError, ValueError, KeyError) as exc:
+            sys.stderr.write(f"error: {PATHS.registration}: no decision to summarise ({exc})\n")
+            return 1
         return 0
     path = Path(args[0]) if args else PATHS.metrics
     try:

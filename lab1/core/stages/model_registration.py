@@ -141,6 +141,7 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
             "fingerprint": lineage["fingerprint"],
             "test_digest": report["test_digest"],
             "pipeline_run_id": run.pipeline_run_id,
+            "experiment_id": run.experiment_id,
         },
     )
     for path in (PATHS.registration, PATHS.lineage):

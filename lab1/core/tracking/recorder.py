@@ -222,4 +222,4 @@ class Recorder:
         if tags:
             self.log(tags=tags)
         self.client.set_terminated(self.run_id, status=status)
-        logger.info("%s run %s %s", self.stage, self.run_id, status)
+        logger.debug("%s run %s %s", self.stage, self.run_id, status)  # the stage logs its end

@@ -250,7 +250,7 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
 def stage_run(stage: str, params: Params, ancestry: Ancestry | None = None) -> Iterator[StageRun]:
     """One child run for ``stage`` (under the pipeline's parent run when there is one).
 
-    Logs the stage's own params section, lineage tags and duration; the stage adds its inputs,
+    Logs the params the stage uses, lineage tags and duration; the stage adds its inputs,
     outputs and metrics through the yielded StageRun. The run ends FINISHED, FAILED (exception)
     or KILLED (Ctrl-C, SIGTERM; SIGKILL: by the service, or by the next pipeline's reaper).
     """
@@ -276,13 +276,14 @@ def stage_run(stage: str, params: Params, ancestry: Ancestry | None = None) -> I
             experiment=params.experiment_name,
             pid=os.getpid(),
             tags=tags,
-            # Each stage logs its own params.yaml section (stage names are section names).
-            params={k: str(v) for k, v in _flatten("", params.section(stage)).items()}
+            # Each stage logs the part of its params.yaml section it uses for this dataset.
+            params={k: str(v) for k, v in _flatten("", params.used_by(stage)).items()}
             | {"dataset": params.dataset},
             # Under `mlflow run` (MLflow Projects) the stage's run already exists.
             existing_run_id=os.environ.get("MLFLOW_RUN_ID") or None,
         )
-        logger.info("%s started (pid %d)", stage, os.getpid())
+        # The run's id and the pid are on the recorder's "started" line: once is enough.
+        logger.debug("%s started (pid %d)", stage, os.getpid())
         yield run
         status = "FINISHED"
     except (KeyboardInterrupt, _Terminated):

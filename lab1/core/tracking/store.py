@@ -137,6 +137,11 @@ def connect() -> MlflowClient:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    # MLflow gives its loggers a handler and format of their own: route them through ours (one
+    # format on stderr; levels as cli.setup_logging set them).
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
