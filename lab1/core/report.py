@@ -28,7 +28,9 @@ def summary(root: Path) -> list[str]:
     decision = json.loads((root / "reports" / "registration.json").read_text())
     name, version = decision["registered_model"], decision.get("version")
     if decision["decision"] == "promoted":
-        verdict = f"{name} version {version} is now champion (was {decision['champion_before']})"
+        before = decision["champion_before"]
+        was = f"was version {before}" if before is not None else "the first champion"
+        verdict = f"{name} version {version} is now champion ({was})"
     elif decision["decision"] == "rejected":
         verdict = f"rejected, not registered; champion stays version {decision['champion_before']}"
     else:
