@@ -31,6 +31,16 @@ def test_pipeline_prints_only_the_accuracy_line_on_stdout(first_run, module_proj
     report = json.loads((module_project.root / "reports" / "metrics.json").read_text())
     assert match.group(1) == f"{report['metrics']['accuracy']:.3f}"
     assert report["metrics"]["accuracy"] > report["metrics"]["baseline_accuracy"] + 0.1
+    # The terminal tells the story: numbered stages, the accuracy line once, a closing summary.
+    err = first_run.stderr
+    for k, stage in enumerate(STAGES, 1):
+        assert re.search(rf"\[{k}/5\] stage {stage}: exit 0 after [\d.]+ s", err), stage
+    assert "Model test accuracy is" not in err  # shown once: stdout's last line
+    assert "decision  temperature-classifier version 1 is now champion (the first champion)" in err
+    assert re.search(r"this run  http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w{32}", err)
+    assert "mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db" in err
+    stage_runs = re.findall(r"\w+ run (\w{32}) started \(pid", err)
+    assert len(stage_runs) == 5 and all(err.count(r) == 1 for r in stage_runs)  # ids once
 
 
 def test_one_parent_run_with_five_child_runs(first_run, module_project):
@@ -64,6 +74,11 @@ def test_one_parent_run_with_five_child_runs(first_run, module_project):
         )
     by_stage = {c.data.tags["mlflow.runName"]: c for c in children}
     assert by_stage["model_preparation"].data.params["estimator"] == "hist_gradient_boosting"
+    # Only the params a stage uses for this dataset: no other estimator's, no CNN's, no CIFAR's.
+    assert not [
+        k for k in by_stage["model_preparation"].data.params if k.startswith(("cnn.", "logistic"))
+    ]
+    assert not [k for k in by_stage["data_creation"].data.params if k.startswith("cifar10.")]
     assert by_stage["data_creation"].data.params["temperature.years"] == "1"
 
 
