@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lab1.core.errors import ParamsError
+from lab1.core.errors import ParamsError, UsageError
 from lab1.core.params import Params, load_params
 from lab1.core.paths import PATHS
 
@@ -41,18 +41,21 @@ def test_override_parses_yaml_values():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model_preparation.seed=x", r"model_preparation\.seed='x' must be int"),
-        ("model_preparation.seed=true", r"model_preparation\.seed=True must be int"),
-        ("model_preparation.sed=1", r"no key 'model_preparation\.sed' \(known: cnn, estimator"),
+        ("model_preparation.seed=x", r"-S model_preparation\.seed: 'x' must be int"),
+        ("model_preparation.seed=true", r"-S model_preparation\.seed: True must be int"),
+        (
+            "model_preparation.sed=1",
+            r"no key 'model_preparation\.sed' \(did you mean 'seed'\?\) \(known: cnn, estimator",
+        ),
         ("nosuch.key=1", r"no key 'nosuch'"),
-        ("dataset=mnist", r"dataset='mnist' is not one of: temperature, cifar10"),
-        ("model_preparation.estimator=svm", r"estimator='svm' is not one of"),
-        ("data_creation.temperature.stations=moscow", r"stations='moscow' must be a list"),
+        ("dataset=mnist", r"-S dataset: 'mnist' is not one of: temperature, cifar10"),
+        ("model_preparation.estimator=svm", r"estimator: 'svm' is not one of"),
+        ("data_creation.temperature.stations=moscow", r"stations: 'moscow' must be a list"),
         ("model_preparation.seed", r"expected section\.key=value"),
     ],
 )
-def test_bad_override_is_one_clear_line(override, message):
-    with pytest.raises(ParamsError, match=message) as caught:
+def test_bad_override_is_one_clear_line_and_a_usage_error(override, message):
+    with pytest.raises(UsageError, match=message) as caught:  # a command-line mistake: exit 2
         load_params(PATHS.params, [override])
     assert "\n" not in str(caught.value)
 
@@ -66,13 +69,14 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
     text = PATHS.params.read_text().replace("  threshold: 0.5", "  threshold: 0.5\n  treshold: 1")
     path = write(tmp_path, text)
-    with pytest.raises(ParamsError, match=rf"{path}: unknown key 'model_testing\.treshold'"):
+    match = rf"{path}: model_testing\.treshold: unknown key \(did you mean 'threshold'\?\)"
+    with pytest.raises(ParamsError, match=match):
         load_params(path)
 
 
 def test_missing_key_in_file(tmp_path):
     path = write(tmp_path, PATHS.params.read_text().replace("  threshold: 0.5", ""))
-    with pytest.raises(ParamsError, match=r"model_testing must be a mapping"):
+    with pytest.raises(ParamsError, match=r"model_testing: must be a mapping, got None"):
         load_params(path)
 
 
