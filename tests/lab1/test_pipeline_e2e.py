@@ -54,6 +54,8 @@ def test_one_parent_run_with_five_child_runs(first_run, module_project):
     assert tags["git.dirty"] in ("True", "False", "unknown")
     assert tags["dataset"] == "temperature" and len(tags["params.hash"]) == 12
     assert parent.data.metrics["accuracy"] > 0.8  # the final metrics are on the parent
+    note = tags["mlflow.note.content"]  # the run's description in the UI
+    assert "`hist_gradient_boosting`" in note and "Gate: **promoted** version 1" in note
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert [c.data.tags["mlflow.runName"] for c in children] == list(STAGES)
     for child in children:

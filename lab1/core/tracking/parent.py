@@ -77,12 +77,26 @@ def end_pipeline(run_id: str, status: str, client: MlflowClient | None = None) -
         decision = read_json(PATHS.registration)
         if decision.get("pipeline_run_id") == run_id:
             tags = {"gate.decision": decision["decision"], "gate.reason": decision["reason"]}
+            # The run's description in the MLflow UI: what was trained and what became of it.
+            tags["mlflow.note.content"] = description(metrics, decision)
     with contextlib.suppress(Exception):
         if read_json(PATHS.run_context).get("run_id") == run_id:
             PATHS.run_context.unlink()
     log_batch(client, run_id, metrics=metrics, tags=tags)
     client.set_terminated(run_id, status=status)
     logger.info("pipeline run %s ended %s", run_id, status)
+
+
+def description(metrics: dict[str, float], decision: dict[str, Any]) -> str:
+    """The parent run's description (Markdown): dataset, model, test metrics, the decision."""
+    model = read_json(PATHS.model_info)
+    version = f" version {decision['version']}" if decision.get("version") else ""
+    accuracy, f1 = metrics.get("accuracy", float("nan")), metrics.get("f1", float("nan"))
+    return (
+        f"**{decision['registered_model']}**: `{model.get('estimator', 'cnn')}`, trained and "
+        f"tested in this run: test accuracy {accuracy:.3f}, F1 {f1:.3f}.\n\n"
+        f"Gate: **{decision['decision']}**{version}: {decision['reason']}"
+    )
 
 
 def _end_stale_context(client: MlflowClient) -> None:
