@@ -169,6 +169,7 @@ def register_gated(
     champion_seen: str | None,
     champion_here: dict[str, float] | None,
     incomparable: str | None = None,
+    card: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Apply the quality gate to ``metrics`` (measured on the test set ``tags[TEST_DIGEST]``)
     and, if it passes, register ``model_uri`` as a new version of ``name`` carrying ``tags``
@@ -177,7 +178,9 @@ def register_gated(
     ``champion_seen``: the champion version the caller's gate_state saw (a different one now
     means another registration got in: refused). ``champion_here``: its metrics on this test set
     (its own tags, or re-scored). ``incomparable``: why it could not be scored on this test set
-    (the model is then rejected: it cannot be compared fairly). Returns ``{version, passed,
+    (the model is then rejected: it cannot be compared fairly). ``card``: the descriptions
+    ``{model, version}`` the registry shows for the registered model and a promoted version
+    (its model card). Returns ``{version, passed,
     decision, reason, reference, reference_accuracy, champion_before, champion_after}``; version
     is None when rejected.
     """
@@ -216,6 +219,10 @@ def register_gated(
             "gate.reason": reason,
         }
         version = register(model_uri, name, pending).version
+        if card:  # descriptions are not part of the decision: before the alias, like the tags
+            client.update_registered_model(name, description=card["model"])
+            gate_line = f"\n- **Gate**: promoted: {reason}"
+            client.update_model_version(name, version, description=card["version"] + gate_line)
         promote(client, name, version, before)
         result |= {"version": version, "champion_after": version}
     return result

@@ -93,6 +93,11 @@ def test_registry_version_is_champion_with_lineage(first_run, module_project):
         assert tags[key], key
     assert tags["gate.decision"] == "promoted"
     assert float(tags["test.accuracy"]) > 0.8
+    # Its model card, and what the registered model does, in the registry's descriptions.
+    assert "Flags faulty days" in client.get_registered_model("temperature-classifier").description
+    card = version.description
+    assert "`hist_gradient_boosting`" in card and "Recall per fault kind**: drift" in card
+    assert "**Gate**: promoted: accuracy" in card
     decision = json.loads((module_project.root / "reports" / "registration.json").read_text())
     assert decision["decision"] == "promoted" and decision["champion_after"] in (1, "1")
 

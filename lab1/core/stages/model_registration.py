@@ -73,6 +73,41 @@ def version_tags(lineage: dict[str, Any], report: dict[str, Any], run: StageRun)
     return tags
 
 
+WHAT_IT_DOES = {
+    "temperature": "Flags faulty days in a weather station's daily temperature readings (sensor "
+    "faults: spikes, stuck readings, drift, missing days) from the readings around each day.",
+    "fashion_mnist": "Tells ten kinds of clothing apart in 28x28 grey images (Fashion-MNIST).",
+    "cifar10": "Tells cats from dogs in 32x32 colour photos (CIFAR-10).",
+}
+
+
+def model_card(params: Params, report: dict[str, Any], lineage: dict[str, Any]) -> dict[str, str]:
+    """The registry's descriptions (Markdown): the registered model's (what it does) and a
+    version's model card (what it does, the model, data, test metrics per kind, lineage)."""
+    what = WHAT_IT_DOES[params.dataset]
+    metrics = report["metrics"]
+    per_kind = report.get("per_fault_kind_recall") or report.get("per_class_accuracy") or {}
+    label = "recall per fault kind" if "per_fault_kind_recall" in report else "accuracy per class"
+    model = lineage["params"].get("model_preparation", {}).get("estimator", "cnn")
+    version = "\n".join(
+        [
+            what,
+            "",
+            f"- **Model**: `{model}` (params hash {lineage['params_hash']})",
+            f"- **Data**: raw {lineage['data']['raw_digest']}, verified: "
+            f"{lineage['data'].get('data.verified', 'unknown')}; test set {report['test_digest']} "
+            f"({report['test_rows']} rows)",
+            f"- **Test**: accuracy {metrics['accuracy']:.3f}, F1 {metrics['f1']:.3f}, "
+            f"ROC AUC {metrics.get('roc_auc', float('nan')):.3f}",
+            f"- **{label.capitalize()}**: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(per_kind.items())),
+            f"- **Lineage**: `python -m lab1.lineage models:/{params.registered_model_name}/<this "
+            "version>`",
+        ]
+    )
+    return {"model": what, "version": version}
+
+
 def champion_here(
     params: Params, kind: Kind, champion: dict[str, Any] | None, test_digest: str
 ) -> tuple[dict[str, float] | None, str | None]:
@@ -130,6 +165,7 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
                 seen,
                 metrics_here,
                 incomparable,
+                model_card(params, report, lineage),
             )
     write_json(PATHS.lineage, {"model_uri": model_info["model_uri"], **lineage, "tags": tags})
     write_json(

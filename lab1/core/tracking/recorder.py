@@ -170,6 +170,7 @@ class Recorder:
         champion_seen: str | None,
         champion_here: dict[str, float] | None,
         incomparable: str | None,
+        card: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Apply the quality gate and register a promoted model; see registry.register_gated.
         Returns its decision as a dict."""
@@ -186,6 +187,7 @@ class Recorder:
             champion_seen,
             champion_here,
             incomparable,
+            card,
         )
 
     def find_runs(self, keys: list[str]) -> dict[str, dict[str, str | None]]:

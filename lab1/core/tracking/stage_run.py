@@ -204,6 +204,7 @@ class StageRun:
         champion_seen: str | None,
         champion_here: dict[str, float] | None,
         incomparable: str | None,
+        card: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Apply the gate and register a promoted model (registry.register_gated)."""
         import dataclasses
@@ -220,6 +221,7 @@ class StageRun:
                 champion_seen=champion_seen,
                 champion_here=champion_here,
                 incomparable=incomparable,
+                card=card,
             )
         )
 
