@@ -61,7 +61,7 @@ def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(pro
 def test_sigterm_ends_runs_as_killed(project: Project):
     process = project.start_pipeline(*SMALL)
     # The stage's own line: the tracking service may record the run a little later.
-    wait_for_line(process, r"data_preprocessing run \w+ started \(pid")
+    wait_for_line(process, r"data_preprocessing started \(pid")
     process.send_signal(signal.SIGTERM)  # what Jenkins' abort or `kill` sends
     process.wait(timeout=120)
     assert process.returncode != 0
@@ -82,7 +82,7 @@ def test_ctrl_c_stops_the_stage_and_ends_the_runs_killed(project: Project):
         # As a terminal's shell leaves it (this test process may have SIGINT ignored).
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    wait_for_line(process, r"data_preprocessing run \w+ started \(pid")
+    wait_for_line(process, r"data_preprocessing started \(pid")
     os.killpg(process.pid, signal.SIGINT)
     process.communicate(timeout=120)
     assert process.returncode == 130
@@ -99,7 +99,7 @@ def test_a_stage_killed_alone_is_recorded_killed_by_the_tracking_service(project
     without a word; its connection to the tracking service closes, and the service ends its run
     KILLED at once (no need to wait for the next pipeline's reaper)."""
     process = project.start_pipeline(*SMALL)
-    line = wait_for_line(process, r"model_preparation run \w+ started \(pid \d+")
+    line = wait_for_line(process, r"model_preparation started \(pid \d+\)")
     pid = int(re.search(r"pid (\d+)", line).group(1))
     os.kill(pid, signal.SIGKILL)
     process.communicate(timeout=120)

@@ -284,8 +284,7 @@ def stage_run(stage: str, params: Params, ancestry: Ancestry | None = None) -> I
             # Under `mlflow run` (MLflow Projects) the stage's run already exists.
             existing_run_id=os.environ.get("MLFLOW_RUN_ID") or None,
         )
-        # The run's id and the pid are on the recorder's "started" line: once is enough.
-        logger.debug("%s started (pid %d)", stage, os.getpid())
+        logger.info("%s started (pid %d)", stage, os.getpid())  # the run id: the recorder's line
         yield run
         status = "FINISHED"
     except (KeyboardInterrupt, _Terminated):
