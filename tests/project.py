@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,25 @@ def vouch_for(root: Path, stage: str) -> None:
     with project_at(root):
         ancestry = provenance.check_inputs(stage)  # its inputs: still the real, finished ones
         provenance.record_finished(stage, ancestry, "made-by-a-test", None, None, {}, {}, {})
+
+
+def reseal_raw(root: Path, name: str, edit: Callable[[str], str]) -> None:
+    """Change the raw file ``name`` (relative to data/raw) with ``edit``, update its digest in
+    the manifest and vouch for data/raw: as if data_creation had made it so (tests of the checks
+    behind the manifest and provenance)."""
+    import json
+
+    from lab1.core.io import file_sha256
+
+    path = root / "data" / "raw" / name
+    path.write_text(edit(path.read_text()))
+    manifest_path = root / "data" / "raw" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == name:
+            entry["sha256"] = file_sha256(path)
+    manifest_path.write_text(json.dumps(manifest))
+    vouch_for(root, "data_creation")
 
 
 @dataclass

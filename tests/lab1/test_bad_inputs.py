@@ -30,7 +30,7 @@ import pytest
 from lab1.core.io import tree_sha256
 from lab1.core.stages import STAGES
 from tests.conftest import SMALL, Project, clean_env, copy_project, error_lines
-from tests.project import vouch_for
+from tests.project import reseal_raw, vouch_for
 
 NAME = "temperature-classifier"
 OUTPUTS = ("data/raw", "data/processed", "models", "reports")
@@ -79,23 +79,7 @@ def write(relative: str, content: bytes | str, *vouch: str) -> Callable[[Path], 
 
 def edit_raw(name: str, edit: Callable[[str], str]) -> Callable[[Path], None]:
     """Change a raw station file, reseal the manifest and vouch: as if data_creation made it."""
-
-    def apply(root: Path) -> None:
-        import json
-
-        from lab1.core.io import file_sha256
-
-        path = root / "data" / "raw" / name
-        path.write_text(edit(path.read_text()))
-        manifest_path = root / "data" / "raw" / "manifest.json"
-        manifest = json.loads(manifest_path.read_text())
-        for entry in manifest["files"]:
-            if entry["path"] == name:
-                entry["sha256"] = file_sha256(path)
-        manifest_path.write_text(json.dumps(manifest))
-        vouch_for(root, "data_creation")
-
-    return apply
+    return lambda root: reseal_raw(root, name, edit)
 
 
 def relabel_manifest(root: Path, dataset: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL, Project, copy_project, error_lines
-from tests.project import vouch_for
+from tests.project import reseal_raw, vouch_for
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,10 @@ def broken(made, tmp_path) -> Project:
     return project
 
 
-def assert_clean_failure(done, *expected: str, untouched: Path | None = None) -> None:
-    assert done.returncode == 1, done.stderr
+def assert_clean_failure(
+    done, *expected: str, untouched: Path | None = None, code: int = 1
+) -> None:
+    assert done.returncode == code, done.stderr
     errors = error_lines(done.stderr)
     assert len(errors) == 1, done.stderr
     for text in expected:
@@ -87,19 +89,7 @@ def test_garbled_raw_file(broken):
 
 def edit_and_reseal(project: Project, name: str, edit) -> None:
     """Change a raw file and update its manifest digest, so the schema checks are reached."""
-    import json
-
-    from lab1.core.io import file_sha256
-
-    path = raw(project, name)
-    path.write_text(edit(path.read_text()))
-    manifest_path = raw(project, "manifest.json")
-    manifest = json.loads(manifest_path.read_text())
-    for entry in manifest["files"]:
-        if entry["path"] == name:
-            entry["sha256"] = file_sha256(path)
-    manifest_path.write_text(json.dumps(manifest))
-    vouch_for(project.root, "data_creation")
+    reseal_raw(project.root, name, edit)
 
 
 def test_missing_column(broken):
@@ -153,8 +143,8 @@ def test_test_set_with_one_class(broken):
 
 def test_unknown_params_key_fails_before_any_work(project):
     done = project.run("data_creation", "-S", "data_creation.nope=1")
-    assert_clean_failure(
-        done, "no key 'data_creation.nope'", untouched=project.root / "data" / "raw"
+    assert_clean_failure(  # a command-line mistake: exit 2
+        done, "no key 'data_creation.nope'", untouched=project.root / "data" / "raw", code=2
     )
     assert not (project.root / ".mlflow").exists()  # failed before even opening the store
 
