@@ -153,7 +153,7 @@ def test_wrong_type_in_params_file(project):
     params = project.root / "params.yaml"
     params.write_text(params.read_text().replace("  window: 7", "  window: seven"))
     done = project.run("data_preprocessing")
-    assert_clean_failure(done, "params.yaml: data_preprocessing.window='seven' must be int")
+    assert_clean_failure(done, "params.yaml: data_preprocessing.window: 'seven' must be int")
 
 
 def test_malformed_user_csv(project, tmp_path):
