@@ -24,15 +24,15 @@ import io
 import logging
 import tempfile
 import time
-from typing import Any
-
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import PipelineError
 from lab1.core.gate import Reference, decide
 from lab1.core.params import GateParams
+
+if TYPE_CHECKING:  # MLflow is imported where it is used: a stage reads the tag names below
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ TEST_DIGEST = "test.data_digest"  # the test set the version's test.* metrics we
 
 def champion(client: MlflowClient, name: str) -> ModelVersion | None:
     """The version the `champion` alias points at, or None (no model or no alias yet)."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as exc:
