@@ -132,6 +132,7 @@ def failing(function: str, error: BaseException) -> Callable[[pytest.MonkeyPatch
 
 
 READ_ONLY = OSError(errno.EROFS, "Read-only file system", "data/raw")
+NO_PERMISSION = PermissionError(errno.EACCES, "Permission denied", "reports/metrics.json")
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device", "models")
 T = "data_creation.temperature"
 
@@ -456,6 +457,12 @@ CASES = [
         "model_preparation",
         r"models: No space left on device \(the disk is full",
         patch=failing("lab1.core.kinds.tables:prepare", DISK_FULL),
+    ),
+    Case(
+        "no-permission",
+        "model_testing",
+        r"reports/metrics.json: Permission denied \(check the permissions of the folder\)",
+        patch=failing("lab1.core.stages.model_testing:write_json", NO_PERMISSION),
     ),
     # a bug: one line that says so; -v shows the traceback
     Case(
