@@ -249,7 +249,7 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, ancestry: Ancestry | None = None) -> Iterator[StageRun]:
+def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
     """One child run for ``stage`` (under the pipeline's parent run when there is one).
 
     Logs the params the stage uses, lineage tags and duration; the stage adds its inputs,
