@@ -100,6 +100,13 @@ def test_registry_version_is_champion_with_lineage(first_run, module_project):
     assert "**Gate**: promoted: accuracy" in card
     decision = json.loads((module_project.root / "reports" / "registration.json").read_text())
     assert decision["decision"] == "promoted" and decision["champion_after"] in (1, "1")
+    # The test metrics are the logged model's too, measured on the named test set.
+    root = module_project.root
+    model_id = json.loads((root / "models" / "model.json").read_text())["model_id"]
+    report = json.loads((root / "reports" / "metrics.json").read_text())
+    logged = {m.key: m for m in client.get_logged_model(model_id).metrics}
+    assert logged["accuracy"].value == pytest.approx(report["metrics"]["accuracy"])
+    assert logged["accuracy"].dataset_digest == report["test_digest"]
 
 
 def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):

@@ -32,7 +32,11 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
     }
     write_json(PATHS.metrics, report)
     metrics = report["metrics"]
-    run.log(metrics={**metrics, **extra_metrics})
+    # The test metrics are the logged model's too (its page in the MLflow UI), on this test set.
+    test_set = (PATHS.processed.relative_to(PATHS.root).as_posix() + ":test", report["test_digest"])
+    run.log(
+        metrics={**metrics, **extra_metrics}, model_id=model_info.get("model_id"), dataset=test_set
+    )
     for output in (PATHS.metrics, PATHS.confusion_matrix_plot, PATHS.misclassified_plot):
         if output.exists():
             run.log_artifact(output)

@@ -127,14 +127,24 @@ def log_batch(
     params: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     step: int = 0,
+    model_id: str | None = None,
+    dataset: tuple[str, str] | None = None,
 ) -> None:
-    """Log metrics, params and tags in one request (one round trip against a server)."""
+    """Log metrics, params and tags in one request (one round trip against a server).
+    ``model_id``: the metrics are also the LoggedModel's (MLflow 3 shows them on the model's
+    page); ``dataset``: (name, digest) of the data they were measured on."""
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
+    name, digest = dataset or (None, None)
     client.log_batch(
         run_id,
-        metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+        metrics=[
+            Metric(
+                k, float(v), now, step, model_id=model_id, dataset_name=name, dataset_digest=digest
+            )
+            for k, v in (metrics or {}).items()
+        ],
         params=[Param(k, str(v)) for k, v in (params or {}).items()],
         tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
     )

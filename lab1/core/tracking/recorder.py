@@ -107,8 +107,20 @@ class Recorder:
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         step: int = 0,
+        model_id: str | None = None,
+        dataset: list[str] | None = None,
     ) -> None:
-        log_batch(self.client, self._run(), metrics=metrics, params=params, tags=tags, step=step)
+        """One log_batch; ``model_id`` and ``dataset`` ([name, digest]): see parent.log_batch."""
+        log_batch(
+            self.client,
+            self._run(),
+            metrics=metrics,
+            params=params,
+            tags=tags,
+            step=step,
+            model_id=model_id,
+            dataset=(dataset[0], dataset[1]) if dataset else None,
+        )
 
     def log_inputs(self, datasets: list[dict[str, str]]) -> None:
         """Record files or folders the stage read or wrote, each with its content digest:

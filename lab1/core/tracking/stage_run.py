@@ -150,14 +150,20 @@ class StageRun:
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         step: int = 0,
+        model_id: str | None = None,
+        dataset: tuple[str, str] | None = None,
     ) -> None:
-        """One request for all of it; ``step`` for per-epoch metrics."""
+        """One request for all of it; ``step`` for per-epoch metrics; ``model_id`` links the
+        metrics to a logged model, ``dataset`` (name, digest) to the data they were measured on.
+        """
         self._call(
             "log",
             metrics={k: float(v) for k, v in (metrics or {}).items()},
             params={k: str(v) for k, v in (params or {}).items()},
             tags={k: str(v) for k, v in (tags or {}).items()},
             step=int(step),
+            model_id=model_id,
+            dataset=list(dataset) if dataset else None,
         )
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
