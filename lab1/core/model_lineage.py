@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+# MLflow 3.17's UI shows experiments in its GenAI view unless the link asks for the model-training
+# one (with its workflow-type selector on, the experiment's mlflow.experimentKind tag is not read).
+ML_VIEW = "?workflowType=machine_learning"
 
 
 def resolve(client: MlflowClient, uri: str) -> ModelVersion:
@@ -55,6 +58,11 @@ def ui_base() -> str:
     """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally."""
     uri = tracking_uri()
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """A link to a run's page in the MLflow UI, in the model-training view."""
+    return f"{ui_base()}/#/experiments/{experiment_id}/runs/{run_id}{ML_VIEW}"
 
 
 def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, Any]:
@@ -120,7 +128,7 @@ def _run_url(client: MlflowClient, run_id: str | None) -> str | None:
         return None
     with contextlib.suppress(Exception):
         experiment = client.get_run(run_id).info.experiment_id
-        return f"{ui_base()}/#/experiments/{experiment}/runs/{run_id}"
+        return run_link(experiment, run_id)
     return None
 
 

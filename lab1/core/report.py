@@ -22,7 +22,7 @@ def accuracy_line(metrics_path: Path) -> str:
 def summary(root: Path) -> list[str]:
     """What a pipeline run decided and where everything is, for stderr: the gate's decision, the
     outputs, and how to look at the run in the MLflow UI (from reports/registration.json)."""
-    from lab1.core.model_lineage import ui_base
+    from lab1.core.model_lineage import run_link
     from lab1.core.tracking.store import is_embedded, tracking_uri
 
     decision = json.loads((root / "reports" / "registration.json").read_text())
@@ -48,7 +48,7 @@ def summary(root: Path) -> list[str]:
         lines.append(f"MLflow UI .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}")
     run, experiment = decision.get("pipeline_run_id"), decision.get("experiment_id")
     if run and experiment:
-        lines.append(f"this run  {ui_base()}/#/experiments/{experiment}/runs/{run}")
+        lines.append(f"this run  {run_link(experiment, run)}")
     return [line for line in lines if line]
 
 

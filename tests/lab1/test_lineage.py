@@ -134,7 +134,9 @@ def test_lineage_answers_equal_what_the_runs_logged(pipelines, tmp_path):
     by_name = {r.data.tags["mlflow.runName"]: r.info.run_id for r in children}
     for stage in ("data_creation", "data_preprocessing", "model_preparation", "model_testing"):
         assert answer["runs"][stage]["run_id"] == by_name[stage]
-        assert answer["runs"][stage]["url"].endswith(f"/runs/{by_name[stage]}")
+        assert answer["runs"][stage]["url"].endswith(
+            f"/runs/{by_name[stage]}?workflowType=machine_learning"  # the model-training view
+        )
     assert answer["reproduce"].startswith(f"git checkout {head[:12]} && bash pipeline.sh")
     text = lineage(project)
     assert text.returncode == 0 and answer["data"]["raw_digest"] in text.stdout

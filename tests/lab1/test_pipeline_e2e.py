@@ -37,7 +37,8 @@ def test_pipeline_prints_only_the_accuracy_line_on_stdout(first_run, module_proj
         assert re.search(rf"\[{k}/5\] stage {stage}: exit 0 after [\d.]+ s", err), stage
     assert "Model test accuracy is" not in err  # shown once: stdout's last line
     assert "decision  temperature-classifier version 1 is now champion (the first champion)" in err
-    assert re.search(r"this run  http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w{32}", err)
+    link = r"this run  http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w{32}\?workflowType="
+    assert re.search(link + "machine_learning", err)
     assert "mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db" in err
     stage_runs = re.findall(r"\w+ run (\w{32}) started \(pid", err)
     assert len(stage_runs) == 5 and all(err.count(r) == 1 for r in stage_runs)  # ids once

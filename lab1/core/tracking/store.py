@@ -178,7 +178,10 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         db = Path(uri.removeprefix("sqlite:///"))
         location = (db.parent / PATHS.mlflow_artifacts.name / name).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        # A model-training experiment, for UIs that read the kind from the experiment (3.17's
+        # takes the view from the link: model_lineage.ML_VIEW).
+        kind = {"mlflow.experimentKind": "custom_model_development"}
+        return client.create_experiment(name, artifact_location=location, tags=kind)
     except MlflowException:
         found = client.get_experiment_by_name(name)  # another process created it first
         if found is None:
