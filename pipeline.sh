@@ -33,6 +33,9 @@ Options:
                           passed through. Attaches to the parent run opened by --begin, if any.
   --begin                 open the MLflow parent run for stages run one by one (Jenkins)
   --end STATUS            close that parent run: FINISHED, FAILED or KILLED
+  --clean                 start afresh: remove what runs made in this checkout (data/, models/,
+                          reports/, .mlops/ and the embedded MLflow store .mlflow/; a tracking
+                          server is not touched); .venv stays. Waits for a running pipeline.
   --setup [--images] [--dev]
                           only create/refresh the environment (--images: add torch;
                           --dev: add the test and lint tools of requirements-dev.lock)
@@ -83,6 +86,7 @@ while [ $# -gt 0 ]; do
     --begin) MODE="begin"; shift ;;
     --end) [ $# -ge 2 ] || die "--end needs a status"; MODE="end"; END_STATUS="$2"; shift 2 ;;
     --setup) MODE="setup"; shift ;;
+    --clean) MODE="clean"; shift ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
 done
@@ -175,10 +179,25 @@ run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
 
 # Every option and parameter is checked before any work: one line, and exit 2 for a mistake on
 # the command line (1 for one in params.yaml).
-case "$MODE" in setup|end) ;; *) "$PY" -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
+case "$MODE" in setup|end|clean) ;; *) "$PY" -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
+
+lock_workspace() {  # one pipeline per checkout (lab1/core/workspace.py): held on fd 9 until exit
+  mkdir -p "$ROOT/.mlops"
+  exec 9>>"$ROOT/.mlops/workspace.lock"
+  "$PY" -m lab1.core.workspace --fd 9 --owner-pid $$
+  export MLOPS_WORKSPACE_LOCK_FD=9
+}
 
 case "$MODE" in
   setup) exit 0 ;;
+  clean)
+    lock_workspace
+    for made in data models reports .mlflow .mlops; do
+      if [ -e "$ROOT/$made" ]; then rm -rf "${ROOT:?}/$made"; log "removed $made/"; fi
+    done
+    [ -z "${MLFLOW_TRACKING_URI:-}" ] || log "the tracking server at $MLFLOW_TRACKING_URI is not touched"
+    exit 0
+    ;;
   begin) exec "$PY" -m lab1.pipeline_run begin --context "${PASS[@]}" >/dev/null ;;
   end) exec "$PY" -m lab1.pipeline_run end --status "$END_STATUS" ;;
   stage)
@@ -201,13 +220,10 @@ esac
 # waits only for its socket, then for it to finish recording at the end.
 now() { local t="${EPOCHREALTIME:-$(date +%s)}"; printf '%s' "${t/,/.}"; }  # bash < 5: seconds
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-# One pipeline per checkout (they would share data/, models/ and reports/): lock the workspace on
-# fd 9, which this shell, the tracking service and every stage keep open until they exit; a
-# second pipeline waits here (lab1/core/workspace.py).
-mkdir -p "$ROOT/.mlops"
-exec 9>>"$ROOT/.mlops/workspace.lock"
-"$PY" -m lab1.core.workspace --fd 9 --owner-pid $$
-export MLOPS_WORKSPACE_LOCK_FD=9
+# One pipeline per checkout (they would share data/, models/ and reports/): this shell, the
+# tracking service and every stage keep the lock's fd open until they exit; a second pipeline
+# waits here.
+lock_workspace
 TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
 export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"

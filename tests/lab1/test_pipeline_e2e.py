@@ -242,3 +242,15 @@ def test_every_entry_point_has_help(module_project, script):
         done = module_project.stage(script, "--help")
     assert done.returncode == 0 and "usage" in done.stdout.lower()
     assert "Reads:" in done.stdout or script in ("pipeline.sh", "lineage")
+
+
+def test_clean_starts_afresh_and_keeps_the_environment(project):
+    """`pipeline.sh --clean` removes what runs made (outputs, records, the embedded store)."""
+    for stage in STAGES:
+        assert project.run(stage, *SMALL).returncode == 0, stage
+    made = ["data", "models", "reports", ".mlflow", ".mlops"]
+    assert all((project.root / name).exists() for name in made)
+    done = project.pipeline("--clean")
+    assert done.returncode == 0, done.stderr
+    assert not [name for name in made if (project.root / name).exists()]
+    assert (project.root / "params.yaml").exists() and "removed data/" in done.stderr
