@@ -58,7 +58,10 @@ def registry_lock(name: str) -> Iterator[None]:
     champion check refuses a gate whose champion moved; Jenkins runs one build at a time.)"""
     uri = tracking_uri()
     key = hashlib.sha256(f"{uri}\0{name}".encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"mlops-registry-{key}.lock"
+    # Beside an embedded store (it goes with the store); for a server, in the temp folder.
+    folder = Path(uri.removeprefix("sqlite:///")).parent if is_embedded(uri) else None
+    path = (folder or Path(tempfile.gettempdir())) / f"mlops-registry-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
