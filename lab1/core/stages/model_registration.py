@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,6 @@ def rollback(args: argparse.Namespace, params: Params) -> int | None:
 def version_tags(lineage: dict[str, Any], report: dict[str, Any], run: StageRun) -> dict[str, str]:
     """The lineage a registered version carries, from the provenance records of the runs that
     made it (not from today's params.yaml, which may have changed since)."""
-    import os
-
     from lab1.core.registry import FINGERPRINT, TEST_DIGEST
 
     training = lineage["stages"].get("model_preparation", {})

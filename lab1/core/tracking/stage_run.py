@@ -132,8 +132,11 @@ class StageRun:
 
     def _add_dataset(self, path: Path, context: str) -> str:
         check_declared(self.stage, path, "reads" if context == "input" else "writes")
-        digest = file_sha256(path) if path.is_file() else tree_sha256(path)
         name = path.relative_to(PATHS.root).as_posix()
+        # A declared input was hashed by the input check (and cannot change while the workspace
+        # is held): its digest is reused, not computed again.
+        known = self.ancestry.digests.get(name) if context == "input" else None
+        digest = known or (file_sha256(path) if path.is_file() else tree_sha256(path))
         self._datasets.append(
             {
                 "name": name,

@@ -30,6 +30,11 @@ def is_embedded(uri: str) -> bool:
     return uri.startswith("sqlite:")
 
 
+def sqlite_file(uri: str) -> Path:
+    """The database file of a ``sqlite:///`` URI."""
+    return Path(uri.removeprefix("sqlite:///"))
+
+
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     """Serialise store creation across processes for a local SQLite store (a no-op otherwise).
@@ -40,7 +45,7 @@ def _store_lock(uri: str) -> Iterator[None]:
     if not is_embedded(uri):
         yield
         return
-    db = Path(uri.removeprefix("sqlite:///"))
+    db = sqlite_file(uri)
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -59,7 +64,7 @@ def registry_lock(name: str) -> Iterator[None]:
     uri = tracking_uri()
     key = hashlib.sha256(f"{uri}\0{name}".encode()).hexdigest()[:16]
     # Beside an embedded store (it goes with the store); for a server, in the temp folder.
-    folder = Path(uri.removeprefix("sqlite:///")).parent if is_embedded(uri) else None
+    folder = sqlite_file(uri).parent if is_embedded(uri) else None
     path = (folder or Path(tempfile.gettempdir())) / f"mlops-registry-{key}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
@@ -94,7 +99,7 @@ def check_store(uri: str) -> None:
 def _check_sqlite(uri: str) -> None:
     import sqlite3
 
-    db = Path(uri.removeprefix("sqlite:///"))
+    db = sqlite_file(uri)
     if not db.exists():
         return  # created on first use
     try:
@@ -154,7 +159,7 @@ def connect() -> MlflowClient:
             client = MlflowClient(uri, registry_uri=uri)
             client.search_registered_models(max_results=1)
     except Exception as exc:  # SQLAlchemy's and MLflow's errors for a broken or locked store
-        where = uri.removeprefix("sqlite:///") if is_embedded(uri) else f"MLFLOW_TRACKING_URI={uri}"
+        where = str(sqlite_file(uri)) if is_embedded(uri) else f"MLFLOW_TRACKING_URI={uri}"
         advice = (
             f"move it aside (mv {where} {where}.broken) to start a new store"
             if is_embedded(uri)
@@ -178,7 +183,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     if is_embedded(uri):
         # A SQLite store keeps its artifacts beside the database file (for the embedded default:
         # .mlflow/artifacts), never in whatever directory the caller happens to run from.
-        db = Path(uri.removeprefix("sqlite:///"))
+        db = sqlite_file(uri)
         location = (db.parent / PATHS.mlflow_artifacts.name / name).as_uri()
     try:
         # A model-training experiment, for UIs that read the kind from the experiment (3.17's
