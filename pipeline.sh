@@ -231,6 +231,10 @@ export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"
   "${PASS[@]}" >&2 &
 SERVICE=$!
 service_started="$(now)"
+# Under `mlflow run` (MLproject's main entry) MLFLOW_RUN_ID names the run MLflow made for this
+# pipeline: the service (started above, with it) adopts it as the parent run; the stages, without
+# it, record their own child runs.
+unset MLFLOW_RUN_ID
 until [ -S "$MLOPS_TRACKING_SOCKET" ]; do
   if ! kill -0 "$SERVICE" 2>/dev/null; then
     wait "$SERVICE" || true

@@ -5,6 +5,8 @@
 #   dataset-fashion-mnist  Debian's package: the real Fashion-MNIST idx files, offline
 #   postgresql       Debian's package: the server binaries (the lab3 stack test runs its own
 #                    throwaway cluster; Debian's default cluster is not created)
+#   chromium, chromium-driver  Debian's headless browser and its matching WebDriver: the tests
+#                    of web pages (the MLflow UI, the service's pages; tests/browser.py)
 # jenkins-jobs comes with the Python environment (requirements.lock, extra "ci").
 # Missing system packages are installed with apt-get when running as root; otherwise this stops
 # with the command to run, because the tests would otherwise fail for want of a tool.
@@ -19,6 +21,9 @@ command -v docker-compose >/dev/null || packages+=(docker-compose)
 [ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
 # PostgreSQL server binaries: the lab3 stack test starts a throwaway cluster of its own.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || packages+=(postgresql)
+# The tests of web pages (tests/browser.py); fonts so that pages render text as a user sees it.
+command -v chromium >/dev/null || packages+=(chromium fonts-dejavu-core)
+command -v chromedriver >/dev/null || packages+=(chromium-driver)
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/tools.sh: missing ${packages[*]}; run: sudo apt-get install ${packages[*]}" >&2

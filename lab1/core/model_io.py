@@ -77,8 +77,8 @@ def _copy_logged(info: Any, local_dir: Path) -> None:
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
 
 
-def new_logged_model(run_id: str, experiment_id: str) -> str:
-    """Create the LoggedModel for run ``run_id`` in its experiment; return its id.
+def new_logged_model(run_id: str, experiment_id: str, name: str) -> str:
+    """Create the LoggedModel ``name`` for run ``run_id`` in its experiment; return its id.
 
     Model.log creates one itself only in the process's *current* experiment (the default one
     when no run is active, as in the tracking service), so it is created here explicitly, with
@@ -91,13 +91,13 @@ def new_logged_model(run_id: str, experiment_id: str) -> str:
         k: v for k, v in run.data.tags.items() if k.startswith(("mlflow.source.", "mlflow.user"))
     }
     model = client.create_logged_model(
-        experiment_id, name="model", source_run_id=run_id, params=run.data.params, tags=source
+        experiment_id, name=name, source_run_id=run_id, params=run.data.params, tags=source
     )
     return model.model_id
 
 
 def _log_to_run(
-    flavor: Any, run_id: str, experiment_id: str, local_dir: Path, **kwargs: Any
+    flavor: Any, run_id: str, experiment_id: str, local_dir: Path, name: str, **kwargs: Any
 ) -> Any:
     """Log a model with ``flavor`` to run ``run_id`` (Model.log is what each flavour's log_model
     calls; it also takes the run explicitly, which the tracking service needs: it records several
@@ -106,8 +106,8 @@ def _log_to_run(
 
     info = Model.log(
         artifact_path=None,
-        name="model",
-        model_id=new_logged_model(run_id, experiment_id),
+        name=name,
+        model_id=new_logged_model(run_id, experiment_id, name),
         flavor=flavor,
         run_id=run_id,
         **kwargs,
@@ -117,7 +117,13 @@ def _log_to_run(
 
 
 def log_and_save_torch(
-    model: Any, example: Any, local_dir: Path, classes: list[str], run_id: str, experiment_id: str
+    model: Any,
+    example: Any,
+    local_dir: Path,
+    classes: list[str],
+    run_id: str,
+    experiment_id: str,
+    name: str = "model",
 ) -> Any:
     """Log a PyTorch module (raw uint8 images in, probabilities out) with MLflow's PyTorch
     flavour in the "pt2" format (torch.export): loading it never unpickles arbitrary objects.
@@ -136,6 +142,7 @@ def log_and_save_torch(
         run_id,
         experiment_id,
         local_dir,
+        name,
         pytorch_model=model,
         serialization_format="pt2",
         input_example=example,
@@ -169,9 +176,11 @@ def log_and_save(
     run_id: str,
     experiment_id: str,
     trusted: list[str] | None = None,
+    name: str = "model",
 ) -> Any:
-    """Log the model to run ``run_id`` of ``experiment_id``, then copy exactly what was logged
-    to ``local_dir``. ``trusted``: the model's skops trust list if known (else computed).
+    """Log the model as ``name`` to run ``run_id`` of ``experiment_id``, then copy exactly what
+    was logged to ``local_dir``. ``trusted``: the model's skops trust list if known (else
+    computed).
 
     ``classes`` names the model's classes in label order; it is stored in the MLmodel metadata.
 
@@ -185,7 +194,7 @@ def log_and_save(
         trusted = trusted if trusted is not None else trusted_types(model)
         kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes, trusted)
         return _log_to_run(
-            mlflow.sklearn, run_id, experiment_id, local_dir, sk_model=model, **kwargs
+            mlflow.sklearn, run_id, experiment_id, local_dir, name, sk_model=model, **kwargs
         )
 
 

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lab1.core.errors import PipelineError
+from lab1.core.params import flatten
 from lab1.core.paths import PATHS
 from lab1.core.tracking.store import tracking_uri
+from lab1.core.tracking.ui import run_link, ui_base
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
 
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
-# MLflow 3.17's UI shows experiments in its GenAI view unless the link asks for the model-training
-# one (with its workflow-type selector on, the experiment's mlflow.experimentKind tag is not read).
-ML_VIEW = "?workflowType=machine_learning"
 
 
 def resolve(client: MlflowClient, uri: str) -> ModelVersion:
@@ -52,17 +50,6 @@ def resolve(client: MlflowClient, uri: str) -> ModelVersion:
             f"{uri}: not in the registry at {tracking_uri()} ({exc.message})"
         ) from None
     raise PipelineError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-
-
-def ui_base() -> str:
-    """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally."""
-    uri = tracking_uri()
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
-
-
-def run_link(experiment_id: str, run_id: str) -> str:
-    """A link to a run's page in the MLflow UI, in the model-training view."""
-    return f"{ui_base()}/#/experiments/{experiment_id}/runs/{run_id}{ML_VIEW}"
 
 
 def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, Any]:
@@ -180,23 +167,12 @@ def overrides(params: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """``key=value`` (value as YAML, like `dvc exp run -S`) for every leaf of ``params`` that
     ``base`` does not have with the same value."""
     found = []
-    flat_base = _flatten(base)
-    for key, value in _flatten(params).items():
+    flat_base = flatten(base)
+    for key, value in flatten(params).items():
         if key not in flat_base or flat_base[key] != value:
             text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
             found.append(f"{key}={text.removesuffix('...').strip()}")
     return found
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def render(lineage: dict[str, Any]) -> str:

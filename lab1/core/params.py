@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from lab1.core.errors import ParamsError, UsageError, did_you_mean, one_line
+from lab1.core.stages import STAGES
 
 DATASETS = ("temperature", "cifar10", "fashion_mnist")
 IMAGE_DATASETS = ("cifar10", "fashion_mnist")
@@ -295,6 +297,14 @@ class Params:
         return self.tracking.registered_model.format(dataset=self.dataset)
 
     @property
+    def logged_model_name(self) -> str:
+        """What model_preparation's logged model is called in MLflow (its Models page, and
+        ``runs:/<run id>/<name>``): the dataset and the model, e.g.
+        ``temperature-hist_gradient_boosting`` or ``cifar10-cnn``."""
+        model = "cnn" if self.is_image else self.model_preparation.estimator
+        return f"{self.dataset}-{model}"
+
+    @property
     def is_image(self) -> bool:
         return self.dataset in IMAGE_DATASETS
 
@@ -323,6 +333,13 @@ class Params:
             return {self.dataset: section[self.dataset], "tracking": data["tracking"]}
         return dict(section)
 
+    def run_params(self, stage: str | None = None) -> dict[str, str]:
+        """The MLflow params of ``stage``'s run: the dataset and what ``used_by(stage)`` lists,
+        flattened (``hist_gradient_boosting.max_iter``). With no stage, the pipeline's (parent)
+        run: every stage's, each under its stage's name (``model_preparation.estimator``)."""
+        tree = self.used_by(stage) if stage else {name: self.used_by(name) for name in STAGES}
+        return {"dataset": self.dataset} | {k: str(v) for k, v in flatten(tree).items()}
+
     def resolved_yaml(self) -> str:
         """Every parameter as this run sees it (overrides applied), as params.yaml text."""
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
@@ -331,6 +348,18 @@ class Params:
         """A short, stable hash of all parameters (tags runs and model versions)."""
         canonical = json.dumps(dataclasses.asdict(self), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -526,3 +555,25 @@ def _coerce(hint: Any, value: Any, problems: Problems, key: str) -> Any:
 
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lab1.core.params --experiment-name``: the MLflow experiment params.yaml's
+    dataset records into (the Makefile's `mlflow-run` passes it to `mlflow run`)."""
+    import argparse
+
+    from lab1.core.paths import PATHS
+
+    parser = argparse.ArgumentParser(prog="python -m lab1.core.params", description=main.__doc__)
+    parser.add_argument("--experiment-name", action="store_true", required=True)
+    parser.parse_args(argv)
+    try:
+        sys.stdout.write(load_params(PATHS.params).experiment_name + "\n")
+    except ParamsError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

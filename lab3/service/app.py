@@ -6,7 +6,8 @@
     POST /predict         a batch of raw inputs (see lab3/service/inputs.py for the bodies)
     POST /predict/image   image models: one PNG/JPEG, as multipart field `file` or a raw body
     GET  /metrics         Prometheus
-    GET  /docs, /openapi.json
+    GET  /, /docs, /redoc the demo page and the API pages, served offline (pages.py)
+    GET  /openapi.json
 
 Request bodies are read and validated by hand (inputs.py) rather than by pydantic models: the
 one-row path is the hot path, and skipping FastAPI's body machinery keeps it at a fraction of a
@@ -38,6 +39,7 @@ from lab3.service import inputs
 from lab3.service.batching import Batcher
 from lab3.service.inputs import InputError
 from lab3.service.model import ServedModel
+from lab3.service.pages import add_pages
 from lab3.service.settings import Settings
 from lab3.service.watcher import ModelWatcher
 
@@ -186,7 +188,10 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         version="1.0",
         lifespan=lifespan,
         description="Serves the registry's champion; see lab3/README.md.",
+        docs_url=None,  # FastAPI's pages load from a CDN: pages.py serves them offline
+        redoc_url=None,
     )
+    add_pages(app)
     app.state.watcher = watcher
     app.add_middleware(Guard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
 

@@ -201,36 +201,57 @@ def test_stages_one_by_one_share_a_parent_run(first_run, module_project):
     assert done.returncode == 0 and "no pipeline run to end" in done.stderr
 
 
-def test_mlflow_projects_entry_point(first_run, module_project):
+def mlflow_run(project, entry: str):
+    """`mlflow run . -e ENTRY` as the README (and `make mlflow-run`) writes it: into the
+    project's store and experiment, with the project's environment (--env-manager local)."""
     import subprocess
 
     from tests.conftest import clean_env
 
-    mlflow_cli = f"{sys.prefix}/bin/mlflow"
-    done = subprocess.run(
+    return subprocess.run(
         [
-            mlflow_cli,
-            "run",
-            ".",
-            "-e",
-            "model_testing",
-            "--env-manager",
-            "local",
-            "--experiment-name",
-            "lab1-temperature",
+            *(f"{sys.prefix}/bin/mlflow", "run", ".", "-e", entry),
+            *("--env-manager", "local", "--experiment-name", "lab1-temperature"),
         ],
-        cwd=module_project.root,
+        cwd=project.root,
         capture_output=True,
         text=True,
         timeout=300,
         # As after `source .venv/bin/activate`: MLproject's `python` is the project's.
         env=clean_env(
             PATH=f"{sys.prefix}/bin:{os.environ['PATH']}",
-            MLFLOW_TRACKING_URI=f"sqlite:///{module_project.root}/.mlflow/mlflow.db",
+            MLFLOW_TRACKING_URI=f"sqlite:///{project.root}/.mlflow/mlflow.db",
         ),
     )
+
+
+def test_mlflow_projects_entry_point(first_run, module_project):
+    done = mlflow_run(module_project, "model_testing")
     assert done.returncode == 0, done.stderr
     assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
+    # MLflow's project run is the stage's own run, in the project's store and experiment, with
+    # the stage's params (and nothing left in MLflow's default ./mlflow.db).
+    run = module_project.runs()[-1]
+    assert run.data.tags["mlflow.project.entryPoint"] == "model_testing"
+    assert "accuracy" in run.data.metrics and run.data.params["dataset"] == "temperature"
+    assert not (module_project.root / "mlflow.db").exists()
+    assert "not lab1-temperature" not in done.stderr
+
+
+def test_mlflow_projects_main_entry_runs_the_pipeline_under_its_run(first_run, module_project):
+    done = mlflow_run(module_project, "main")
+    assert done.returncode == 0, done.stderr
+    assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
+    runs = module_project.runs()
+    project_run = next(
+        r for r in reversed(runs) if r.data.tags.get("mlflow.project.entryPoint") == "main"
+    )
+    # MLflow's run is the pipeline's parent run: five stage runs under it, each its own.
+    assert project_run.data.tags["mlops.role"] == "pipeline"
+    assert project_run.data.params["model_preparation.estimator"] == "hist_gradient_boosting"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == project_run.info.run_id]
+    assert sorted(r.info.run_name for r in children) == sorted(STAGES)
+    assert len({r.info.run_id for r in children} | {project_run.info.run_id}) == 6
 
 
 @pytest.mark.parametrize("script", ["pipeline.sh", *STAGES, "lineage"])

@@ -189,6 +189,7 @@ def prepare(params: Params, run: StageRun, out_dir: Path) -> dict[str, Any]:
         norm["classes"],
         run.run_id,
         run.experiment_id,
+        params.logged_model_name,
     )
     run.log(
         metrics={

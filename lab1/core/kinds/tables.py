@@ -218,7 +218,11 @@ def prepare(params: Params, run: StageRun, out_dir: Path) -> dict[str, Any]:
     handoff = out_dir / ".model-handoff.skops"
     save_skops(model, handoff)
     info = run.log_sklearn_model(
-        handoff, example, out_dir / PATHS.model_dir.name, list(CLASS_NAMES)
+        handoff,
+        example,
+        out_dir / PATHS.model_dir.name,
+        list(CLASS_NAMES),
+        params.logged_model_name,
     )
     handoff.unlink()
     run.log(

@@ -37,6 +37,8 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
     run.log(
         metrics={**metrics, **extra_metrics}, model_id=model_info.get("model_id"), dataset=test_set
     )
+    if model_info.get("model_id"):
+        run.add_model_input(model_info["model_id"])
     for output in (PATHS.metrics, PATHS.confusion_matrix_plot, PATHS.misclassified_plot):
         if output.exists():
             run.log_artifact(output)

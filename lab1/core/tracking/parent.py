@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PARENT_ENV = "MLOPS_PARENT_RUN_ID"
+PROJECT_RUN_ENV = "MLFLOW_RUN_ID"  # set by `mlflow run` (MLflow Projects): the run it created
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -53,8 +54,17 @@ def begin_pipeline(
         "mlops.role": "pipeline",
         "mlflow.runName": f"pipeline-{params.dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
     }
-    run = client.create_run(exp, tags=tags)
-    # The resolved params (params.yaml with the overrides), in full, as the pipeline ran them.
+    # Under `mlflow run` (MLproject's main entry) MLflow has made this pipeline's run already.
+    adopted = os.environ.get(PROJECT_RUN_ENV)
+    if adopted:
+        run = client.get_run(adopted)
+        warn_other_experiment(run.info.experiment_id, exp, params.experiment_name)
+        log_batch(client, adopted, tags=tags)
+    else:
+        run = client.create_run(exp, tags=tags)
+    # The resolved params (params.yaml with the overrides): as the runs table's params, every
+    # stage's under its name, and in full as params.yaml.
+    log_batch(client, run.info.run_id, params=params.run_params())
     client.log_text(run.info.run_id, params.resolved_yaml(), "params.yaml")
     if owner_pid is None:
         write_json(PATHS.run_context, {"run_id": run.info.run_id, "tracking_uri": tracking_uri()})
@@ -83,8 +93,54 @@ def end_pipeline(run_id: str, status: str, client: MlflowClient | None = None) -
         if read_json(PATHS.run_context).get("run_id") == run_id:
             PATHS.run_context.unlink()
     log_batch(client, run_id, metrics=metrics, tags=tags)
+    with contextlib.suppress(Exception):  # the links are for the UI; a failure must not keep
+        link_children(client, run_id)  # the run from ending
     client.set_terminated(run_id, status=status)
     logger.info("pipeline run %s ended %s", run_id, status)
+
+
+# Which files the stages recorded are the pipeline's datasets, and as what (the parent run's
+# Dataset column): (stage, the stage's context) -> the parent's context.
+PIPELINE_DATASETS = {
+    ("data_creation", "output"): "raw",
+    ("model_preparation", "input"): "training",
+    ("model_testing", "input"): "testing",
+}
+
+
+def link_children(client: MlflowClient, run_id: str) -> None:
+    """Show on the parent run what its stages recorded: the raw, training and test data as its
+    datasets, and the model model_preparation logged as its output (the runs table's Dataset
+    and Models columns)."""
+    from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput
+
+    parent = client.get_run(run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'"
+    )
+    datasets, models = [], []
+    for child in children:
+        stage = child.info.run_name  # a stage's run is named after it
+        for used in child.inputs.dataset_inputs if child.inputs else []:
+            context = {tag.key: tag.value for tag in used.tags}.get("mlflow.data.context")
+            role = PIPELINE_DATASETS.get((stage, context or ""))
+            # Only data: a stage's other inputs (the model folder, a fitted preprocessor) are not.
+            if role and _is_data(used.dataset.name):
+                datasets.append(
+                    DatasetInput(used.dataset, tags=[InputTag("mlflow.data.context", role)])
+                )
+        if stage == "model_preparation" and child.outputs:
+            models += [LoggedModelOutput(out.model_id, 0) for out in child.outputs.model_outputs]
+    if datasets:
+        client.log_inputs(run_id, datasets=datasets)
+    if models:
+        client.log_outputs(run_id, models)
+
+
+def _is_data(name: str) -> bool:
+    """A dataset, not a fitted artefact: the raw data folder or a train/test split."""
+    path = PATHS.root / name
+    return path == PATHS.raw or (path.parent == PATHS.processed and path.stem in ("train", "test"))
 
 
 def description(metrics: dict[str, float], decision: dict[str, Any]) -> str:
@@ -97,6 +153,19 @@ def description(metrics: dict[str, float], decision: dict[str, Any]) -> str:
         f"tested in this run: test accuracy {accuracy:.3f}, F1 {f1:.3f}.\n\n"
         f"Gate: **{decision['decision']}**{version}: {decision['reason']}"
     )
+
+
+def warn_other_experiment(found: str, wanted: str, name: str) -> None:
+    """`mlflow run` makes its run in the experiment given by --experiment-name (else
+    "Default"): say so when that is not this dataset's experiment, where the UI link points."""
+    if found != wanted:
+        logger.warning(
+            "this `mlflow run` run is in experiment %s, not %s (%s): pass --experiment-name %s",
+            found,
+            wanted,
+            name,
+            name,
+        )
 
 
 def _end_stale_context(client: MlflowClient) -> None:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab1.core.tracking.parent import log_batch
+from lab1.core.tracking.parent import log_batch, warn_other_experiment
 from lab1.core.tracking.store import experiment_id
 
 if TYPE_CHECKING:
@@ -79,6 +79,9 @@ class Recorder:
         if existing_run_id:
             self.run_id = existing_run_id
             self.experiment_id = self.client.get_run(existing_run_id).info.experiment_id
+            warn_other_experiment(
+                self.experiment_id, experiment_id(self.client, experiment), experiment
+            )
             log_batch(self.client, self.run_id, tags=tags)
         else:
             self.experiment_id = experiment_id(self.client, experiment)
@@ -122,10 +125,11 @@ class Recorder:
             dataset=(dataset[0], dataset[1]) if dataset else None,
         )
 
-    def log_inputs(self, datasets: list[dict[str, str]]) -> None:
+    def log_inputs(self, datasets: list[dict[str, str]], models: list[str] | None = None) -> None:
         """Record files or folders the stage read or wrote, each with its content digest:
-        ``[{name, digest, source, context}]`` where context is "input" or "output"."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        ``[{name, digest, source, context}]`` where context is "input" or "output"; and the
+        ids of the logged models it used (``models``)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput
 
         inputs = [
             DatasetInput(
@@ -134,25 +138,32 @@ class Recorder:
             )
             for d in datasets
         ]
-        if not inputs:
+        used = [LoggedModelInput(model_id) for model_id in models or []]
+        if not inputs and not used:
             return
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.log_inputs(self._run(), datasets=inputs)
+            self.client.log_inputs(self._run(), datasets=inputs, models=used)
         except MlflowException:
             # The store looks a dataset up by (experiment, name, digest) and inserts it if missing,
             # in one transaction: two pipelines logging the same data at once can both miss it,
             # and the second insert fails and rolls back whole. Once more finds it and links it.
-            self.client.log_inputs(self._run(), datasets=inputs)
+            self.client.log_inputs(self._run(), datasets=inputs, models=used)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self._run(), path, artifact_path)
 
     def log_sklearn_model(
-        self, model_file: str, example: dict[str, Any], local_dir: str, classes: list[str]
+        self,
+        model_file: str,
+        example: dict[str, Any],
+        local_dir: str,
+        classes: list[str],
+        name: str = "model",
     ) -> dict[str, str]:
-        """Log the scikit-learn model saved (skops) in ``model_file`` to this run and copy what
+        """Log the scikit-learn model saved (skops) in ``model_file`` to this run as ``name``
+        (Params.logged_model_name) and copy what
         was logged to ``local_dir``; ``example`` is a pandas "split" dict. Returns
         ``{model_uri, model_id}``."""
         import pandas as pd
@@ -162,7 +173,14 @@ class Recorder:
         model, trusted = load_skops_trusted(Path(model_file))
         frame = pd.DataFrame(**example)
         info = log_and_save(
-            model, frame, Path(local_dir), classes, self._run(), self.experiment_id, trusted
+            model,
+            frame,
+            Path(local_dir),
+            classes,
+            self._run(),
+            self.experiment_id,
+            trusted,
+            name,
         )
         return {"model_uri": info.model_uri, "model_id": info.model_id}
 

@@ -29,6 +29,7 @@ from lab1.core.provenance import Ancestry
 from lab1.core.stage_io import STAGE_IO, check_declared
 from lab1.core.tracking.client import SOCKET_ENV, ServiceClient
 from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
+from lab1.core.tracking.parent import PROJECT_RUN_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class StageRun:
         self.key = uuid.uuid4().hex
         self.mlflow_seconds = 0.0
         self._datasets: list[dict[str, str]] = []
+        self._models: list[str] = []
         self._run_info: dict[str, str] | None = None
         self._parent: str | None = None
         self._parent_known = False
@@ -130,6 +132,10 @@ class StageRun:
         """Record ``path`` as an output with its content digest; return the digest."""
         return self._add_dataset(path, "output")
 
+    def add_model_input(self, model_id: str) -> None:
+        """Record the logged model this stage used (the runs table's Models column)."""
+        self._models.append(model_id)
+
     def _add_dataset(self, path: Path, context: str) -> str:
         check_declared(self.stage, path, "reads" if context == "input" else "writes")
         name = path.relative_to(PATHS.root).as_posix()
@@ -174,10 +180,11 @@ class StageRun:
         self._call("log_artifact", path=str(path), artifact_path=artifact_path)
 
     def log_sklearn_model(
-        self, model_file: Path, example: Any, local_dir: Path, classes: list[str]
+        self, model_file: Path, example: Any, local_dir: Path, classes: list[str], name: str
     ) -> dict[str, str]:
-        """Log the skops-saved model in ``model_file`` to this run; copy it to ``local_dir``.
-        Returns ``{model_uri, model_id}``. ``example``: a pandas DataFrame of model inputs."""
+        """Log the skops-saved model in ``model_file`` to this run as ``name``; copy it to
+        ``local_dir``. Returns ``{model_uri, model_id}``. ``example``: a pandas DataFrame of
+        model inputs."""
         started = time.perf_counter()
         info = self._call(
             "log_sklearn_model",
@@ -186,6 +193,7 @@ class StageRun:
             example=json.loads(example.to_json(orient="split", index=False)),
             local_dir=str(local_dir),
             classes=list(classes),
+            name=name,
         )
         self.log(metrics={"log_model_s": time.perf_counter() - started})
         return dict(info)
@@ -235,18 +243,9 @@ class StageRun:
         )
 
     def flush_datasets(self) -> None:
-        if self._datasets:
-            self._call("log_inputs", datasets=self._datasets)
-            self._datasets = []
-
-
-def _flatten(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, inner in value.items():
-            out.update(_flatten(f"{prefix}.{key}" if prefix else key, inner))
-        return out
-    return {prefix: value}
+        if self._datasets or self._models:
+            self._call("log_inputs", datasets=self._datasets, models=self._models)
+            self._datasets, self._models = [], []
 
 
 class _Terminated(BaseException):
@@ -288,10 +287,9 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             pid=os.getpid(),
             tags=tags,
             # Each stage logs the part of its params.yaml section it uses for this dataset.
-            params={k: str(v) for k, v in _flatten("", params.used_by(stage)).items()}
-            | {"dataset": params.dataset},
+            params=params.run_params(stage),
             # Under `mlflow run` (MLflow Projects) the stage's run already exists.
-            existing_run_id=os.environ.get("MLFLOW_RUN_ID") or None,
+            existing_run_id=os.environ.get(PROJECT_RUN_ENV) or None,
         )
         logger.info("%s started (pid %d)", stage, os.getpid())  # the run id: the recorder's line
         yield run

@@ -175,8 +175,14 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created if missing (race-safe between processes)."""
     from mlflow.exceptions import MlflowException
 
+    from lab1.core.tracking.ui import saved_view_tag
+
+    view = saved_view_tag()
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if not view.keys() <= found.tags.keys():  # an experiment from before the saved view
+            for key, value in view.items():
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     location = None
     uri = tracking_uri()
@@ -187,9 +193,9 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         location = (db.parent / PATHS.mlflow_artifacts.name / name).as_uri()
     try:
         # A model-training experiment, for UIs that read the kind from the experiment (3.17's
-        # takes the view from the link: model_lineage.ML_VIEW).
-        kind = {"mlflow.experimentKind": "custom_model_development"}
-        return client.create_experiment(name, artifact_location=location, tags=kind)
+        # takes the view from the link: tracking/ui.py), with the pipeline-story saved view.
+        tags = {"mlflow.experimentKind": "custom_model_development", **view}
+        return client.create_experiment(name, artifact_location=location, tags=tags)
     except MlflowException:
         found = client.get_experiment_by_name(name)  # another process created it first
         if found is None:

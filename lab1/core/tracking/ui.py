@@ -1,0 +1,86 @@
+"""How the MLflow UI shows this project's runs: the model-training view, links, and a saved view
+of the runs table whose columns tell a pipeline's story.
+
+Both facts below were read from MLflow 3.17's UI code and checked in headless Chromium
+(tests/lab1/test_mlflow_ui.py):
+
+- The UI opens an experiment in its GenAI view ("Overview": traces, token usage) unless the link
+  says ``workflowType=machine_learning`` or the browser remembers that the user switched. The
+  experiment's ``mlflow.experimentKind`` tag is not read while its workflow-type selector is on,
+  so every link this project prints carries the view (``ML_VIEW``).
+- The runs table's columns are the browser's own choice (its localStorage). The UI's supported
+  way to share a choice is a *saved view*: an experiment tag ``mlflow.sharedViewState.<key>``
+  holding ``{name, createdAt, updatedAt, state}``, listed under "Views" and opened by
+  ``viewStateShareKey=<key>`` in a link. Every experiment this project creates gets one.
+
+Standard library only: report.py builds links without importing MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from lab1.core.tracking.store import tracking_uri
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+ML_VIEW = "workflowType=machine_learning"
+
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "pipeline-story"
+VIEW_NAME = "Pipeline story"
+# The runs table's columns in that view: what data went in, which code ran, the model it made,
+# its test metrics, and what the quality gate decided. The UI's column keys: type.`name`.
+VIEW_COLUMNS = [
+    "attributes.`Dataset`",
+    "attributes.`Source`",
+    "attributes.`Models`",
+    "params.`model_preparation.estimator`",
+    "metrics.`accuracy`",
+    "metrics.`f1`",
+    "metrics.`roc_auc`",
+    "metrics.`baseline_accuracy`",
+    "tags.`gate.decision`",
+]
+
+
+def ui_base() -> str:
+    """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """A run's page in the MLflow UI, in the model-training view."""
+    return f"{ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
+
+
+def runs_link(experiment_id: str) -> str:
+    """An experiment's runs table in the model-training view, with the pipeline-story columns."""
+    return f"{ui_base()}/#/experiments/{experiment_id}/runs?{ML_VIEW}&viewStateShareKey={VIEW_KEY}"
+
+
+def saved_view_tag() -> dict[str, str]:
+    """The experiment tag that saves the pipeline-story view (see the module doc)."""
+    state = {
+        "searchFilter": "",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": VIEW_COLUMNS,
+        "columnOrder": [],
+        "columnWidths": {},
+        "runsExpanded": {},
+        "runsPinned": [],
+        "runsHidden": [],
+        "runsVisibilityMap": {},
+        "runsHiddenMode": "FIRST_10_RUNS",
+        "groupBy": None,
+        "groupsExpanded": {},
+    }
+    now = int(time.time() * 1000)
+    envelope = {"name": VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    return {SAVED_VIEW_PREFIX + VIEW_KEY: json.dumps(envelope)}
