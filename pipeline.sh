@@ -18,7 +18,7 @@ usage() {
 Usage: bash pipeline.sh [OPTIONS]
 
 Runs the five stages as separate processes and prints, as the LAST stdout line,
-  Model test accuracy is: 0.947
+  Model test accuracy is: 0.929
 The first run creates .venv from requirements.lock with uv (about 10-30 s, needs PyPI); later
 runs reuse it and work offline (it is rebuilt only when the lock file changes).
 

@@ -39,6 +39,12 @@ def chromium(width: int = 1800, height: int = 1000) -> Iterator[Any]:
         "--no-sandbox",  # tests run as root here
         "--disable-gpu",
         "--disable-dev-shm-usage",
+        # No calls home: on a closed network they are refused by the dozen, and slow the start.
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
         f"--window-size={width},{height}",
     ):
         options.add_argument(flag)
@@ -47,6 +53,14 @@ def chromium(width: int = 1800, height: int = 1000) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def screenshot(driver: Any, name: str) -> None:
+    """Save the page as ``$MLOPS_SCREENSHOTS/<name>.png`` when that folder is set (how the
+    README's screenshots were taken); nothing otherwise."""
+    folder = os.environ.get("MLOPS_SCREENSHOTS")
+    if folder:
+        driver.save_screenshot(os.path.join(folder, f"{name}.png"))
 
 
 def wait_until(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:

@@ -14,7 +14,7 @@ ACCURACY_LINE = "Model test accuracy is: {accuracy:.3f}"
 
 
 def accuracy_line(metrics_path: Path) -> str:
-    """``Model test accuracy is: 0.947`` from the metrics report (three decimals)."""
+    """``Model test accuracy is: 0.929`` from the metrics report (three decimals)."""
     report = json.loads(metrics_path.read_text())
     return ACCURACY_LINE.format(accuracy=float(report["metrics"]["accuracy"]))
 

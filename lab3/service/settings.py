@@ -1,7 +1,7 @@
 """The service's settings: one home, read from the environment (twelve-factor, as Docker expects).
 
 MODEL_URI            models:/<name>@<alias> (default: the default dataset's champion),
-                     models:/<name>/<version>, runs:/<id>/model or a local model folder
+                     models:/<name>/<version>, runs:/<id>/<dataset>-<model> or a local model folder
 MLFLOW_TRACKING_URI  where models:/ URIs are resolved (MLflow reads it itself)
 POLL_INTERVAL_S      how often to ask the registry where the alias points (default 10)
 MAX_BATCH_ROWS       rows (or images) per /predict request (default 10000)

@@ -68,8 +68,8 @@ async function start() {
     return;
   }
   const alias = model.alias ? ` (@${model.alias})` : "";
-  $("model").textContent = `Serving ${model.name || "a local model"} version ${model.version || "?"}${alias}; ` +
-    `classes: ${model.classes.join(", ")}.`;
+  const what = model.name ? `${model.name} version ${model.version}${alias}` : `the model in ${model.uri}`;
+  $("model").textContent = `Serving ${what}; classes: ${model.classes.join(", ")}.`;
 
   if (model.input.kind === "tabular") {
     const columns = model.input.columns;

@@ -30,7 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--model-uri",
         default=None,
-        help="the model to test: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a "
+        help="the model to test: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/NAME (NAME: "
+        "the logged model's, e.g. temperature-hist_gradient_boosting) or a "
         "local model folder (default: models:/<params.yaml's registered model>@champion)",
     )
 

@@ -12,7 +12,6 @@ were taken this way).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from lab1.core.stages import STAGES
 from lab1.core.tracking.ui import LOCAL_UI, ML_VIEW, run_link, runs_link
 from lab3 import loopback
-from tests.browser import chromium, wait_for_text, wait_until
+from tests.browser import chromium, screenshot, wait_for_text, wait_until
 from tests.conftest import SMALL, Project, copy_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -51,12 +50,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory):
     argv += ["--backend-store-uri", f"sqlite:///{root / '.mlflow' / 'mlflow.db'}"]
     with loopback.running("mlflow-ui", argv, port, "/health", root / "mlflow-ui.log") as url:
         yield Ui(url, root)
-
-
-def screenshot(browser, name: str) -> None:
-    folder = os.environ.get("MLOPS_SCREENSHOTS")
-    if folder:
-        browser.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
 def quiet(browser, url: str) -> None:

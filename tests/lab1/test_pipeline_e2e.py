@@ -83,6 +83,20 @@ def test_one_parent_run_with_five_child_runs(first_run, module_project):
     ]
     assert not [k for k in by_stage["data_creation"].data.params if k.startswith("cifar10.")]
     assert by_stage["data_creation"].data.params["temperature.years"] == "1"
+    # The parent: every stage's resolved params under its name; the raw, training and test data
+    # as its datasets; the model the pipeline made as its output (the runs table's columns).
+    params = parent.data.params
+    assert params["model_preparation.estimator"] == "hist_gradient_boosting"
+    assert params["data_creation.temperature.years"] == "1" and params["dataset"] == "temperature"
+    assert not [k for k in params if ".cnn." in k or "cifar10" in k]
+    datasets = {i.dataset.name: i.tags[0].value for i in parent.inputs.dataset_inputs}
+    assert datasets == {
+        "data/raw": "raw",
+        "data/processed/train.parquet": "training",
+        "data/processed/test.parquet": "testing",
+    }
+    made = by_stage["model_preparation"].outputs.model_outputs
+    assert [m.model_id for m in parent.outputs.model_outputs] == [m.model_id for m in made]
 
 
 def test_registry_version_is_champion_with_lineage(first_run, module_project):

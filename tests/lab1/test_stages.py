@@ -90,6 +90,38 @@ def test_the_logged_model_is_the_local_one(ran):
         assert (local / name).read_bytes() == (artifacts / name).read_bytes(), name
 
 
+def test_each_stage_run_lists_only_the_params_it_used(ran):
+    """A gradient-boosting run lists no random-forest, logistic-regression or CNN settings; a
+    temperature run no CIFAR-10 or Fashion-MNIST ones; the values are this run's."""
+    project, _ = ran
+    runs = {r.data.tags["mlflow.runName"]: r for r in project.runs()}
+    foreign = ("random_forest", "logistic_regression", "cnn", "cifar10", "fashion_mnist")
+    for stage, run in runs.items():
+        keys = set(run.data.params)
+        assert not [k for k in keys if any(part in foreign for part in k.split("."))], stage
+    training = runs["model_preparation"].data.params
+    assert training["estimator"] == "hist_gradient_boosting"
+    assert "hist_gradient_boosting.max_iter" in training
+    assert runs["data_creation"].data.params["temperature.years"] == "1"  # SMALL's override
+
+
+def test_the_logged_model_is_named_for_what_it_is_and_carries_its_test_metrics(ran):
+    project, _ = ran
+    client = project.client()
+    model_info = json.loads((project.root / "models" / "model.json").read_text())
+    logged = client.get_logged_model(model_info["model_id"])
+    assert logged.name == "temperature-hist_gradient_boosting"
+    report = json.loads((project.root / "reports" / "metrics.json").read_text())
+    measured = {m.key: m for m in logged.metrics}
+    for key in ("accuracy", "f1", "recall.spike", "recall.stuck"):
+        assert measured[key].value == pytest.approx(report["metrics"].get(key, measured[key].value))
+        assert measured[key].dataset_digest == report["test_digest"]
+    assert measured["accuracy"].value == pytest.approx(report["metrics"]["accuracy"])
+    # The testing run names the model it tested (the runs table's Models column).
+    testing = client.get_run(report["testing_run_id"])
+    assert [m.model_id for m in testing.inputs.model_inputs] == [logged.model_id]
+
+
 def test_an_undeclared_output_is_a_bug_that_fails_the_stage(tmp_path, monkeypatch):
     project = Project(copy_project(tmp_path / "project"))
     declared = STAGE_IO["data_creation"]

@@ -18,7 +18,7 @@ from lab1.core.model_io import load_model
 from lab3 import loopback
 from lab3.service.app import create_app
 from lab3.service.settings import Settings
-from tests.browser import chromium, page_text, wait_for_text, wait_until
+from tests.browser import chromium, page_text, screenshot, wait_for_text, wait_until
 from tests.lab3.conftest import wait_for
 
 ASSET = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
@@ -68,6 +68,7 @@ def test_swagger_ui_and_redoc_render_the_api_offline(service):
     with chromium() as browser:
         browser.get(f"{service}/docs")
         wait_for_text(browser, "/predict", "/predict/image", "Predict a batch")
+        screenshot(browser, "service-docs")
         browser.get(f"{service}/redoc")
         wait_for_text(browser, "Predict a batch", "Classify one PNG or JPEG image")
 
@@ -78,7 +79,7 @@ def test_the_demo_page_shows_the_models_prediction(service, models, example):
     from selenium.webdriver.common.by import By
 
     model = load_model(models.folders["1"])
-    with chromium() as browser:
+    with chromium(width=1000, height=760) as browser:
         browser.get(service)
         wait_for_text(browser, "Serving", "faulty")
         browser.find_element(By.CSS_SELECTOR, f"[data-example={example}]").click()
@@ -93,6 +94,7 @@ def test_the_demo_page_shows_the_models_prediction(service, models, example):
             for row in browser.find_elements(By.CSS_SELECTOR, "#probabilities tbody tr")
         }
         text = page_text(browser)
+        screenshot(browser, f"service-demo-{example}")
     # The same row, offline: the page sent what it showed, and shows what the model says.
     values = [float(v) if v.strip() else np.nan for v in str(entered).split(",")]
     frame = pd.DataFrame([values], columns=models.sample.columns)
