@@ -7,9 +7,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
   cat <<'USAGE'
-Usage: bash lab3/build.sh [--push] [--dry-run]
+Usage: bash lab3/build.sh [--base IMAGE] [--push] [--dry-run]
 
 Builds lab3/Dockerfile from the repository root and tags it :<short sha> and :<branch>.
+  --base IMAGE  the Python base image (default: the Dockerfile's python:3.11.7-slim-bookworm;
+              without Docker Hub: the stand-in `bash lab3/podman/base.sh` makes)
   --push      also push both tags to $REGISTRY (refused for uncommitted changes: the sha tag
               must describe exactly what is in the image)
   --dry-run   print the docker commands instead of running them
@@ -17,7 +19,7 @@ Environment:
   IMAGE       image name (default: mlops-labs)
   REGISTRY    registry host/namespace to push to, e.g. registry.example.com:5000/team
   BRANCH_NAME branch name when HEAD is detached (Jenkins sets it; also GIT_BRANCH)
-  DOCKER      the docker command (default: docker)
+  DOCKER      the docker command (default: docker; podman: DOCKER="bash lab3/podman/podman.sh")
 USAGE
 }
 
@@ -25,9 +27,11 @@ die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 2; }
 
 PUSH=no
 DRY=no
+BASE=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
+    --base) [ $# -ge 2 ] || die "--base needs an image"; BASE=(--build-arg "PYTHON_IMAGE=$2"); shift ;;
     --push) PUSH=yes ;;
     --dry-run) DRY=yes ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -58,17 +62,17 @@ if [ "$PUSH" = yes ]; then
   [ -n "${REGISTRY:-}" ] || die "--push needs REGISTRY (e.g. REGISTRY=registry.example.com/team)"
 fi
 repo="${REGISTRY:+${REGISTRY%/}/}$name"
-docker="${DOCKER:-docker}"
+read -r -a docker <<< "${DOCKER:-docker}"  # a command with its arguments
 
 run() {
   if [ "$DRY" = yes ]; then printf '%s\n' "$*"; else "$@"; fi
 }
 
-run "$docker" build -f lab3/Dockerfile \
+run "${docker[@]}" build -f lab3/Dockerfile ${BASE[@]+"${BASE[@]}"} \
   --build-arg "GIT_COMMIT=$commit" --build-arg "GIT_BRANCH=$branch" \
   -t "$repo:$sha" -t "$repo:$branch_tag" .
 if [ "$PUSH" = yes ]; then
-  run "$docker" push "$repo:$sha"
-  run "$docker" push "$repo:$branch_tag"
+  run "${docker[@]}" push "$repo:$sha"
+  run "${docker[@]}" push "$repo:$branch_tag"
 fi
 printf 'build.sh: built %s:%s and %s:%s\n' "$repo" "$sha" "$repo" "$branch_tag" >&2

@@ -5,6 +5,9 @@
 #   dataset-fashion-mnist  Debian's package: the real Fashion-MNIST idx files, offline
 #   postgresql       Debian's package: the server binaries (the lab3 stack test runs its own
 #                    throwaway cluster; Debian's default cluster is not created)
+#   podman, runc, mmdebstrap, dnsname  Debian's: the container tests build and run the project
+#                    image with rootful podman (no Docker daemon here), its base from Debian's
+#                    packages; the dnsname CNI plugin lets compose services find each other by name
 #   chromium, chromium-driver  Debian's headless browser and its matching WebDriver: the tests
 #                    of web pages (the MLflow UI, the service's pages; tests/browser.py)
 # jenkins-jobs comes with the Python environment (requirements.lock, extra "ci").
@@ -21,6 +24,10 @@ command -v docker-compose >/dev/null || packages+=(docker-compose)
 [ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
 # PostgreSQL server binaries: the lab3 stack test starts a throwaway cluster of its own.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || packages+=(postgresql)
+# The container tests (tests/lab3/test_container.py; lab3/podman/).
+command -v podman >/dev/null || packages+=(podman runc)
+command -v mmdebstrap >/dev/null || packages+=(mmdebstrap)
+[ -e /usr/lib/cni/dnsname ] || packages+=(golang-github-containernetworking-plugin-dnsname)
 # The tests of web pages (tests/browser.py); fonts so that pages render text as a user sees it.
 command -v chromium >/dev/null || packages+=(chromium fonts-dejavu-core)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
