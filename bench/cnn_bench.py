@@ -1,11 +1,12 @@
 """Benchmark of the CNN: real Fashion-MNIST (all 10 classes) and 32x32x3 training throughput.
 
-  .venv/bin/python bench/cnn_bench.py [-S model_preparation.cnn.epochs=8 ...]
+  .venv/bin/python bench/cnn_bench.py [-S model_preparation.cnn.fashion_mnist.epochs=8 ...]
 
-Prints test accuracy, training seconds and images per second on Fashion-MNIST (read offline
-from Debian's dataset-fashion-mnist package, or downloaded), with model_preparation.cnn from
-params.yaml; then images per second for 32x32x3 (CIFAR-10-shaped) training on random images,
-since CIFAR-10 itself may not be downloadable. Prints figures; asserts nothing.
+Prints the device, test accuracy, training seconds and images per second on Fashion-MNIST (read
+offline from Debian's dataset-fashion-mnist package, or downloaded), with
+model_preparation.cnn.fashion_mnist from params.yaml; then images per second for 32x32x3
+(CIFAR-10-shaped) training on random images, since CIFAR-10 itself may not be downloadable.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-S", "--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     params = load_params(ROOT / "params.yaml", ["dataset=fashion_mnist", *args.overrides])
-    section = params.model_preparation.cnn
+    section = params.cnn
     with tempfile.TemporaryDirectory() as cache:
         data = make_images(
             "fashion_mnist",
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     images = rng.integers(0, 256, size=(4096, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 2, size=4096).astype(np.int64)
     one_epoch = load_params(
-        ROOT / "params.yaml", ["dataset=cifar10", "model_preparation.cnn.epochs=1"]
-    ).model_preparation.cnn
+        ROOT / "params.yaml", ["dataset=cifar10", "model_preparation.cnn.cifar10.epochs=1"]
+    ).cnn
     _, history = cnn.train(
         images,
         labels,

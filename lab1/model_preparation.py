@@ -4,8 +4,8 @@ temperature: trains the scikit-learn classifier named in model_preparation.estim
 stations' features to tell faulty days from normal ones, then joins it with the fitted
 preprocessor into one model that takes raw reading windows (skops format: no unpickling).
 
-Images: trains the CNN (model_preparation.cnn) on the train images, keeping the epoch with the
-best validation accuracy; per-epoch losses and accuracies are MLflow step metrics. The
+Images: trains the CNN (model_preparation.cnn.<dataset>) on the train images, keeping the epoch
+with the best validation accuracy; per-epoch losses and accuracies are MLflow step metrics. The
 normalisation is the model's first layer, so it takes raw uint8 images (pt2 format).
 
 Both are logged to MLflow with signature, input example and exact pip requirements.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,32 @@ def tool(name: str) -> str:
     if path is None or not Path(path).exists():
         pytest.fail(f"{name} is not installed; run `bash tests/run.sh`, which installs it")
     return str(path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the `gpu` tests where no CUDA device is present (never a skip: on a machine with
+    an NVIDIA GPU they run); the run's summary says how many were deselected and why."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu or _cuda_available():
+        return
+    config.hook.pytest_deselected(items=gpu)
+    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    config.stash[_NO_CUDA] = len(gpu)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if config.stash.get(_NO_CUDA, 0):
+        terminalreporter.write_line(
+            f"{config.stash[_NO_CUDA]} gpu tests deselected: no CUDA device on this machine"
+        )
+
+
+_NO_CUDA = pytest.StashKey[int]()
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

@@ -209,7 +209,7 @@ class ModelPreparationParams:
     logistic_regression: LogisticRegressionParams
     random_forest: RandomForestParams
     hist_gradient_boosting: HistGradientBoostingParams
-    cnn: CnnParams  # used instead of `estimator` for the image datasets
+    cnn: dict[str, CnnParams]  # per image dataset, used instead of `estimator`
 
     def estimator_params(self) -> dict[str, Any]:
         """The hyper-parameters of the chosen estimator only."""
@@ -309,6 +309,11 @@ class Params:
         return self.dataset in IMAGE_DATASETS
 
     @property
+    def cnn(self) -> CnnParams:
+        """The CNN's settings for this (image) dataset: model_preparation.cnn.<dataset>."""
+        return self.model_preparation.cnn[self.dataset]
+
+    @property
     def gate(self) -> GateParams:
         return self.model_registration[self.dataset]
 
@@ -326,7 +331,7 @@ class Params:
             return {k: v for k, v in section.items() if k != "augmentation"}
         if stage == "model_preparation":
             if self.is_image:
-                return {"cnn": section["cnn"]}
+                return {"cnn": {self.dataset: section["cnn"][self.dataset]}}
             chosen = section["estimator"]
             return {"estimator": chosen, "seed": section["seed"], chosen: section[chosen]}
         if stage == "model_registration":
@@ -436,6 +441,8 @@ def _check_across(params: Params, problems: Problems) -> None:
         problems.add("model_registration", f"has no gate for dataset {params.dataset!r}")
     if params.is_image and params.dataset not in params.data_preprocessing.augmentation:
         problems.add("data_preprocessing.augmentation", f"has no entry for {params.dataset!r}")
+    if params.is_image and params.dataset not in params.model_preparation.cnn:
+        problems.add("model_preparation.cnn", f"has no entry for {params.dataset!r}")
     temperature = params.data_creation.temperature
     key = "data_creation.temperature.test_stations"
     outside = [s for s in temperature.test_stations if s not in temperature.stations]

@@ -237,7 +237,7 @@ CASES = [
     Case(
         "dropout-one",
         "model_preparation",
-        r"cnn.dropout: 1.0 must be in \[0, 1\)",
+        r"cnn.fashion_mnist.dropout: 1.0 must be in \[0, 1\)",
         break_it=params_edit("dropout: 0.3", "dropout: 1.0"),
     ),
     Case(

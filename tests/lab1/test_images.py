@@ -98,7 +98,7 @@ def test_cnn_learns_a_learnable_pattern():
 
     labels = np.random.default_rng(1).integers(0, 4, size=1200)
     images = pattern_images(labels, 16, 1, seed=2)
-    section = replace(PARAMS.model_preparation.cnn, epochs=4, width=8, batch_size=64)
+    section = replace(PARAMS.model_preparation.cnn["cifar10"], epochs=4, width=8, batch_size=64)
     aug = replace(PARAMS.data_preprocessing.augmentation["cifar10"], crop_padding=0)  # flip on
     model, history = cnn.train(images, labels, 4, cnn.channel_stats(images), section, aug, 0)
     assert history[-1].train_loss < history[0].train_loss
@@ -114,7 +114,7 @@ def test_cnn_training_is_deterministic():
 
     labels = np.arange(200) % 2
     images = pattern_images(labels, 16, 1, seed=3)
-    section = replace(PARAMS.model_preparation.cnn, epochs=1, width=4, batch_size=50)
+    section = replace(PARAMS.model_preparation.cnn["cifar10"], epochs=1, width=4, batch_size=50)
     aug = PARAMS.data_preprocessing.augmentation["cifar10"]
     runs = [
         cnn.train(images, labels, 2, cnn.channel_stats(images), section, aug, 7)[1][0]
@@ -180,11 +180,11 @@ def test_image_pipeline_end_to_end(project, dataset, tmp_path):
         dataset,
         *source,
         "-S",
-        "model_preparation.cnn.epochs=3",
+        f"model_preparation.cnn.{dataset}.epochs=3",
         "-S",
-        "model_preparation.cnn.width=8",
+        f"model_preparation.cnn.{dataset}.width=8",
         "-S",
-        "model_preparation.cnn.batch_size=64",
+        f"model_preparation.cnn.{dataset}.batch_size=64",
         "-S",
         f"data_preprocessing.augmentation.{dataset}.crop_padding=0",
         "-S",

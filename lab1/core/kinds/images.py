@@ -151,7 +151,7 @@ def prepare(params: Params, run: StageRun, out_dir: Path) -> dict[str, Any]:
     run.add_input(PATHS.normalization)
     images, labels = load_split(train_path)
     norm = read_json(PATHS.normalization)
-    section = params.model_preparation.cnn
+    section = params.cnn
     augmentation = params.data_preprocessing.augmentation[params.dataset]
 
     def log_epoch(result: cnn.EpochResult) -> None:  # one request per epoch, not one per metric
