@@ -34,8 +34,8 @@ mlflow-run:  ## one stage through MLflow Projects into the project's store (ENTR
 test:  ## the full test command (the README's; CI runs it)
 	bash tests/run.sh
 
-test-quick:  ## the fast unit tests only (no end-to-end, browser, fault or tool tests), ~1 min
-	$(PY) -m pytest -q -m "not e2e and not faults and not tools and not browser and not images"
+test-quick:  ## the fast unit tests only (no end-to-end, browser, container, fault or tool tests)
+	$(PY) -m pytest -q -m "not e2e and not faults and not tools and not browser and not container and not images"
 
 clean:  ## remove what runs made (data, models, reports, the embedded MLflow store); keeps .venv
 	bash pipeline.sh --clean

@@ -60,20 +60,15 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-def grid_pool(x: torch.Tensor, size: int = 2) -> torch.Tensor:
-    """Adaptive average pooling to ``size`` x ``size`` (the same windows and values as
-    ``F.adaptive_avg_pool2d``), written with slices and means: its backward is deterministic on
-    CUDA, where adaptive_avg_pool2d's is not (it adds gradients atomically)."""
+def pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """Adaptive average pooling to 2x2, as one ``avg_pool2d`` with the same windows: for an
+    output of two, adaptive pooling's windows all have ceil(n/2) cells, floor(n/2) apart. The
+    same values as ``F.adaptive_avg_pool2d(x, 2)``, one kernel, and a backward that is
+    deterministic on CUDA (adaptive_avg_pool2d's adds gradients atomically there)."""
     h, w = x.shape[-2:]
-
-    def windows(n: int) -> list[tuple[int, int]]:
-        return [(i * n // size, -(-(i + 1) * n // size)) for i in range(size)]
-
-    rows = [
-        torch.stack([x[..., r0:r1, c0:c1].mean(dim=(-2, -1)) for c0, c1 in windows(w)], dim=-1)
-        for r0, r1 in windows(h)
-    ]
-    return torch.stack(rows, dim=-2)
+    if h < 2 or w < 2:  # a 1-cell side: every window is that cell
+        return F.adaptive_avg_pool2d(x, 2)
+    return F.avg_pool2d(x, kernel_size=(-(-h // 2), -(-w // 2)), stride=(h // 2, w // 2))
 
 
 class ImageClassifier(nn.Module):
@@ -102,7 +97,7 @@ class ImageClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.features(self.normalize(images))
-        return self.head(grid_pool(x, 2))
+        return self.head(pool_2x2(x))
 
 
 class Probabilities(nn.Module):
@@ -178,6 +173,22 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512) -
     return torch.cat(out).numpy()
 
 
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> Any:
+    """Cross-entropy; on CUDA written with a one-hot product, whose forward and backward are
+    deterministic there (nll_loss's are not guaranteed to be). The CPU keeps F.cross_entropy."""
+    if not logits.is_cuda:
+        return F.cross_entropy(logits, target, reduction=reduction)
+    return one_hot_cross_entropy(logits, target, reduction)
+
+
+def one_hot_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy from elementwise products and plain sums only (no gather, no scatter)."""
+    picked = -(F.log_softmax(logits, dim=1) * F.one_hot(target, logits.shape[1])).sum(dim=1)
+    return picked.sum() if reduction == "sum" else picked.mean()
+
+
 def _autocast(dev: torch.device) -> Any:
     """bfloat16 autocast on CUDA (tensor cores; no loss scaling needed); nothing on the CPU,
     where training stays float32 and unchanged."""
@@ -198,7 +209,7 @@ def _evaluate(
         for start in range(0, len(images), batch_size):
             logits = model(images[start : start + batch_size]).float()
             target = labels[start : start + batch_size]
-            total_loss += F.cross_entropy(logits, target, reduction="sum").double()
+            total_loss += _cross_entropy(logits, target, reduction="sum").double()
             correct += (logits.argmax(1) == target).sum()
     return total_loss.item() / len(images), correct.item() / len(images)
 
@@ -261,7 +272,7 @@ def train(
             target = y_train[index]
             with _autocast(dev):
                 logits = model(batch)
-                loss = F.cross_entropy(logits.float(), target)
+                loss = _cross_entropy(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

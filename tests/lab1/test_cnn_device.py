@@ -19,16 +19,16 @@ PARAMS = load_params(PATHS.params, ["dataset=cifar10"])
 pytestmark = [pytest.mark.images]
 
 
-@pytest.mark.parametrize("shape", [(3, 3), (4, 4), (7, 7), (5, 6), (2, 2), (1, 1)])
-def test_grid_pool_is_adaptive_average_pooling_forward_and_backward(shape):
+@pytest.mark.parametrize("shape", [(3, 3), (4, 4), (7, 7), (5, 6), (2, 2), (1, 1), (9, 2)])
+def test_pool_2x2_is_adaptive_average_pooling_forward_and_backward(shape):
     import torch
     from torch.nn import functional as F
 
-    from lab1.core.cnn import grid_pool
+    from lab1.core.cnn import pool_2x2
 
     x = torch.randn(3, 4, *shape, dtype=torch.float64, requires_grad=True)
     y = x.detach().clone().requires_grad_(True)
-    ours, theirs = grid_pool(x, 2), F.adaptive_avg_pool2d(y, 2)
+    ours, theirs = pool_2x2(x), F.adaptive_avg_pool2d(y, 2)
     assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
     weights = torch.randn_like(ours)
     (ours * weights).sum().backward()
@@ -69,6 +69,23 @@ def check_augmented(device: str) -> None:
 
 def test_augment_makes_crops_and_flips_on_the_cpu():
     check_augmented("cpu")
+
+
+def test_the_cuda_cross_entropy_is_the_cpu_one():
+    import torch
+    from torch.nn import functional as F
+
+    from lab1.core import cnn
+
+    logits = torch.randn(50, 7, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 7, (50,))
+    for reduction in ("mean", "sum"):
+        ours = cnn.one_hot_cross_entropy(logits, target, reduction)
+        theirs = F.cross_entropy(logits, target, reduction=reduction)
+        assert torch.allclose(ours, theirs, rtol=0, atol=1e-12), reduction
+        (grad_ours,) = torch.autograd.grad(ours, logits)
+        (grad_theirs,) = torch.autograd.grad(theirs, logits)
+        assert torch.allclose(grad_ours, grad_theirs, rtol=0, atol=1e-12), reduction
 
 
 def test_predict_proba_answers_numpy_from_the_models_device():
