@@ -30,8 +30,13 @@ def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 300)
 
 
 def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(project: Project):
-    # Its own process group, so that we kill all of it at once.
-    process = project.start_pipeline(*SMALL, start_new_session=True)
+    # Its own process group, so that we kill all of it at once. Its temporary folder (the
+    # tracking service's socket, which nothing is left alive to remove) in the test's own.
+    scratch = project.root.parent / "tmp"
+    scratch.mkdir()
+    process = project.start_pipeline(
+        *SMALL, env=clean_env(TMPDIR=str(scratch)), start_new_session=True
+    )
     try:
         # The tracking service's line: the run exists in the store from here on.
         wait_for_line(process, r"model_preparation run \w+ started")
