@@ -85,3 +85,17 @@ def test_garbled_yaml_and_missing_file(tmp_path):
         load_params(write(tmp_path, "dataset: [unclosed"))
     with pytest.raises(ParamsError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_the_experiment_name_command_prints_params_yaml_s(capsys, tmp_path, monkeypatch):
+    """`python -m lab1.core.params --experiment-name` (the Makefile's mlflow-run): the name, or
+    one line and exit 2 for a broken params.yaml."""
+    from lab1.core import params as module
+    from lab1.core.paths import project_at
+
+    assert module.main(["--experiment-name"]) == 0
+    assert capsys.readouterr().out == "lab1-temperature\n"
+    (tmp_path / "params.yaml").write_text("dataset: [\n")
+    with project_at(tmp_path):
+        assert module.main(["--experiment-name"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

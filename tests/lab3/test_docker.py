@@ -280,3 +280,21 @@ def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
         with loopback.LOCAL.open(request, timeout=10) as answer:
             assert answer.status == 200
+
+
+def test_the_health_check_module_says_healthy_only_for_a_200(models, tmp_path, capsys):
+    """lab3.healthcheck, in-process: 0 for a ready service, 1 with the reason for a 503 (no model
+    yet) and for a port nothing listens on; --help prints its use."""
+    from lab3 import healthcheck
+
+    assert healthcheck.main(["--help"]) == 0 and "healthcheck" in capsys.readouterr().out
+    port = loopback.free_port()
+    with loopback.model_service(tmp_path, {"MODEL_URI": str(models.folders["1"])}, port=port):
+        assert healthcheck.main([f"http://127.0.0.1:{port}/ready"]) == 0
+    with loopback.model_service(
+        tmp_path, {"MODEL_URI": str(tmp_path / "none")}, port=port, ready=False
+    ):
+        assert healthcheck.main([f"http://127.0.0.1:{port}/ready"]) == 1
+        assert "503" in capsys.readouterr().err
+    assert healthcheck.main([f"http://127.0.0.1:{loopback.free_port()}/ready"]) == 1
+    assert "refused" in capsys.readouterr().err.lower()
