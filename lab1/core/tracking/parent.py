@@ -46,7 +46,6 @@ def begin_pipeline(
     mark_orphans_killed(client)
     if owner_pid is None:
         _end_stale_context(client)
-    exp = experiment_id(client, params.experiment_name)
     tags = {
         **source_tags("pipeline.sh"),
         **lineage_tags(params),
@@ -58,10 +57,10 @@ def begin_pipeline(
     adopted = os.environ.get(PROJECT_RUN_ENV)
     if adopted:
         run = client.get_run(adopted)
-        warn_other_experiment(run.info.experiment_id, exp, params.experiment_name)
+        warn_other_experiment(client, run.info.experiment_id, params.experiment_name)
         log_batch(client, adopted, tags=tags)
     else:
-        run = client.create_run(exp, tags=tags)
+        run = client.create_run(experiment_id(client, params.experiment_name), tags=tags)
     # The resolved params (params.yaml with the overrides): as the runs table's params, every
     # stage's under its name, and in full as params.yaml.
     log_batch(client, run.info.run_id, params=params.run_params())
@@ -155,16 +154,17 @@ def description(metrics: dict[str, float], decision: dict[str, Any]) -> str:
     )
 
 
-def warn_other_experiment(found: str, wanted: str, name: str) -> None:
+def warn_other_experiment(client: MlflowClient, run_experiment_id: str, wanted: str) -> None:
     """`mlflow run` makes its run in the experiment given by --experiment-name (else
-    "Default"): say so when that is not this dataset's experiment, where the UI link points."""
+    "Default"): say so when that is not ``wanted``, this dataset's experiment, where the UI
+    links point. Compared by name, so that a warning creates no experiment."""
+    found = client.get_experiment(run_experiment_id).name
     if found != wanted:
         logger.warning(
-            "this `mlflow run` run is in experiment %s, not %s (%s): pass --experiment-name %s",
+            "this `mlflow run` run is in experiment %s, not %s: pass --experiment-name %s",
             found,
             wanted,
-            name,
-            name,
+            wanted,
         )
 
 

@@ -79,9 +79,7 @@ class Recorder:
         if existing_run_id:
             self.run_id = existing_run_id
             self.experiment_id = self.client.get_run(existing_run_id).info.experiment_id
-            warn_other_experiment(
-                self.experiment_id, experiment_id(self.client, experiment), experiment
-            )
+            warn_other_experiment(self.client, self.experiment_id, experiment)
             log_batch(self.client, self.run_id, tags=tags)
         else:
             self.experiment_id = experiment_id(self.client, experiment)
