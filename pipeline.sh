@@ -224,7 +224,16 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 # tracking service and every stage keep the lock's fd open until they exit; a second pipeline
 # waits here.
 lock_workspace
-TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
+# The service's socket lives in the checkout, not the system's temp folder: a pipeline killed
+# with SIGKILL leaves its folder here, and the next one (holding the workspace, so no other
+# pipeline is running) removes it. A socket path has a length limit (108 bytes): a very deep
+# checkout falls back to the temp folder.
+rm -rf "$ROOT"/.mlops/tracking.*
+TRACKING_DIR="$(mktemp -d "$ROOT/.mlops/tracking.XXXXXX")"
+if [ "${#TRACKING_DIR}" -gt 90 ]; then
+  rmdir "$TRACKING_DIR"
+  TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
+fi
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
 export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"
 "$PY" -m lab1.core.tracking.service --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
@@ -254,14 +263,20 @@ finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the pa
   exit "$rc"
 }
 
-# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent.
+# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent
+# and exit 130 (Ctrl-C) or 143 (SIGTERM). A SIGTERM sent to the whole process group (Jenkins'
+# abort, `kill -- -PGID`) reached the tracking service too: it ends the runs KILLED by itself,
+# so it is asked only if it still runs (--if-running: a service already gone is no error).
 on_signal() {
   trap - INT TERM
   log "interrupted; stopping"
   if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" || true; fi
-  finish KILLED 130
+  "$PY" -m lab1.core.tracking.client end --status KILLED --if-running >&2 || true
+  wait "$SERVICE" || true
+  exit "$1"
 }
-trap on_signal INT TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 started="$(now)"
 k=0

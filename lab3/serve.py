@@ -1,5 +1,8 @@
 """Serve the registry's champion over HTTP (FastAPI on uvicorn with uvloop and httptools).
 
+Requests are limited before they are parsed: headers to 64 KiB (431), bodies to MAX_BODY_BYTES
+and rows to MAX_BATCH_ROWS (413), images to 4096x4096 pixels (413).
+
     .venv/bin/python -m lab3.serve                       # models:/<dataset>-classifier@champion
     MODEL_URI=models/model .venv/bin/python -m lab3.serve --port 8080   # a local model folder
 
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from lab3.service.app import create_app
+    from lab3.service.http import HeadLimitedProtocol
     from lab3.service.settings import Settings
 
     try:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=HeadLimitedProtocol,  # httptools, with a limit on the request's headers (431)
         access_log=args.access_log,
         log_config=None,
         timeout_graceful_shutdown=10,

@@ -79,6 +79,18 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
+def staging_folder(folder: Path) -> Iterator[Path]:
+    """Yield ``folder``, emptied, to write files into before they are renamed into place (same
+    filesystem: each rename is atomic); whatever is left in it is removed at the end."""
+    shutil.rmtree(folder, ignore_errors=True)  # a killed run's leftovers
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder to fill; on success it replaces ``target`` whole.
 

@@ -8,6 +8,7 @@ module it needs (lab1/core/features.py) and exact pip requirements (inferring th
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from importlib.metadata import version
@@ -19,7 +20,20 @@ import pandas as pd
 from lab1.core.errors import DataError, one_line
 from lab1.core.paths import PATHS
 
-OUR_TYPES = ("lab1.core.features.WindowFeatures",)
+# The types beyond skops' own defaults (numpy, scikit-learn's estimators) that our models hold,
+# by exact name: the preprocessor (lab1.core.features) and the estimators' trees.
+# Never a prefix: "sklearn." would also admit sklearn.utils._testing.check_output, which is
+# subprocess.check_output under another name, and a crafted file would run a command on load.
+# tests/lab1/test_model_safety.py checks that every model the project trains needs only these.
+TRUSTED_TYPES = frozenset(
+    {
+        "lab1.core.features.WindowFeatures",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.tree._tree.Tree",
+    }
+)
+ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+PICKLED = "a pickled model; this project loads only skops or torch.export files"
 # What loading the model needs, pinned to the versions that trained it.
 REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
 
@@ -29,9 +43,10 @@ def pip_requirements() -> list[str]:
 
 
 def allowed_types(found: list[str], where: str) -> list[str]:
-    """The trust policy for skops files: of the non-default types skops ``found``, trust ours
-    and scikit-learn's; anything else is refused (ValueError naming ``where`` and the type)."""
-    foreign = [t for t in found if t not in OUR_TYPES and not t.startswith("sklearn.")]
+    """The trust policy for skops files: the non-default types skops ``found`` must each be in
+    TRUSTED_TYPES by exact name; anything else is refused (ValueError naming ``where`` and the
+    types) before a single object is rebuilt."""
+    foreign = sorted(set(found) - TRUSTED_TYPES)
     if foreign:
         raise ValueError(f"{where} contains types outside the trust list: {', '.join(foreign)}")
     return sorted(found)
@@ -153,12 +168,19 @@ def log_and_save_torch(
 
 
 def load_torch_model(local_dir: Path) -> Any:
-    """Load the logged PyTorch model from a local folder (pt2: no arbitrary unpickling)."""
+    """Load the logged PyTorch model from a local folder: only the torch.export ("pt2") format,
+    whose archive MLflow checks to be free of pickle payloads before torch reads it. A model
+    saved with pickle ("pth") is refused before anything in it is read."""
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
-    if not (local_dir / "MLmodel").exists():
-        raise DataError(f"{local_dir}: no MLflow model here (run model_preparation first)")
+    flavor = _flavor(local_dir, "pytorch")
+    data = local_dir / str(flavor.get("model_data", "data"))
+    if not (data / "model.pt2").is_file() or (data / "model.pth").exists():
+        raise DataError(f"{local_dir}: {PICKLED}")
+    # MLflow's default allows pickle; off, it validates the pt2 archive as pickle-free first.
+    previous = os.environ.get(ALLOW_PICKLE)
+    os.environ[ALLOW_PICKLE] = "false"
     try:
         return mlflow.pytorch.load_model(str(local_dir))
     except MlflowException as exc:
@@ -166,6 +188,11 @@ def load_torch_model(local_dir: Path) -> Any:
         raise DataError(f"{local_dir}: cannot load the model ({first})") from None
     except Exception as exc:  # a garbled MLmodel or model file: torch's and yaml's own errors
         raise DataError(f"{local_dir}: cannot load the model ({one_line(exc)})") from None
+    finally:
+        if previous is None:
+            del os.environ[ALLOW_PICKLE]
+        else:
+            os.environ[ALLOW_PICKLE] = previous
 
 
 def log_and_save(
@@ -227,42 +254,51 @@ def load_skops_trusted(path: Path) -> tuple[Any, list[str]]:
 def load_model(uri_or_dir: str | Path) -> Any:
     """Load the scikit-learn Pipeline from a local folder or a models:/ / runs:/ URI.
 
-    A local folder of ours is read without importing MLflow (a second per process): its MLmodel
-    file names the skops file, which load_skops reads under the same trust policy that MLflow's
-    sklearn flavour would apply. URIs, and folders in another format, go through MLflow.
+    Whatever the source, the files are read here, never by a flavour's loader: the MLmodel file
+    must name a skops file, which load_skops reads under the exact-name trust list. A model
+    stored with pickle or cloudpickle is refused before it is opened. (A local folder is read
+    without importing MLflow, which saves a second per process.)
     """
     if isinstance(uri_or_dir, Path):
-        if not (uri_or_dir / "MLmodel").exists():
-            raise DataError(f"{uri_or_dir}: no MLflow model here (run model_preparation first)")
-        local = _local_skops_file(uri_or_dir)
-        if local is not None:
-            return load_skops(local)
-    import mlflow.sklearn
+        return load_skops(_skops_file(uri_or_dir))
+    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    target = str(uri_or_dir)
-    try:
-        return mlflow.sklearn.load_model(target)
-    except MlflowException as exc:
-        raise DataError(
-            f"{target}: cannot load the model ({exc.message.splitlines()[0]})"
-        ) from None
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as staging:
+        try:
+            local = mlflow.artifacts.download_artifacts(str(uri_or_dir), dst_path=staging)
+        except MlflowException as exc:
+            raise DataError(
+                f"{uri_or_dir}: cannot load the model ({exc.message.splitlines()[0]})"
+            ) from None
+        return load_skops(_skops_file(Path(local)))
 
 
-def _local_skops_file(model_dir: Path) -> Path | None:
-    """The skops file of an MLflow sklearn model folder, or None if it is stored otherwise."""
+def _flavor(model_dir: Path, name: str) -> dict[str, Any]:
+    """The MLmodel file's ``name`` flavour (DataError naming the file if it has none)."""
     import yaml
 
     where = model_dir / "MLmodel"
+    if not where.exists():
+        raise DataError(f"{model_dir}: no MLflow model here (run model_preparation first)")
     try:
         described = yaml.safe_load(where.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DataError(f"{where}: not valid YAML ({one_line(exc, whole=True)})") from None
     flavors = described.get("flavors") if isinstance(described, dict) else None
-    if not isinstance(flavors, dict) or not isinstance(flavors.get("sklearn"), dict):
+    if not isinstance(flavors, dict) or not isinstance(flavors.get(name), dict):
         found = ", ".join(flavors) if isinstance(flavors, dict) else "none"
-        raise DataError(f"{where}: not an MLflow sklearn model (flavors: {found})")
-    flavor = flavors["sklearn"]
+        raise DataError(f"{where}: not an MLflow {name} model (flavors: {found})")
+    return dict(flavors[name])
+
+
+def _skops_file(model_dir: Path) -> Path:
+    """The skops file of an MLflow sklearn model folder; a pickled one is refused."""
+    flavor = _flavor(model_dir, "sklearn")
     if flavor.get("serialization_format") != "skops":
-        return None
-    return model_dir / flavor["pickled_model"]
+        raise DataError(f"{model_dir}: {PICKLED}")
+    name = str(flavor.get("pickled_model", ""))
+    path = (model_dir / name).resolve()
+    if not name or not path.is_relative_to(model_dir.resolve()):
+        raise DataError(f"{model_dir / 'MLmodel'}: pickled_model {name!r} is not a file here")
+    return path

@@ -107,6 +107,11 @@ class ProjectPaths:
     def code_diff(self) -> Path:
         return self.reports / "code.diff"
 
+    @property
+    def registration_staging(self) -> Path:
+        """Where the registration's records are written before the alias moves."""
+        return self.reports / ".registration-staged"
+
     # Embedded MLflow store (used when MLFLOW_TRACKING_URI is not set)
     @property
     def mlflow_dir(self) -> Path:

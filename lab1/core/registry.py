@@ -5,13 +5,16 @@ A version is created only for a model the gate promotes; a rejected candidate st
 model of its training run (its decision is on the registration run and in
 reports/registration.json), so the registry lists exactly the models that have served.
 
-Crash consistency: a promotion is three writes: the version is created tagged
-``gate.decision=pending``, the alias moves, then the tag becomes ``promoted``. A registration
-killed between them leaves a ``pending`` version, never a ``promoted`` one the alias skipped;
-``reconcile`` (run under the registry lock before every gate) settles it: ``promoted`` if the
-alias reached it, ``abandoned`` otherwise. Every alias move is recorded on the version it lands
-on (``champion.previous_version``, ``champion.promoted_at``), so the chain can be audited and
-rolled back one step at a time.
+Crash consistency: a promotion is the version created tagged ``gate.decision=pending``, then
+everything the registration records (its reports, artifacts and run tags), and only then the
+alias move, after which the version and the registration run are tagged ``promoted``. A
+registration that fails or is killed before the move leaves the champion where it was and a
+``pending`` version; one killed after it leaves a ``pending`` version the alias reached.
+``reconcile`` (run under the registry lock before every gate) settles both: ``promoted`` if the
+alias reached it, ``abandoned`` otherwise, on the version and on its registration run, so that
+"the alias moved" and "the run says promoted" always agree. Every alias move is recorded on the
+version it lands on (``champion.previous_version``, ``champion.promoted_at``), so the chain can
+be audited and rolled back one step at a time.
 
 Callers hold ``store.registry_lock`` around a whole gate (state, re-scoring, registration), and
 ``register_gated`` checks that the champion is still the one the gate compared against.
@@ -76,7 +79,12 @@ def reconcile(client: MlflowClient, name: str) -> list[str]:
     for version in versions(client, name):
         if version.tags.get(DECISION) != "pending":
             continue
-        if current is not None and current.version == version.version:
+        promoted = current is not None and current.version == version.version
+        run_id = version.tags.get("lineage.run_id")
+        if run_id:  # the registration run says what happened, as the version does
+            with contextlib.suppress(Exception):  # a run deleted since: the version still settles
+                client.set_tag(run_id, DECISION, "promoted" if promoted else "abandoned")
+        if promoted:
             _set_tags(client, name, version.version, {DECISION: "promoted"})
             logger.warning(
                 "%s version %s: registration was interrupted after the alias moved; "
@@ -224,8 +232,10 @@ def register_gated(
         if card:  # descriptions are not part of the decision: before the alias, like the tags
             client.update_registered_model(name, description=card["model"])
             gate_line = f"\n- **Gate**: promoted: {reason}"
-            client.update_model_version(name, version, description=card["version"] + gate_line)
-        promote(client, name, version, before)
+            card_text = card["version"].replace("<this version>", version)
+            client.update_model_version(name, version, description=card_text + gate_line)
+        # The alias does not move here: the caller writes everything the registration records
+        # first, then calls promote (the move is the last write; see the module's note).
         result |= {"version": version, "champion_after": version}
     return result
 
@@ -243,9 +253,12 @@ def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
         return mlflow.register_model(model_uri, name, tags=tags)
 
 
-def promote(client: MlflowClient, name: str, version: str, previous: str | None) -> None:
-    """Point `champion` at ``version``, recording where it came from, then mark it promoted
-    (in this order: see the module's note on crash consistency)."""
+def promote(
+    client: MlflowClient, name: str, version: str, previous: str | None, run_id: str | None = None
+) -> None:
+    """Point `champion` at ``version``, recording where it came from, then mark the version and
+    the registration run ``run_id`` promoted (in this order: see the module's note on crash
+    consistency)."""
     _set_tags(
         client,
         name,
@@ -253,6 +266,8 @@ def promote(client: MlflowClient, name: str, version: str, previous: str | None)
         {"champion.previous_version": previous or "", "champion.promoted_at": _now()},
     )
     client.set_registered_model_alias(name, CHAMPION, version)
+    if run_id:
+        client.set_tag(run_id, DECISION, "promoted")
     _set_tags(client, name, version, {DECISION: "promoted"})
     logger.info("%s: alias %s -> version %s (was %s)", name, CHAMPION, version, previous or "none")
 

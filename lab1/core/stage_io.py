@@ -62,7 +62,9 @@ STAGE_IO: dict[str, StageIO] = {
         # The rest of the lineage (data, params, code) comes from the provenance records.
         reads=(_rel(PATHS.metrics), _rel(PATHS.models)),
         records=(_rel(PATHS.registration), _rel(PATHS.lineage)),
-        untracked=(_rel(PATHS.code_diff),),  # only when the checkout has uncommitted changes
+        # code.diff: only when the checkout has uncommitted changes; the staging folder: the
+        # records before the champion alias moves (model_registration.py).
+        untracked=(_rel(PATHS.code_diff), _rel(PATHS.registration_staging)),
     ),
 }
 assert tuple(STAGE_IO) == STAGES, "stage_io.py and stages.py list different stages"

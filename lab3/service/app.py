@@ -38,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily
 from lab3.service import inputs
 from lab3.service.batching import Batcher
 from lab3.service.inputs import InputError
-from lab3.service.model import ServedModel
+from lab3.service.model import ServedModel, public
 from lab3.service.pages import add_pages
 from lab3.service.settings import Settings
 from lab3.service.watcher import ModelWatcher
@@ -219,7 +219,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
             "last_error": watcher.last_error,
             "last_checked": watcher.last_checked,
         }
-        return JSONResponse(body, 200 if model else 503)
+        return JSONResponse(public(body), 200 if model else 503)
 
     @app.get(
         "/model",
@@ -228,13 +228,15 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     )
     async def model_info() -> dict[str, Any]:
         model = served()
-        return {
-            **model.info.as_dict(),
-            "classes": model.classes,
-            "input": model.input_description(),
-            "follows_alias": watcher.follows_alias,
-            "last_reload_error": watcher.last_error,
-        }
+        return public(
+            {
+                **model.info.as_dict(),
+                "classes": model.classes,
+                "input": model.input_description(),
+                "follows_alias": watcher.follows_alias,
+                "last_reload_error": watcher.last_error,
+            }
+        )
 
     @app.post(
         "/predict",
@@ -245,7 +247,13 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     async def predict(request: Request) -> Response:
         model = served()
         _require_type(request, ("application/json",))
-        payload = inputs.parse_json(await request.body())
+        if model.kind == "tabular":
+            per_row = 1  # a row is one list or object of numbers
+        else:
+            height, width, _ = model.image_input_shape()
+            per_row = 1 + height + height * width  # an image: rows of pixels of channels
+        body = await _body_within(request, settings.max_batch_rows, per_row)
+        payload = inputs.parse_json(body)
         if model.kind == "tabular":
             batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
         else:
@@ -284,6 +292,21 @@ def _require_type(request: Request, allowed: tuple[str, ...]) -> str:
             415, f"Content-Type {content_type or 'missing'!r}: send {' or '.join(allowed)}"
         )
     return content_type
+
+
+async def _body_within(request: Request, max_rows: int, per_row: int) -> bytes:
+    """The request's body, read as it arrives with its JSON lists and objects counted: a body
+    that holds more rows than ``max_rows`` (each at most ``per_row`` of them) is refused (413)
+    before it is parsed. Parsing first let 16 MiB of empty rows cost seconds and 500 MB.
+    (A bracket inside a string counts too: no valid body of ours has strings with many.)"""
+    limit = max_rows * per_row + 8  # the envelope: {"dataframe_split": {"columns": [...]...}}
+    chunks, containers = [], 0
+    async for chunk in request.stream():
+        containers += chunk.count(b"[") + chunk.count(b"{")
+        if containers > limit:
+            raise InputError(413, f"body: more than the limit of {max_rows} rows")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _uploaded_file(request: Request) -> tuple[bytes, str]:

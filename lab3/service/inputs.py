@@ -215,6 +215,10 @@ def decode_image(data: bytes, shape: tuple[int, int, int], where: str) -> np.nda
         image = image.convert("L" if channels == 1 else "RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
+    except Image.DecompressionBombError:  # PIL's own limit, met before our check above
+        raise InputError(
+            413, f"{where}: too many pixels (over the limit of {MAX_IMAGE_PIXELS})"
+        ) from None
     except UnidentifiedImageError:
         raise InputError(415, f"{where}: not a PNG or JPEG image") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files

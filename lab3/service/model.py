@@ -11,6 +11,7 @@ policy, so the service never unpickles anything.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -182,3 +183,26 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
             raise DataError(f"{info.uri}: the model's metadata names no classes")
         return ServedModel(native, "image", classes, info, image_shape=tuple(shape[1:]))
     raise DataError(f"{info.uri}: flavours {sorted(mlmodel.flavors)}: not a model this serves")
+
+
+# What the service shows about itself (GET /ready, GET /model) is public: a URI's credentials
+# (http://user:password@host) and the absolute paths of the machine that trained the model (a
+# user's CSV, a checkout under /home/...) are never echoed; a path keeps its file name.
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_PATH = re.compile(r"(?:file://|sqlite:///|(?<![\w:/.~-]))/[^\s'\",;()]+")
+
+
+def _file_name(match: re.Match[str]) -> str:
+    return "…/" + match.group(0).rstrip("/").rsplit("/", 1)[-1]
+
+
+def public(value: Any) -> Any:
+    """``value`` (a JSON value) with credentials and absolute paths taken out of its strings."""
+    if isinstance(value, str):
+        value = _CREDENTIALS.sub("***@", value)
+        return _PATH.sub(_file_name, value)
+    if isinstance(value, dict):
+        return {key: public(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [public(item) for item in value]
+    return value

@@ -41,8 +41,10 @@ def client(tmp_path, monkeypatch):
 
 
 def gate(client, accuracy: float, champion_here: float | None = None, **kwargs):
+    """A whole gate as model_registration runs it: decide and register (pending), then move the
+    alias (the stage writes its records in between)."""
     seen = registry.champion(client, NAME)
-    return registry.register_gated(
+    result = registry.register_gated(
         client,
         NAME,
         client.model_uri,
@@ -53,6 +55,9 @@ def gate(client, accuracy: float, champion_here: float | None = None, **kwargs):
         {"accuracy": champion_here} if champion_here is not None else None,
         **kwargs,
     )
+    if result["passed"]:
+        registry.promote(client, NAME, result["version"], result["champion_before"])
+    return result
 
 
 def test_a_series_of_slightly_worse_models_cannot_walk_the_champion_down(client):

@@ -18,7 +18,15 @@ from lab3 import loopback
 from tests.conftest import REPO, copy_project, tool
 
 LAB3 = REPO / "lab3"
-SECRETS = {"POSTGRES_PASSWORD": "pg-test", "MINIO_ROOT_PASSWORD": "minio-test"}
+# Every secret the team stack needs; none has a default (each test below removes one).
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-test",
+    "MINIO_ROOT_USER": "minio-user",
+    "MINIO_ROOT_PASSWORD": "minio-test",
+    "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+    "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-test",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "key-test",
+}
 
 
 def compose_config(name: str, **env: str) -> subprocess.CompletedProcess:
@@ -66,6 +74,39 @@ def test_full_stack_refuses_to_start_without_passwords(missing):
     assert done.returncode != 0 and f"set {missing} in lab3/.env" in done.stderr
 
 
+def published(name: str, **env: str) -> list[tuple[str, str]]:
+    """(host address, host port) of every port the compose file publishes."""
+    done = compose_config(name, **{**SECRETS, **env})
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    found = []
+    for service in services.values():
+        for port in service.get("ports", []):  # Debian's docker-compose: HOST:PUBLISHED:TARGET
+            parts = str(port).split(":")
+            found.append((parts[0] if len(parts) == 3 else "0.0.0.0", parts[-2]))
+    return found
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.light.yml"])
+def test_ports_are_published_on_loopback_only_unless_the_user_opts_in(name):
+    ports = published(name)
+    assert ports and all(host == "127.0.0.1" for host, _ in ports), ports
+    if name == "docker-compose.yml":  # the team stack: BIND_ADDRESS opens it, on purpose
+        assert {host for host, _ in published(name, BIND_ADDRESS="0.0.0.0")} == {"0.0.0.0"}
+
+
+def test_env_example_sets_no_secret_and_compose_names_each_one():
+    """lab3/.env.example ships empty secrets (no default password to forget to change); each is
+    one that compose refuses to start without (the test above)."""
+    values = dict(
+        line.split("=", 1)
+        for line in (LAB3 / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert {key: values[key] for key in SECRETS} == dict.fromkeys(SECRETS, "")
+
+
 @pytest.mark.tools
 def test_light_compose_file_is_the_sqlite_variant():
     done = compose_config("docker-compose.light.yml")
@@ -95,7 +136,7 @@ def mlflow_server_argv(**env: str) -> list[str]:
 
 
 @pytest.mark.tools
-def test_mlflow_server_command_postgres_proxied_s3_and_switchable_auth():
+def test_mlflow_server_command_postgres_proxied_s3_and_auth_always_on():
     argv = mlflow_server_argv(POSTGRES_PASSWORD="s3cret")
     assert argv[:3] == [
         "server",
@@ -103,9 +144,8 @@ def test_mlflow_server_command_postgres_proxied_s3_and_switchable_auth():
         "postgresql+psycopg://mlflow:s3cret@postgres:5432/mlflow",
     ]
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://mlflow/artifacts"
-    assert "--serve-artifacts" in argv and "--app-name" not in argv
-    argv = mlflow_server_argv(POSTGRES_PASSWORD="s3cret", MLFLOW_AUTH="basic-auth")
-    assert argv[-2:] == ["--app-name", "basic-auth"]
+    assert "--serve-artifacts" in argv
+    assert argv[-2:] == ["--app-name", "basic-auth"]  # no switch turns it off
     # The auth config it points at is one MLflow can read.
     import configparser
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from lab1.core import registry
 from lab1.core.errors import PipelineError
 from lab3.service.app import create_app
+from lab3.service.model import public
 from lab3.service.settings import Settings
 from tests.lab3.conftest import NAME, rows, wait_for
 
@@ -196,7 +197,11 @@ def test_bodies_over_the_size_limit_are_refused_declared_or_streamed(local):
 def test_health_model_and_metrics(local, models):
     assert local.get("/health").json() == {"status": "ok"}
     info = local.get("/model").json()
-    assert info["uri"] == str(models.folders["1"]) and info["classes"] == ["normal", "faulty"]
+    # A folder of the machine is shown by its name only (no absolute paths leave the service).
+    assert info["uri"] == "…/" + models.folders["1"].name and info["classes"] == [
+        "normal",
+        "faulty",
+    ]
     assert info["input"]["columns"][0] == "t_m7" and len(info["input"]["columns"]) == 15
     assert info["source_run_id"]  # from the MLmodel file
     local.post("/predict", json={"instances": [[1.0] * 15, [2.0] * 15]})
@@ -238,7 +243,9 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
             from lab1.core.model_lineage import version_lineage
 
             version = client_registry.get_model_version(NAME, "1")
-            assert info["lineage"] == version_lineage(client_registry, version)
+            # Less the training machine's absolute paths (GET /model never shows them).
+            assert info["lineage"] == public(version_lineage(client_registry, version))
+            assert models.tracking_uri.removeprefix("sqlite:///") not in json.dumps(info)
             assert info["lineage"]["code"]["commit"] == "commit1"
             assert info["lineage"]["model"]["uri"] == f"models:/{NAME}/1"
             np.testing.assert_allclose(

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from lab1.core import provenance
+from lab1.core.cli import signals_deferred
 from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK, DataError, one_line
-from lab1.core.io import read_json, write_json
+from lab1.core.io import read_json, staging_folder, write_json
 from lab1.core.kinds import Kind
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
@@ -155,6 +156,7 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
                 params, kind, state["champion"], report["test_digest"]
             )
             seen = state["champion"]["version"] if state["champion"] else None
+            # A passing model becomes a version tagged pending; the alias has not moved yet.
             decision = run.register(
                 name,
                 model_info["model_uri"],
@@ -166,11 +168,61 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
                 incomparable,
                 model_card(params, report, lineage),
             )
-    write_json(PATHS.lineage, {"model_uri": model_info["model_uri"], **lineage, "tags": tags})
+        promoting = decision["decision"] == "promoted"
+        # Everything the registration records is written before the alias moves (reports in a
+        # staging folder, the run's artifacts and tags): a failure or a signal up to the move
+        # leaves the champion where it was and the version pending (reconciled as abandoned).
+        with staging_folder(PATHS.registration_staging) as staged:
+            files = write_records(staged, params, run, decision, report, model_info, lineage, tags)
+            for path in files:
+                run.log_artifact(path)
+            run.log(
+                tags={
+                    "gate.decision": "pending" if promoting else decision["decision"],
+                    "gate.reason": decision["reason"],
+                    "registered_version": decision["version"] or "",
+                    "model.fingerprint": lineage["fingerprint"],
+                }
+            )
+            # The move, then the renames: neither Ctrl-C nor SIGTERM can fall between them (they
+            # are handled right after); a SIGKILL there leaves the run KILLED and tagged promoted
+            # (the tracking service applies the move whole), or pending for reconcile to settle.
+            run.wait()  # every record above is in MLflow (or the stage fails here)
+            with signals_deferred():
+                if promoting:
+                    run.promote(name, decision["version"], decision["champion_before"])
+                if PATHS.code_diff.name not in {path.name for path in files}:
+                    PATHS.code_diff.unlink(missing_ok=True)  # an older run's, now untrue
+                for path in files:
+                    os.replace(path, PATHS.reports / path.name)
+    if decision["decision"] == "promoted":
+        logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
+    elif decision["decision"] == "rejected":
+        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
+    else:
+        logger.info("%s: %s", name, decision["reason"])
+    return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
+
+
+def write_records(
+    folder: Path,
+    params: Params,
+    run: StageRun,
+    decision: dict[str, Any],
+    report: dict[str, Any],
+    model_info: dict[str, Any],
+    lineage: dict[str, Any],
+    tags: dict[str, str],
+) -> list[Path]:
+    """Write registration.json, lineage.json (and code.diff for uncommitted code) into
+    ``folder``; return their paths."""
     write_json(
-        PATHS.registration,
+        folder / PATHS.lineage.name, {"model_uri": model_info["model_uri"], **lineage, "tags": tags}
+    )
+    write_json(
+        folder / PATHS.registration.name,
         {
-            "registered_model": name,
+            "registered_model": params.registered_model_name,
             **decision,
             "model_uri": model_info["model_uri"],
             "fingerprint": lineage["fingerprint"],
@@ -179,27 +231,11 @@ def run(params: Params, kind: Kind, run: StageRun) -> int:
             "experiment_id": run.experiment_id,
         },
     )
-    for path in (PATHS.registration, PATHS.lineage):
-        run.log_artifact(path)
-    PATHS.code_diff.unlink(missing_ok=True)
+    files = [folder / PATHS.registration.name, folder / PATHS.lineage.name]
     if any(code.get("git.dirty") == "True" for code in lineage["code"]):
-        PATHS.code_diff.write_text(git_diff())  # the uncommitted code, next to the lineage
-        run.log_artifact(PATHS.code_diff)
-    run.log(
-        tags={
-            "gate.decision": decision["decision"],
-            "gate.reason": decision["reason"],
-            "registered_version": decision["version"] or "",
-            "model.fingerprint": lineage["fingerprint"],
-        }
-    )
-    if decision["decision"] == "promoted":
-        logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
-    elif decision["decision"] == "rejected":
-        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
-    else:
-        logger.info("%s: %s", name, decision["reason"])
-    return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
+        files.append(folder / PATHS.code_diff.name)  # the uncommitted code, next to the lineage
+        files[-1].write_text(git_diff())
+    return files
 
 
 def unchanged(same: dict[str, Any]) -> dict[str, Any]:

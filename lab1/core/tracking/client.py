@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     end = commands.add_parser("end", help="end the parent run and stop the service")
     end.add_argument("--status", choices=("FINISHED", "FAILED", "KILLED"), required=True)
+    end.add_argument(
+        "--if-running",
+        action="store_true",
+        help="a service that has already stopped (it got the same SIGTERM) is not an error",
+    )
     args = parser.parse_args(argv)
     path = os.environ.get(SOCKET_ENV)
     if not path:
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         errors = client.call("end_pipeline", reply=True, status=args.status)
         client.close()
     except PipelineError as exc:
+        if args.if_running:  # it stopped by itself (the same SIGTERM reached it)
+            return 0
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_ERROR
     if errors:

@@ -30,6 +30,7 @@ METHODS = (
     "log_sklearn_model",
     "gate_state",
     "register",
+    "promote",
     "find_runs",
     "run_info",
     "pipeline_run_id",
@@ -217,6 +218,13 @@ class Recorder:
             incomparable,
             card,
         )
+
+    def promote(self, name: str, version: str, previous: str | None) -> None:
+        """Move `champion` to ``version`` and mark it and this run promoted (registry.promote).
+        The tracking service applies it whole even if the stage dies while it runs."""
+        from lab1.core import registry
+
+        registry.promote(self.client, name, version, previous, self._run())
 
     def find_runs(self, keys: list[str]) -> dict[str, dict[str, str | None]]:
         """The runs of this experiment tagged ``mlops.run_key`` with one of ``keys``:

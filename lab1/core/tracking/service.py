@@ -48,6 +48,7 @@ class Connection:
     recorder: Any = None  # a Recorder once the stage sent "start"
     ended: bool = False
     pid: int = 0
+    failed: str = ""  # the first request of this stage that failed
 
 
 @dataclass
@@ -127,6 +128,11 @@ class Service:
             self.connections.pop(id(connection), None)
             self.pending_end = EndRequest(connection, message["id"], args["status"])
             return
+        if message.get("reply") and connection.failed:
+            # A request the stage did not wait for failed: what it waits on now (a model URI, a
+            # registry move) must not go ahead as if that write had happened.
+            _send(connection.sock, {"id": message["id"], "error": connection.failed})
+            return
         try:
             if method not in METHODS:
                 raise PipelineError(f"unknown request {method!r}")
@@ -142,6 +148,7 @@ class Service:
             stage = getattr(connection.recorder, "stage", "") or "a stage"
             logger.error("tracking service: %s of %s failed: %s", method, stage, one_line(exc))
             answer = {"error": f"{method} failed: {one_line(exc)}"}
+            connection.failed = connection.failed or answer["error"]
         if message.get("reply"):
             _send(connection.sock, {"id": message["id"], **answer})
 

@@ -242,6 +242,15 @@ class StageRun:
             )
         )
 
+    def wait(self) -> None:
+        """Return once everything sent so far is recorded; raise if any of it failed."""
+        self._call("run_info", reply=True)
+
+    def promote(self, name: str, version: str, previous: str | None) -> None:
+        """Move `champion` to ``version``, the registration's last write (registry.promote);
+        waits until it is done."""
+        self._call("promote", reply=True, name=name, version=version, previous=previous)
+
     def flush_datasets(self) -> None:
         if self._datasets or self._models:
             self._call("log_inputs", datasets=self._datasets, models=self._models)

@@ -62,9 +62,12 @@ def registry_lock(name: str) -> Iterator[None]:
     between would compare against a stale champion. (Across machines, registry.register_gated's
     champion check refuses a gate whose champion moved; Jenkins runs one build at a time.)"""
     uri = tracking_uri()
-    key = hashlib.sha256(f"{uri}\0{name}".encode()).hexdigest()[:16]
+    # An embedded store is keyed on its database's resolved path, not the URI's text:
+    # sqlite:////x/./a.db and sqlite:////x/a.db are one store and must share one lock.
+    store = str(sqlite_file(uri).resolve()) if is_embedded(uri) else uri
+    key = hashlib.sha256(f"{store}\0{name}".encode()).hexdigest()[:16]
     # Beside an embedded store (it goes with the store); for a server, in the temp folder.
-    folder = sqlite_file(uri).parent if is_embedded(uri) else None
+    folder = sqlite_file(uri).resolve().parent if is_embedded(uri) else None
     path = (folder or Path(tempfile.gettempdir())) / f"mlops-registry-{key}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
