@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -123,13 +124,20 @@ def run_script(name: str, body: Callable[[], int]) -> int:
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back for the duration: a few writes that must happen together
-    (the champion alias and the records that say so) finish, then the signal acts as usual."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    (the champion alias and the records that say so) finish, then the signal acts as usual.
+
+    The handlers are swapped rather than the signals masked: a mask holds only this thread,
+    and the libraries' threads (MLflow's, SQLAlchemy's) would take the signal instead."""
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda n, _f: caught.append(n)) for signum in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:  # delivered again, now, to the usual handler
+            os.kill(os.getpid(), caught[0])
 
 
 def os_error_line(exc: OSError) -> str:

@@ -232,7 +232,7 @@ def register_gated(
         if card:  # descriptions are not part of the decision: before the alias, like the tags
             client.update_registered_model(name, description=card["model"])
             gate_line = f"\n- **Gate**: promoted: {reason}"
-            card_text = card["version"].replace("<this version>", version)
+            card_text = card["version"].replace("<this version>", str(version))
             client.update_model_version(name, version, description=card_text + gate_line)
         # The alias does not move here: the caller writes everything the registration records
         # first, then calls promote (the move is the last write; see the module's note).
