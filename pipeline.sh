@@ -226,16 +226,13 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 lock_workspace
 # The service's socket lives in the checkout, not the system's temp folder: a pipeline killed
 # with SIGKILL leaves its folder here, and the next one (holding the workspace, so no other
-# pipeline is running) removes it. A socket path has a length limit (108 bytes): a very deep
-# checkout falls back to the temp folder.
+# pipeline is running) removes it. A socket's path has a length limit (107 bytes): in a deeper
+# checkout it is given relative to the checkout, where every stage runs.
 rm -rf "$ROOT"/.mlops/tracking.*
 TRACKING_DIR="$(mktemp -d "$ROOT/.mlops/tracking.XXXXXX")"
-if [ "${#TRACKING_DIR}" -gt 90 ]; then
-  rmdir "$TRACKING_DIR"
-  TRACKING_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mlops-tracking.XXXXXX")"
-fi
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
-export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/service.sock"
+export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/sock"
+[ "${#MLOPS_TRACKING_SOCKET}" -le 100 ] || MLOPS_TRACKING_SOCKET="${MLOPS_TRACKING_SOCKET#"$ROOT/"}"
 "$PY" -m lab1.core.tracking.service --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
   "${PASS[@]}" >&2 &
 SERVICE=$!
@@ -282,6 +279,12 @@ started="$(now)"
 k=0
 for stage in "${STAGES[@]}"; do
   k=$((k + 1))
+  # The tracking service stopped (its error, one line, is above: a full disk, a broken store):
+  # no stage would be recorded, so none runs.
+  if ! kill -0 "$SERVICE" 2>/dev/null; then
+    wait "$SERVICE" || true
+    exit 1
+  fi
   log "[$k/${#STAGES[@]}] $stage"
   stage_started="$(now)"
   rc=0

@@ -24,6 +24,7 @@ from lab1.core.errors import (
 )
 from lab1.core.params import DATASETS, Params, load_params
 from lab1.core.paths import PATHS
+from lab1.core.tracking.client import TrackingStopped
 
 logger = logging.getLogger("lab1.core.cli")  # also when run as __main__ (pipeline.sh)
 
@@ -82,6 +83,11 @@ def setup_logging(verbose: bool = False) -> None:
     # MLflow and its HTTP stack are chatty at INFO; their warnings still show.
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow logs every database error with its traceback before raising it; the scripts report
+    # the error they catch as one line (-v shows it all).
+    logging.getLogger("mlflow.store.db.utils").setLevel(
+        logging.DEBUG if verbose else logging.CRITICAL
+    )
 
 
 def params_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> Params:
@@ -102,6 +108,9 @@ def run_script(name: str, body: Callable[[], int]) -> int:
     except UsageError as exc:
         logger.error("%s: %s", name, exc)
         return EXIT_USAGE
+    except TrackingStopped as exc:  # the cause is the tracking service's error line, above
+        logger.warning("%s stopped: %s", name, exc)
+        return EXIT_ERROR
     except PipelineError as exc:
         logger.error("%s failed: %s", name, exc)
         return EXIT_ERROR
@@ -109,6 +118,9 @@ def run_script(name: str, body: Callable[[], int]) -> int:
         logger.error("%s failed: %s", name, os_error_line(exc))
         return EXIT_ERROR
     except Exception as exc:
+        if is_store_error(exc):  # the tracking store failed (a full disk, a broken database)
+            logger.error("%s failed: %s", name, store_error_line(exc))
+            return EXIT_ERROR
         if logger.isEnabledFor(logging.DEBUG):
             logger.exception("%s failed: unexpected %s (a bug)", name, type(exc).__name__)
         else:
@@ -140,6 +152,20 @@ def signals_deferred() -> Iterator[None]:
             os.kill(os.getpid(), caught[0])
 
 
+def is_store_error(exc: BaseException) -> bool:
+    """An error raised by the tracking store's libraries (MLflow, SQLAlchemy, sqlite3)."""
+    return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "sqlite3")
+
+
+def store_error_line(exc: BaseException) -> str:
+    """A tracking-store error as one line naming the store (no credentials)."""
+    from lab1.core.tracking.store import store_name
+
+    message = one_line(exc)
+    hint = " (the disk is full: free some space)" if "disk is full" in message else ""
+    return f"MLflow store {store_name()}: {message}{hint}"
+
+
 def os_error_line(exc: OSError) -> str:
     """An OSError as one line: the file, what the system said, and what to check."""
     hints = {
@@ -152,6 +178,8 @@ def os_error_line(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     what = exc.strerror or one_line(exc)
     hint = hints.get(exc.errno or 0)
+    if hint is None and "No space left" in str(exc):  # a library's error with no errno
+        hint = hints[errno.ENOSPC]
     return f"{where}{what}" + (f" ({hint})" if hint else "")
 
 

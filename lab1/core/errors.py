@@ -33,13 +33,17 @@ def one_line(exc: BaseException, whole: bool = False) -> str:
     """An exception's message as one line: its first line, or with ``whole`` every line joined
     (parsers such as YAML's spread one error over several lines). MLflow's REST errors carry
     JSON: their own message is used."""
-    message = getattr(exc, "message", None) or str(exc)
+    # A database error (SQLAlchemy's) says what the database said in ``orig``; its own text
+    # leads with how it was raised and ends with the SQL.
+    orig = getattr(exc, "orig", None)
+    message = str(orig) if isinstance(orig, BaseException) else None
+    message = message or getattr(exc, "message", None) or str(exc)
     with contextlib.suppress(ValueError, AttributeError):
         message = json.loads(message).get("message", message)
-    message = str(message).strip()
-    if not message:
+    lines = [line for line in str(message).strip().splitlines() if not line.startswith("(raised")]
+    if not lines:
         return type(exc).__name__
-    return " ".join(message.split()) if whole else message.splitlines()[0]
+    return " ".join(" ".join(lines).split()) if whole else lines[0]
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -53,6 +53,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename is None:  # some writers (pyarrow's) name no file: name the target
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -76,6 +80,36 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise DataError(f"{path}: expected a JSON object, found {type(payload).__name__}")
     return payload
+
+
+@contextlib.contextmanager
+def atomic_contents(target: Path, last: str | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder inside ``target`` to fill; on success each entry in it
+    replaces its namesake in ``target`` (a file by one rename, a folder as atomic_dir does; the
+    entry named ``last`` goes last), and entries it did not make are removed. ``target`` itself
+    is never renamed, so it may be a mount point (a Docker volume). A reader sees each entry
+    whole, old or new; provenance (the folder's digest) refuses a mix of the two."""
+    target.mkdir(parents=True, exist_ok=True)
+    _remove_dead_leftovers(target / ".contents")
+    tmp = target / f"..contents.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        made = sorted(tmp.iterdir(), key=lambda entry: entry.name == last)
+        for entry in made:
+            if entry.is_dir():
+                with atomic_dir(target / entry.name) as into:
+                    into.rmdir()
+                    os.replace(entry, into)
+            else:
+                os.replace(entry, target / entry.name)
+        names = {entry.name for entry in made}
+        for stale in target.iterdir():
+            if stale.name not in names and stale != tmp:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -106,7 +140,12 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename is None:  # some writers (pyarrow's) name no file: name the folder
+                raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
+            raise
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         if target.exists():
             os.replace(target, old)

@@ -103,7 +103,13 @@ def main_process(name: str, doc: str | None) -> int:
     """``main`` for a stage process: the exit code, without the 1 s that the interpreter's final
     garbage collection of MLflow's and scikit-learn's module graphs would cost (every run has
     already ended)."""
+    from lab1.core.tracking.stage_run import Terminated
+
     try:
         return main(name, doc)
+    except KeyboardInterrupt:  # Ctrl-C: the run already ended KILLED and said so; no traceback
+        return 130
+    except Terminated:  # SIGTERM, likewise
+        return 143
     finally:
         gc.freeze()

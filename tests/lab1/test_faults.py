@@ -40,10 +40,12 @@ def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(pro
     try:
         # The tracking service's line: the run exists in the store from here on.
         wait_for_line(process, r"model_preparation run \w+ started")
+        assert list((project.root / ".mlops").glob("tracking.*/sock"))
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # pipeline.sh and the stage, no chance to clean up
         process.wait()
-    assert not (project.root / "models").exists()  # no half-written model
+    # No half-written model: models/ holds at most the killed writer's temporary folder.
+    assert not list((project.root / "models").glob("model*"))
     stuck = [r for r in project.runs() if r.info.status == "RUNNING"]
     assert sorted(r.data.tags["mlflow.runName"].split("-")[0] for r in stuck) == [
         "model_preparation",
@@ -59,8 +61,13 @@ def test_sigkill_mid_stage_leaves_no_output_and_next_start_marks_runs_killed(pro
         assert after.info.status == "KILLED"
         assert "died" in after.data.tags["mlops.end_reason"]
     assert not [r for r in project.runs() if r.info.status == "RUNNING"]
-    leftovers = [p.name for p in project.root.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    everything = [*project.root.iterdir(), *(project.root / "models").iterdir()]
+    leftovers = [p.name for p in everything if ".tmp-" in p.name or ".old-" in p.name]
     assert not leftovers
+    # The killed pipeline's socket folder was in the checkout, never the system's temp folder,
+    # and the next pipeline removed it.
+    assert list(scratch.iterdir()) == []
+    assert list((project.root / ".mlops").glob("tracking.*")) == []
 
 
 def test_sigterm_ends_runs_as_killed(project: Project):
@@ -69,13 +76,30 @@ def test_sigterm_ends_runs_as_killed(project: Project):
     wait_for_line(process, r"data_preprocessing started \(pid")
     process.send_signal(signal.SIGTERM)  # what Jenkins' abort or `kill` sends
     process.wait(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode == 143
     statuses = {r.data.tags["mlflow.runName"].split("-")[0]: r.info.status for r in project.runs()}
     assert statuses == {
         "pipeline": "KILLED",
         "data_creation": "FINISHED",
         "data_preprocessing": "KILLED",
     }
+
+
+def test_sigterm_to_the_whole_group_exits_143_with_no_false_line(project: Project):
+    """Jenkins' abort and `kill -- -PGID` signal every process of the pipeline at once: the
+    tracking service ends the runs KILLED by itself, and pipeline.sh says nothing untrue about
+    it (it used to report "tracking service is not running" and exit 1)."""
+    process = project.start_pipeline(*SMALL, start_new_session=True)
+    wait_for_line(process, r"model_preparation started \(pid")
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "not running" not in stderr and "Traceback" not in stderr, stderr
+    statuses = {r.data.tags["mlflow.runName"].split("-")[0]: r.info.status for r in project.runs()}
+    assert statuses.get("pipeline") == "KILLED" and statuses.get("model_preparation") == "KILLED", (
+        statuses,
+        stderr,
+    )
 
 
 def test_ctrl_c_stops_the_stage_and_ends_the_runs_killed(project: Project):
@@ -114,7 +138,7 @@ def test_a_stage_killed_alone_is_recorded_killed_by_the_tracking_service(project
     assert runs["model_preparation"].data.tags["mlops.end_reason"] == f"process {pid} died"
     assert runs["pipeline"].info.status == "FAILED"
     assert runs["data_preprocessing"].info.status == "FINISHED"
-    assert not (project.root / "models").exists()
+    assert not list((project.root / "models").glob("model*"))
 
 
 def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):

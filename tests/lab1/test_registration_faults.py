@@ -160,7 +160,7 @@ def test_a_sigterm_at_any_write_never_leaves_the_alias_and_the_run_disagreeing(t
             with pytest.raises(BaseException) as stopped:
                 tested.run(STAGES[-1])
             monkeypatch.undo()
-            assert type(stopped.value).__name__ in ("_Terminated", "Killed"), stopped.value
+            assert type(stopped.value).__name__ in ("Terminated", "Killed"), stopped.value
             # No reconcile needed: a SIGTERM leaves the two agreeing at once.
             assert alias_moved(tested) == says_promoted(tested), (n, what)
             if alias_moved(tested):  # the records that say so were renamed into place too

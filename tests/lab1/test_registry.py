@@ -137,3 +137,26 @@ def test_a_registration_killed_before_any_of_its_writes_never_contradicts_the_al
         assert "pending" not in states.values(), (n, states)
         now = str(registry.champion(client, NAME).version)
         assert states[now] == "promoted" and now in (before, max(states, key=int)), (n, states)
+
+
+def test_two_spellings_of_one_sqlite_store_share_one_registry_lock(tmp_path, monkeypatch):
+    """sqlite:////x/./a.db and sqlite:////x/a.db are one store: one gate at a time on it (the
+    lock was keyed on the URI's text, and one of two pipelines failed "champion moved")."""
+    import threading
+
+    from lab1.core.tracking.store import registry_lock
+
+    entered = threading.Event()
+
+    def second_gate():
+        with registry_lock(NAME):
+            entered.set()
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/./a.db")
+    with registry_lock(NAME):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a.db")
+        thread = threading.Thread(target=second_gate)
+        thread.start()
+        assert not entered.wait(0.5)  # waits for the first gate
+    assert entered.wait(10)
+    thread.join()

@@ -6,6 +6,7 @@ machine's speed varies 2-3x); bench/ holds the figures."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import struct
@@ -64,10 +65,8 @@ def raw_request(host: str, port: int, head: bytes, body: bytes = b"") -> tuple[i
     may close before it has read everything: that is the point, not an error."""
     started = time.perf_counter()
     with socket.create_connection((host, port), timeout=30) as sock:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(head + body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         try:
             answer = sock.recv(64)
         except ConnectionResetError:

@@ -22,6 +22,11 @@ from lab1.core.errors import EXIT_ERROR, PipelineError
 SOCKET_ENV = "MLOPS_TRACKING_SOCKET"
 
 
+class TrackingStopped(PipelineError):
+    """The tracking service went away while a stage ran: the service logged why (one ERROR
+    line), so the stage's own line is only a warning that follows from it."""
+
+
 class ServiceClient:
     """One connection to the tracking service (one per stage process)."""
 
@@ -49,9 +54,9 @@ class ServiceClient:
                 return None
             line = self._answers.readline()
         except OSError as exc:
-            raise PipelineError(self._gone(exc.strerror or str(exc))) from None
+            raise TrackingStopped(self._gone(exc.strerror or str(exc))) from None
         if not line:
-            raise PipelineError(self._gone("connection closed"))
+            raise TrackingStopped(self._gone("connection closed"))
         answer = json.loads(line)
         if "error" in answer:
             raise PipelineError(f"tracking: {answer['error']}")

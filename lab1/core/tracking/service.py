@@ -98,7 +98,7 @@ class Service:
             self.client = connect()
             self.parent = begin_pipeline(self.params, self.owner_pid, self.client)
         except Exception as exc:  # the store or server is unusable: stages will say so too
-            logger.error("tracking service: cannot begin the pipeline run: %s", one_line(exc))
+            logger.error("tracking service: cannot begin the pipeline run: %s", _line(exc))
             return EXIT_ERROR
         _warm_up()
         while True:
@@ -146,8 +146,8 @@ class Service:
         except Exception as exc:
             self.errors += 1
             stage = getattr(connection.recorder, "stage", "") or "a stage"
-            logger.error("tracking service: %s of %s failed: %s", method, stage, one_line(exc))
-            answer = {"error": f"{method} failed: {one_line(exc)}"}
+            logger.error("tracking service: %s of %s failed: %s", method, stage, _line(exc))
+            answer = {"error": f"{method} failed: {_line(exc)}"}
             connection.failed = connection.failed or answer["error"]
         if message.get("reply"):
             _send(connection.sock, {"id": message["id"], **answer})
@@ -167,7 +167,9 @@ class Service:
         if self.pending_end is None and not stopping:
             return False
         grace_over = self.stop_deadline is not None and time.monotonic() > self.stop_deadline
-        if (self.connections or not self.inbox.empty()) and not grace_over:
+        if self.connections and not grace_over:
+            return False
+        if not self.inbox.empty():  # what the stages sent is recorded, even after the grace
             return False
         for connection in self.connections.values():  # stages that did not report their end
             if (
@@ -208,6 +210,13 @@ class Service:
         if self.stop_deadline is None:
             logger.warning("tracking service: signal %d; ending the runs", signum)
             self.stop_deadline = time.monotonic() + GRACE_S
+
+
+def _line(exc: BaseException) -> str:
+    """One line for an error; one of the store's names the store."""
+    from lab1.core.cli import is_store_error, store_error_line
+
+    return store_error_line(exc) if is_store_error(exc) else one_line(exc)
 
 
 def _send(sock: socket.socket, payload: dict) -> None:

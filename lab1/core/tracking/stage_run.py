@@ -257,12 +257,12 @@ class StageRun:
             self._datasets, self._models = [], []
 
 
-class _Terminated(BaseException):
+class Terminated(BaseException):
     """Raised in place of the default SIGTERM action so that runs are ended, not abandoned."""
 
 
 def _raise_terminated(signum: int, _frame: Any) -> None:
-    raise _Terminated(f"signal {signum}")
+    raise Terminated(f"signal {signum}")
 
 
 @contextlib.contextmanager
@@ -303,7 +303,7 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
         logger.info("%s started (pid %d)", stage, os.getpid())  # the run id: the recorder's line
         yield run
         status = "FINISHED"
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, Terminated):
         status = "KILLED"
         raise
     except Exception as exc:

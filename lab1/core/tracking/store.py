@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the project's embedded SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PATHS.mlflow_db}"
+
+
+def store_name(uri: str | None = None) -> str:
+    """The store as a user knows it: an embedded store's database file, or the server's URI
+    without the credentials it may carry (http://user:password@host)."""
+    uri = uri or tracking_uri()
+    if is_embedded(uri):
+        return str(sqlite_file(uri))
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", uri)
 
 
 def is_embedded(uri: str) -> bool:
