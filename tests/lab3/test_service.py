@@ -335,3 +335,15 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_answers(models)
             answer, models.expected["1"][2 * index : 2 * index + 2], atol=1e-12
         )
     assert batcher.calls == 2  # 20 requests of 2 rows, at most 25 rows per call
+
+
+def test_ready_never_shows_the_credentials_of_the_tracking_uri(monkeypatch):
+    """A server URI with credentials in it (http://user:password@host) fails to answer: /ready
+    says why, without the password."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://admin:s3cret@127.0.0.1:9/")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with TestClient(create_app(settings(f"models:/{NAME}@champion"))) as client:
+        wait_for(lambda: client.get("/ready").json()["last_error"])
+        body = client.get("/ready").text
+    assert "127.0.0.1:9" in body and "s3cret" not in body and "admin:" not in body, body
