@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab3 import loopback  # noqa: E402
+from tests import loopback  # noqa: E402
 
 MIB = 2**20
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab1.core.paths import PATHS  # noqa: E402
-from lab3 import loopback  # noqa: E402
+from tests import loopback  # noqa: E402
 
 
 def champion_uri() -> str:

@@ -14,12 +14,13 @@ Writes: data/raw/{train,test}/<station>.csv, or data/raw/{train,test}.npz for im
 """
 
 from lab1.core import runner
+from lab1.core.stages.data_creation import STAGE  # the stage's work: go-to-definition lands there
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main("data_creation", __doc__, argv)
+    return runner.main(STAGE, __doc__, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process("data_creation", __doc__))
+    raise SystemExit(runner.main_process(STAGE, __doc__))

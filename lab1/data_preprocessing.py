@@ -15,12 +15,15 @@ Writes: data/processed/{train,test}.parquet + preprocessor.skops, or for images
 """
 
 from lab1.core import runner
+from lab1.core.stages.data_preprocessing import (
+    STAGE,  # the stage's work: go-to-definition lands there
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main("data_preprocessing", __doc__, argv)
+    return runner.main(STAGE, __doc__, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process("data_preprocessing", __doc__))
+    raise SystemExit(runner.main_process(STAGE, __doc__))

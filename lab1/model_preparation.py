@@ -15,12 +15,15 @@ Writes: models/model/ (MLflow model), models/model.json (run id, model URI)
 """
 
 from lab1.core import runner
+from lab1.core.stages.model_preparation import (
+    STAGE,  # the stage's work: go-to-definition lands there
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main("model_preparation", __doc__, argv)
+    return runner.main(STAGE, __doc__, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process("model_preparation", __doc__))
+    raise SystemExit(runner.main_process(STAGE, __doc__))

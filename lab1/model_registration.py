@@ -16,12 +16,15 @@ Exit:   0 promoted or unchanged, 3 rejected by the gate, 1 error
 """
 
 from lab1.core import runner
+from lab1.core.stages.model_registration import (
+    STAGE,  # the stage's work: go-to-definition lands there
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main("model_registration", __doc__, argv)
+    return runner.main(STAGE, __doc__, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process("model_registration", __doc__))
+    raise SystemExit(runner.main_process(STAGE, __doc__))

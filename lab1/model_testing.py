@@ -11,12 +11,13 @@ Writes: reports/metrics.json, reports/confusion_matrix.png (images: reports/misc
 """
 
 from lab1.core import runner
+from lab1.core.stages.model_testing import STAGE  # the stage's work: go-to-definition lands there
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main("model_testing", __doc__, argv)
+    return runner.main(STAGE, __doc__, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process("model_testing", __doc__))
+    raise SystemExit(runner.main_process(STAGE, __doc__))

@@ -1,6 +1,6 @@
 """The one runner every stage script calls: parse -> params -> kind -> stage run -> one line.
 
-    raise SystemExit(runner.main_process("data_creation", __doc__))
+    raise SystemExit(runner.main_process(STAGE, __doc__))
 
 1. parse the command line (the options every stage takes plus the stage's own);
 2. load and validate params.yaml with the overrides;
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,14 +50,9 @@ class Stage:
     after_run: Callable[[Params], None] | None = None  # after a successful run (stdout line)
 
 
-def load_stage(name: str) -> Stage:
-    stage: Stage = importlib.import_module(f"lab1.core.stages.{name}").STAGE
-    return stage
-
-
-def main(name: str, doc: str | None, argv: list[str] | None = None) -> int:
-    """Run stage ``name`` with the command line ``argv``; return its exit code."""
-    stage = load_stage(name)
+def main(stage: Stage, doc: str | None, argv: list[str] | None = None) -> int:
+    """Run ``stage`` with the command line ``argv``; return its exit code."""
+    name = stage.name
     parser = stage_parser(doc)
     if stage.add_arguments:
         stage.add_arguments(parser)
@@ -99,14 +93,14 @@ def main(name: str, doc: str | None, argv: list[str] | None = None) -> int:
     return run_script(name, body)
 
 
-def main_process(name: str, doc: str | None) -> int:
+def main_process(stage: Stage, doc: str | None) -> int:
     """``main`` for a stage process: the exit code, without the 1 s that the interpreter's final
     garbage collection of MLflow's and scikit-learn's module graphs would cost (every run has
     already ended)."""
     from lab1.core.tracking.stage_run import Terminated
 
     try:
-        return main(name, doc)
+        return main(stage, doc)
     except KeyboardInterrupt:  # Ctrl-C: the run already ended KILLED and said so; no traceback
         return 130
     except Terminated:  # SIGTERM, likewise

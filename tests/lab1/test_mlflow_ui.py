@@ -18,7 +18,7 @@ import pytest
 
 from lab1.core.stages import STAGES
 from lab1.core.tracking.ui import LOCAL_UI, ML_VIEW, run_link, runs_link
-from lab3 import loopback
+from tests import loopback
 from tests.browser import chromium, screenshot, wait_for_text, wait_until
 from tests.conftest import SMALL, Project, copy_project
 

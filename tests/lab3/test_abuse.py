@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lab3 import loopback
+from tests import loopback
 
 pytestmark = pytest.mark.e2e
 MIB = 2**20

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from lab1.core.model_io import load_model
-from lab3 import loopback
+from tests import loopback
 from tests.conftest import REPO, clean_env
 from tests.lab3.conftest import rows, wait_for, windows
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from lab3 import loopback
+from tests import loopback
 from tests.conftest import REPO, copy_project, tool
 
 LAB3 = REPO / "lab3"

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lab1.core.model_io import load_model
-from lab3 import loopback
 from lab3.service.app import create_app
 from lab3.service.settings import Settings
+from tests import loopback
 from tests.browser import chromium, page_text, screenshot, wait_for_text, wait_until
 from tests.lab3.conftest import wait_for
 

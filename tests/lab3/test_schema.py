@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from lab3 import loopback
+from tests import loopback
 
 MIN_CASES = 500
 # Cases per operation and generation mode; GETs without parameters have few distinct cases.

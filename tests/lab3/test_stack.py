@@ -15,7 +15,7 @@ import pytest
 from lab1.core import registry
 from lab1.core.model_io import load_model
 from lab1.core.processed import input_columns, read_split
-from lab3 import loopback
+from tests import loopback
 from tests.conftest import SMALL, Project, copy_project
 from tests.lab3.conftest import wait_for
 

@@ -10,7 +10,6 @@ libraries inside its functions, so choosing one costs nothing.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,9 +47,9 @@ class Kind(Protocol):
 
 def for_params(params: Params) -> Kind:
     """The kind of ``params.dataset``."""
-    name = "images" if params.is_image else "tables"
-    kind: Kind = importlib.import_module(f"lab1.core.kinds.{name}")
-    return kind
+    from lab1.core.kinds import images, tables  # each imports its heavy libraries lazily
+
+    return images if params.is_image else tables
 
 
 if TYPE_CHECKING:  # the type checker proves that both modules implement the protocol
