@@ -25,7 +25,7 @@ from lab1.core.errors import PipelineError
 from lab1.core.params import flatten
 from lab1.core.paths import PATHS
 from lab1.core.tracking.store import tracking_uri
-from lab1.core.tracking.ui import run_link, ui_base
+from lab1.core.tracking.ui import ML_VIEW, run_link, ui_base
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -81,7 +81,7 @@ def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, An
             "decision": tags.get("gate.decision"),
             "reason": tags.get("gate.reason"),
             "fingerprint": tags.get("model.fingerprint"),
-            "url": f"{ui_base()}/#/models/{version.name}/versions/{version.version}",
+            "url": f"{ui_base()}/#/models/{version.name}/versions/{version.version}?{ML_VIEW}",
         },
         "code": {
             "commit": tags.get("git.commit"),

@@ -137,6 +137,12 @@ def test_lineage_answers_equal_what_the_runs_logged(pipelines, tmp_path):
         assert answer["runs"][stage]["url"].endswith(
             f"/runs/{by_name[stage]}?workflowType=machine_learning"  # the model-training view
         )
+    # The registry's page too opens the model-training view (not the GenAI one).
+    assert answer["model"]["url"].endswith(
+        f"/versions/{champion.version}?workflowType=machine_learning"
+    )
+    # The version's model card names its own version.
+    assert f"models:/{NAME}/{champion.version}`" in champion.description
     assert answer["reproduce"].startswith(f"git checkout {head[:12]} && bash pipeline.sh")
     text = lineage(project)
     assert text.returncode == 0 and answer["data"]["raw_digest"] in text.stdout

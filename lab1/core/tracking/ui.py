@@ -19,9 +19,8 @@ Standard library only: report.py builds links without importing MLflow.
 from __future__ import annotations
 
 import json
+import os
 import time
-
-from lab1.core.tracking.store import tracking_uri
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 ML_VIEW = "workflowType=machine_learning"
@@ -45,8 +44,10 @@ VIEW_COLUMNS = [
 
 
 def ui_base() -> str:
-    """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally."""
-    uri = tracking_uri()
+    """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally. (Read
+    from the environment: the embedded store, the default, is never an http URI; so this module
+    imports nothing of the store's, which imports it.)"""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
 
 
