@@ -54,11 +54,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, target)
     except OSError as exc:
-        if exc.filename is None:  # some writers (pyarrow's) name no file: name the target
-            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
-        raise
+        raise _naming(exc, target) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """``exc`` as is if it names a file; else (pyarrow's writers name none) naming ``target``."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(target))
 
 
 def write_json(target: Path, payload: dict[str, Any]) -> None:
@@ -143,9 +148,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            if exc.filename is None:  # some writers (pyarrow's) name no file: name the folder
-                raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
-            raise
+            raise _naming(exc, target) from None
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         if target.exists():
             os.replace(target, old)

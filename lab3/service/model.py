@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lab1.core.errors import DataError, one_line
+from lab1.core.tracking.store import without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,6 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
 # What the service shows about itself (GET /ready, GET /model) is public: a URI's credentials
 # (http://user:password@host) and the absolute paths of the machine that trained the model (a
 # user's CSV, a checkout under /home/...) are never echoed; a path keeps its file name.
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 _PATH = re.compile(r"(?:file://|sqlite:///|(?<![\w:/.~-]))/[^\s'\",;()]+")
 
 
@@ -199,8 +199,7 @@ def _file_name(match: re.Match[str]) -> str:
 def public(value: Any) -> Any:
     """``value`` (a JSON value) with credentials and absolute paths taken out of its strings."""
     if isinstance(value, str):
-        value = _CREDENTIALS.sub("***@", value)
-        return _PATH.sub(_file_name, value)
+        return _PATH.sub(_file_name, without_credentials(value))
     if isinstance(value, dict):
         return {key: public(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -31,9 +31,12 @@ def store_name(uri: str | None = None) -> str:
     """The store as a user knows it: an embedded store's database file, or the server's URI
     without the credentials it may carry (http://user:password@host)."""
     uri = uri or tracking_uri()
-    if is_embedded(uri):
-        return str(sqlite_file(uri))
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", uri)
+    return str(sqlite_file(uri)) if is_embedded(uri) else without_credentials(uri)
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the credentials of any URI in it (scheme://user:password@host) hidden."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", text)
 
 
 def is_embedded(uri: str) -> bool:
