@@ -94,7 +94,7 @@ def single_process_floor(workdir: Path) -> tuple[float, float]:
     import skops.io
     from sklearn.pipeline import Pipeline
 
-    from lab1.core.datasets import make_raw
+    from lab1.core.datasets import temperature
     from lab1.core.evaluation import classification_metrics, plot_confusion_matrix
     from lab1.core.features import build_preprocessor, extract_windows, window_columns
     from lab1.core.gate import decide
@@ -105,7 +105,9 @@ def single_process_floor(workdir: Path) -> tuple[float, float]:
     start = time.perf_counter()
     params = load_params(ROOT / "params.yaml")
     window = params.data_preprocessing.window
-    splits = make_raw(params)
+    section = params.data_creation.temperature
+    frames = temperature.generate(section, params.data_creation.seed)
+    splits = temperature.split_by_station(frames, section.test_stations)
     arrays = {}
     for split, frames in splits.items():
         windows, labels = [], []

@@ -14,16 +14,98 @@ Writes: data/processed/{train,test}.parquet + preprocessor.skops, or for images
         data/processed/{train,test}.npz + normalization.json
 """
 
-from lab1.core import runner
-from lab1.core.stages.data_preprocessing import (
-    STAGE,  # the stage's work: go-to-definition lands there
-)
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from lab1.core import stage
+from lab1.core.errors import DataError
+from lab1.core.kinds import checked_manifest, images, tables
+from lab1.core.params import Params
+from lab1.core.paths import PATHS
+from lab1.core.tracking.stage_run import StageRun
+
+logger = logging.getLogger(__name__)
+
+
+def preprocess(params: Params) -> int:
+    with stage.run("data_preprocessing", params) as run:
+        run.log_input(PATHS.raw)
+        manifest = checked_manifest(PATHS.raw, params.dataset)
+        if params.is_image:
+            preprocess_images(params, manifest, run)
+        else:
+            preprocess_stations(params, manifest, run)
+    return 0
+
+
+def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
+    window = params.data_preprocessing.window
+    if window < 1:
+        raise DataError(f"params.yaml: data_preprocessing.window={window} must be >= 1")
+    splits = tables.read_raw(PATHS.raw, manifest)
+    train = tables.to_windows(splits["train"], window)
+    test = tables.to_windows(splits["test"], window)
+    for split, frame in (("train", train), ("test", test)):
+        tables.check_both_classes(frame, PATHS.raw / split)  # faulty and normal days in each
+    # Fit on train only: fitting the scaler on test would leak its statistics.
+    preprocessor = tables.fit_preprocessor(train, window, params.data_preprocessing.missing_rule)
+    train = tables.add_features(train, preprocessor)
+    test = tables.add_features(test, preprocessor)
+    tables.write_processed(train, test, preprocessor, PATHS.processed)  # atomically
+    run.log_output(PATHS.processed)
+    run.log_metrics(
+        {
+            "train_rows": len(train),
+            "test_rows": len(test),
+            "train_faulty_fraction": tables.faulty_fraction(train),
+            "test_faulty_fraction": tables.faulty_fraction(test),
+        }
+    )
+    logger.info(
+        "train %d rows, test %d rows, %d features -> %s",
+        len(train),
+        len(test),
+        preprocessor[-1].n_features_in_,
+        PATHS.processed,
+    )
+
+
+def preprocess_images(params: Params, manifest: dict, run: StageRun) -> None:
+    from lab1.core import cnn  # imports torch: only for images
+
+    splits = images.read_raw(manifest["classes"])  # checks that the labels cover the classes
+    train_images, train_labels = splits["train"]
+    # Per-channel statistics of the TRAIN images: the model's first layer normalises with them.
+    mean, std = cnn.channel_stats(train_images)
+    augmentation = params.data_preprocessing.augmentation[params.dataset]
+    images.write_processed(splits, mean, std, manifest, augmentation, PATHS.processed)
+    run.log_output(PATHS.processed)
+    run.log_metrics(
+        {
+            "train_rows": len(train_labels),
+            "test_rows": len(splits["test"][1]),
+            **{f"channel_mean.{i}": m for i, m in enumerate(mean)},
+            **{f"channel_std.{i}": v for i, v in enumerate(std)},
+        }
+    )
+    logger.info(
+        "images: train %d, test %d; channel mean %s std %s -> %s",
+        len(train_labels),
+        len(splits["test"][1]),
+        np.round(mean, 3).tolist(),
+        np.round(std, 3).tolist(),
+        PATHS.processed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main(STAGE, __doc__, argv)
+    args = stage.parser(__doc__).parse_args(argv)
+    return stage.exit_code("data_preprocessing", args, preprocess)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process(STAGE, __doc__))
+    raise SystemExit(stage.process(main))

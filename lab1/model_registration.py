@@ -15,16 +15,111 @@ Writes: reports/registration.json (decision, reason, version), reports/lineage.j
 Exit:   0 promoted or unchanged, 3 rejected by the gate, 1 error
 """
 
-from lab1.core import runner
-from lab1.core.stages.model_registration import (
-    STAGE,  # the stage's work: go-to-definition lands there
-)
+from __future__ import annotations
+
+import logging
+
+from lab1.core import provenance, registration, stage
+from lab1.core.cli import signals_deferred
+from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK
+from lab1.core.io import read_json, staging_folder
+from lab1.core.params import Params
+from lab1.core.paths import PATHS
+from lab1.core.tracking.store import registry_lock
+
+logger = logging.getLogger(__name__)
+
+
+def register_model(params: Params) -> int:
+    name = params.registered_model_name
+    with stage.run("model_registration", params) as run:
+        report = read_json(PATHS.metrics)
+        model_info = read_json(PATHS.model_info)
+        run.log_input(PATHS.metrics)
+        run.log_input(PATHS.models)
+        # What made this model: the finished runs behind it, from their provenance records.
+        provenance.fill_run_ids(run.ancestry, run.find_runs)
+        lineage = provenance.model_lineage(run.ancestry)
+        tags = registration.version_tags(lineage, report, run.run_id)
+        with registry_lock(name):  # no other gate between reading the champion and moving it
+            state = run.gate_state(name, lineage["fingerprint"], report["test_digest"])
+            if state["unchanged"] is not None:  # same code, data and params: no new version
+                decision = registration.unchanged(state["unchanged"])
+            else:
+                champion = state["champion"]
+                here, incomparable = registration.champion_here(
+                    params, champion, report["test_digest"]
+                )
+                # The gate: a passing model becomes a version tagged pending; no alias moves yet.
+                decision = run.register(
+                    name,
+                    model_info["model_uri"],
+                    report["metrics"],
+                    tags,
+                    params.gate,
+                    champion["version"] if champion else None,
+                    here,
+                    incomparable,
+                    registration.model_card(params, report, lineage),
+                )
+            promoting = decision["decision"] == "promoted"
+            # Everything the registration records is written before the alias moves (reports in
+            # a staging folder, the run's artifacts and tags): a failure or a signal up to the
+            # move leaves the champion where it was and the version pending (then abandoned).
+            with staging_folder(PATHS.registration_staging) as staged:
+                files = registration.write_records(
+                    staged, params, run.pipeline_run_id, run.experiment_id,
+                    decision, report, model_info, lineage, tags,
+                )  # fmt: skip
+                for path in files:
+                    run.log_artifact(path)
+                run.set_tags(
+                    {
+                        "gate.decision": "pending" if promoting else decision["decision"],
+                        "gate.reason": decision["reason"],
+                        "registered_version": decision["version"] or "",
+                        "model.fingerprint": lineage["fingerprint"],
+                    }
+                )
+                run.wait()  # every record above is in MLflow (or the stage fails here)
+                # The move, then the renames: Ctrl-C and SIGTERM wait until both are done; a
+                # SIGKILL between them leaves a state that the next gate reconciles.
+                with signals_deferred():
+                    if promoting:
+                        run.promote(name, decision["version"], decision["champion_before"])
+                    registration.publish(files)
+    if decision["decision"] == "promoted":
+        logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
+    elif decision["decision"] == "rejected":
+        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
+    else:
+        logger.info("%s: %s", name, decision["reason"])
+    return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
+
+
+def rollback(params: Params) -> int:
+    """--rollback: `champion` back to its previous version; the registry alone, no stage run."""
+    from lab1.core import registry
+    from lab1.core.tracking.store import connect
+
+    with registry_lock(params.registered_model_name):
+        registry.rollback(connect(), params.registered_model_name)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main(STAGE, __doc__, argv)
+    parser = stage.parser(__doc__)
+    parser.add_argument(
+        "--rollback",
+        action="store_true",
+        help="move `champion` back to its previous version and exit",
+    )
+    args = parser.parse_args(argv)
+    return stage.exit_code(
+        "model_registration", args, rollback if args.rollback else register_model
+    )
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process(STAGE, __doc__))
+    raise SystemExit(stage.process(main))

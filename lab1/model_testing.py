@@ -10,14 +10,76 @@ Reads:  models/model/, models/model.json, data/processed/test.parquet or test.np
 Writes: reports/metrics.json, reports/confusion_matrix.png (images: reports/misclassified.png)
 """
 
-from lab1.core import runner
-from lab1.core.stages.model_testing import STAGE  # the stage's work: go-to-definition lands there
+from __future__ import annotations
+
+import logging
+import sys
+
+from lab1.core import stage
+from lab1.core.io import read_json, write_json
+from lab1.core.kinds import images, tables
+from lab1.core.params import Params
+from lab1.core.paths import PATHS
+from lab1.core.report import accuracy_line
+
+logger = logging.getLogger(__name__)
+
+
+def test_model(params: Params) -> int:
+    from lab1.core.model_io import load_model, load_torch_model  # never unpickles: model_io.py
+
+    with stage.run("model_testing", params) as run:
+        model_info = read_json(PATHS.model_info)
+        run.log_input(PATHS.model_dir)
+        run.log_input(PATHS.model_info)
+        PATHS.reports.mkdir(parents=True, exist_ok=True)
+        if params.is_image:
+            test_path = PATHS.processed_images("test")
+            report, extra = images.evaluate(load_torch_model(PATHS.model_dir), test_path)
+        else:
+            test_path = PATHS.processed_table("test")
+            threshold = params.model_testing.threshold
+            report, extra = tables.evaluate(load_model(PATHS.model_dir), test_path, threshold)
+        report |= {
+            "test_digest": run.log_input(test_path)[:16],
+            "model_uri": model_info["model_uri"],
+            "training_run_id": model_info["run_id"],
+            "testing_run_id": run.run_id,
+            "pipeline_run_id": run.pipeline_run_id,
+        }
+        write_json(PATHS.metrics, report)
+        # The test metrics are the logged model's too (its page in the MLflow UI), on this test
+        # set: MLflow links metrics to a model and a dataset.
+        test_set = (
+            PATHS.processed.relative_to(PATHS.root).as_posix() + ":test",
+            report["test_digest"],
+        )
+        metrics = report["metrics"]
+        run.log_metrics({**metrics, **extra}, model_id=model_info.get("model_id"), dataset=test_set)
+        if model_info.get("model_id"):
+            run.log_model_input(model_info["model_id"])
+        for output in (PATHS.metrics, PATHS.confusion_matrix_plot, PATHS.misclassified_plot):
+            if output.exists():
+                run.log_artifact(output)
+                run.log_output(output)
+    logger.info(
+        "accuracy %.3f (baseline %.3f), F1 %.3f, ROC AUC %.3f on %d test rows",
+        metrics["accuracy"],
+        metrics["baseline_accuracy"],
+        metrics["f1"],
+        metrics["roc_auc"],
+        report["test_rows"],
+    )
+    # After the run ended: the accuracy line, the stage's stdout interface.
+    sys.stdout.write(accuracy_line(PATHS.metrics) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
-    return runner.main(STAGE, __doc__, argv)
+    args = stage.parser(__doc__).parse_args(argv)
+    return stage.exit_code("model_testing", args, test_model)
 
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main_process(STAGE, __doc__))
+    raise SystemExit(stage.process(main))

@@ -148,6 +148,16 @@ class EpochResult:
     seconds: float
     images_per_second: float
 
+    def metrics(self) -> dict[str, float]:
+        """What MLflow records for the epoch (as step metrics)."""
+        return {
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+            "images_per_second": self.images_per_second,
+        }
+
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -125,8 +125,8 @@ class HeldOut:
 def read_test_frames(dataset: str) -> list[pd.DataFrame]:
     """The raw test station frames, after checking the manifest and each file's schema
     (DataError, a PipelineError, names the file)."""
+    from lab1.core.kinds import checked_manifest
     from lab1.core.kinds.tables import read_raw
-    from lab1.core.stages.data_preprocessing import checked_manifest
 
     if dataset != "temperature":
         raise QualityInputError(

@@ -68,7 +68,7 @@ def first_bad(mask: pd.Series, frame: pd.DataFrame, column: str) -> str:
 
 
 def test_raw_files_match_the_manifest(params):
-    from lab1.core.stages.data_preprocessing import checked_manifest
+    from lab1.core.kinds import checked_manifest
 
     try:
         checked_manifest(PATHS.raw, params.dataset)

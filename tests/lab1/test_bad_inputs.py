@@ -456,13 +456,13 @@ CASES = [
         "disk-full",
         "model_preparation",
         r"models: No space left on device \(the disk is full",
-        patch=failing("lab1.core.kinds.tables:prepare", DISK_FULL),
+        patch=failing("lab1.core.kinds.tables:train", DISK_FULL),
     ),
     Case(
         "no-permission",
         "model_testing",
         r"reports/metrics.json: Permission denied \(check the permissions of the folder\)",
-        patch=failing("lab1.core.stages.model_testing:write_json", NO_PERMISSION),
+        patch=failing("lab1.model_testing:write_json", NO_PERMISSION),
     ),
     # a bug: one line that says so; -v shows the traceback
     Case(

@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab1.core.datasets import make_raw
 from lab1.core.datasets.temperature import (
     CLIMATES,
     generate,
     inject_faults,
     read_raw_station_file,
     read_station_csv,
+    split_by_station,
 )
 from lab1.core.errors import DataError
 from lab1.core.params import FAULT_KINDS, load_params
@@ -59,7 +59,8 @@ def test_deterministic_from_seed(params):
 
 
 def test_train_and_test_stations_are_disjoint(params):
-    splits = make_raw(params)
+    section = params.data_creation.temperature
+    splits = split_by_station(generate(section, params.data_creation.seed), section.test_stations)
     assert set(splits["test"]) == set(params.data_creation.temperature.test_stations)
     assert not set(splits["train"]) & set(splits["test"])
 

@@ -98,6 +98,28 @@ def test_requests_are_recorded_in_order_under_the_parent(running):
     assert client.get_run(parent).info.status == "FINISHED"
 
 
+def test_a_run_spans_the_stage_own_times_however_late_it_is_recorded(running):
+    """The service may create a stage's run long after the stage began (it catches up under
+    load): MLflow's start and end are the times the stage sent, not when they were applied."""
+    stage = running.client()
+    began, ended = 1_700_000_000_000, 1_700_000_021_600  # a stage that took 21.6 s, long ago
+    stage.call(
+        "start",
+        stage="data_preprocessing",
+        experiment="lab1-temperature",
+        pid=4242,
+        tags={**owner_tags(4242), "mlops.role": "stage"},
+        params={},
+        start_ms=began,
+    )
+    info = stage.call("run_info", reply=True)
+    stage.call("end", status="FINISHED", end_ms=ended)
+    stage.close()
+    assert running.stop() == 0
+    run = running.mlflow().get_run(info["run_id"])
+    assert (run.info.start_time, run.info.end_time) == (began, ended)
+
+
 def test_a_stage_that_vanishes_is_ended_killed(running):
     stage = running.client()
     start(stage, "model_preparation", pid=999999)

@@ -148,6 +148,17 @@ def generate(params: TemperatureParams, seed: int) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def split_by_station(
+    frames: dict[str, pd.DataFrame], test_stations: list[str]
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """``{"train": {station: frame}, "test": {...}}``: the model is tested on stations it never
+    saw, so a good score cannot come from memorising a station's climate."""
+    return {
+        "train": {s: f for s, f in frames.items() if s not in test_stations},
+        "test": {s: f for s, f in frames.items() if s in test_stations},
+    }
+
+
 def _synthetic_base(params: TemperatureParams, seed: int) -> dict[str, pd.Series]:
     unknown = [s for s in params.stations if s not in CLIMATES]
     if unknown:

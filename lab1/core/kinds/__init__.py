@@ -1,58 +1,36 @@
-"""The dataset kinds behind one protocol, chosen once per stage run by the runner.
+"""The two dataset kinds, one library each, called by the stage scripts:
 
   tables   temperature: station readings -> windows and features -> a scikit-learn Pipeline
   images   cifar10, fashion_mnist: uint8 images -> channel statistics -> a PyTorch CNN
 
-A stage module (lab1/core/stages/) does what every dataset shares (checking the manifest,
-model.json, metrics.json, the registry); its kind does the rest. Each kind imports its heavy
-libraries inside its functions, so choosing one costs nothing.
+Each kind imports its heavy libraries inside its functions, so importing one costs nothing.
+What both share lives here: the raw data's manifest and its check.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from lab1.core.params import Params
-
-if TYPE_CHECKING:
-    from lab1.core.tracking.stage_run import StageRun
-
-
-class Kind(Protocol):
-    """What a dataset kind does in each stage; ``run`` records inputs, outputs and metrics."""
-
-    def create(self, params: Params, run: StageRun) -> None:
-        """Stage 1: write data/raw (the splits and the manifest), atomically."""
-
-    def preprocess(self, params: Params, manifest: dict[str, Any], run: StageRun) -> None:
-        """Stage 2: write data/processed from the checked raw data, atomically."""
-
-    def prepare(self, params: Params, run: StageRun, out_dir: Path) -> dict[str, Any]:
-        """Stage 3: train, log the model to the run and copy it to ``out_dir``/model; return
-        what models/model.json records besides the run ids (model_uri, model_id, estimator,
-        train_digest, ...)."""
-        ...
-
-    def evaluate(self, params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, float]]:
-        """Stage 4: (the metrics report without run ids, extra MLflow metrics); draws the
-        plots into reports/. The report includes ``test_digest``, the test split's digest."""
-        ...
-
-    def score(self, params: Params, model_dir: Path) -> dict[str, float]:
-        """The model in ``model_dir`` (another one than the stage's: the champion) scored on this
-        test split, for a fair gate; DataError when it cannot score this data."""
-        ...
+from lab1.core.errors import DataError
+from lab1.core.io import file_sha256, read_json
+from lab1.core.paths import PATHS
 
 
-def for_params(params: Params) -> Kind:
-    """The kind of ``params.dataset``."""
-    from lab1.core.kinds import images, tables  # each imports its heavy libraries lazily
-
-    return images if params.is_image else tables
-
-
-if TYPE_CHECKING:  # the type checker proves that both modules implement the protocol
-    from lab1.core.kinds import images, tables
-
-    _checked: tuple[Kind, Kind] = (tables, images)
+def checked_manifest(raw_dir: Path, dataset: str) -> dict[str, Any]:
+    """The raw manifest, after checking it is of ``dataset`` and every file it lists is intact."""
+    manifest_path = raw_dir / PATHS.raw_manifest.name
+    manifest = read_json(manifest_path)
+    made_for = manifest.get("dataset", "temperature")
+    if made_for != dataset:
+        raise DataError(
+            f"{manifest_path}: dataset={made_for!r} but params ask for {dataset!r}; "
+            "run data_creation for it first"
+        )
+    for entry in manifest.get("files", []):
+        path = raw_dir / entry["path"]
+        if not path.exists():
+            raise DataError(f"{path}: listed in {manifest_path} but missing")
+        if file_sha256(path) != entry["sha256"]:
+            raise DataError(f"{path}: content changed since data_creation (sha256 mismatch)")
+    return manifest

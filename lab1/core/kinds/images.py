@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,6 @@ from lab1.core.paths import PATHS
 
 if TYPE_CHECKING:
     from lab1.core.datasets.images import ImageSplits
-    from lab1.core.tracking.stage_run import StageRun
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "test")
@@ -58,42 +56,17 @@ def write_images(splits: ImageSplits, out_dir: Path, dataset: str) -> dict:
     return manifest
 
 
-def create(params: Params, run: StageRun) -> None:
-    from lab1.core.datasets.images import make_images
-
-    section = getattr(params.data_creation, params.dataset)
-    splits = make_images(params.dataset, section, params.data_creation.seed, PATHS.data_cache)
-    with atomic_dir(PATHS.raw) as tmp:
-        manifest = write_images(splits, tmp, params.dataset)
-    run.add_output(PATHS.raw)
-    # Whether the files passed the md5 check is part of the data's lineage.
-    run.log(
-        metrics={"train_rows": len(splits.train_labels), "test_rows": len(splits.test_labels)},
-        tags={"data.verified": str(splits.verified), "data.source": splits.source},
-    )
-    run.notes |= {"data.verified": str(splits.verified).lower(), "data.source": splits.source}
-    logger.info(
-        "wrote %s images of %d classes (%s) to %s",
-        {f["split"]: f["rows"] for f in manifest["files"]},
-        len(splits.classes),
-        "verified" if splits.verified else "NOT verified",
-        PATHS.raw,
-    )
-
-
 # --- stage 2: data_preprocessing -------------------------------------------------------------
 
 
-def preprocess(params: Params, manifest: dict[str, Any], run: StageRun) -> None:
-    """Per-channel statistics of the TRAIN images (the model's first layer normalises with
-    them); the augmentation to apply while training; the splits, unchanged, for stage 3/4."""
+def read_raw(classes: list[str]) -> dict[str, tuple[Any, Any]]:
+    """``{split: (images, labels)}`` from data/raw; DataError when a split's labels do not cover
+    at least two of ``classes``."""
     import numpy as np
 
-    from lab1.core.cnn import channel_stats
-    from lab1.core.datasets.images import load_split, save_split
+    from lab1.core.datasets.images import load_split
 
     loaded = {split: load_split(PATHS.raw_images(split)) for split in SPLITS}
-    classes = manifest["classes"]
     for split, (_, labels) in loaded.items():
         present = np.unique(labels)
         if len(present) < 2 or labels.min() < 0 or labels.max() >= len(classes):
@@ -101,127 +74,45 @@ def preprocess(params: Params, manifest: dict[str, Any], run: StageRun) -> None:
                 f"{PATHS.raw_images(split)}: labels {present.tolist()} do not "
                 f"cover at least two of the {len(classes)} classes"
             )
-    train_images, train_labels = loaded["train"]
-    mean, std = channel_stats(train_images)
-    augmentation = params.data_preprocessing.augmentation[params.dataset]
-    with atomic_dir(PATHS.processed) as tmp:
-        for split, (images, labels) in loaded.items():
+    return loaded
+
+
+def write_processed(
+    splits: dict[str, tuple[Any, Any]],
+    mean: list[float],
+    std: list[float],
+    manifest: dict[str, Any],
+    augmentation: Any,
+    out_dir: Path,
+) -> None:
+    """data/processed: the splits unchanged and normalization.json (the statistics, classes and
+    the augmentation to apply while training), all at once."""
+    from lab1.core.datasets.images import save_split
+
+    with atomic_dir(out_dir) as tmp:
+        for split, (images, labels) in splits.items():
             save_split(tmp / PATHS.processed_images(split).name, images, labels)
         write_json(
             tmp / PATHS.normalization.name,
             {
                 "mean": mean,
                 "std": std,
-                "classes": classes,
+                "classes": manifest["classes"],
                 "augmentation": dataclasses.asdict(augmentation),
                 "verified": manifest.get("verified"),
             },
         )
-    run.add_output(PATHS.processed)
-    test_labels = loaded["test"][1]
-    run.log(
-        metrics={
-            "train_rows": len(train_labels),
-            "test_rows": len(test_labels),
-            **{f"channel_mean.{i}": m for i, m in enumerate(mean)},
-            **{f"channel_std.{i}": v for i, v in enumerate(std)},
-        }
-    )
-    logger.info(
-        "images: train %d, test %d; channel mean %s std %s -> %s",
-        len(train_labels),
-        len(test_labels),
-        np.round(mean, 3).tolist(),
-        np.round(std, 3).tolist(),
-        PATHS.processed,
-    )
 
 
 # --- stage 3: model_preparation --------------------------------------------------------------
 
 
-def prepare(params: Params, run: StageRun, out_dir: Path) -> dict[str, Any]:
-    from lab1.core import cnn
-    from lab1.core.datasets.images import load_split
-    from lab1.core.model_io import log_and_save_torch
-    from lab1.core.tracking.store import connect
-
-    train_path = PATHS.processed_images("train")
-    run.add_input(train_path)
-    run.add_input(PATHS.normalization)
-    images, labels = load_split(train_path)
-    norm = read_json(PATHS.normalization)
-    section = params.cnn
-    augmentation = params.data_preprocessing.augmentation[params.dataset]
-
-    def log_epoch(result: cnn.EpochResult) -> None:  # one request per epoch, not one per metric
-        run.log(
-            metrics={
-                "train_loss": result.train_loss,
-                "train_accuracy": result.train_accuracy,
-                "val_loss": result.val_loss,
-                "val_accuracy": result.val_accuracy,
-                "images_per_second": result.images_per_second,
-            },
-            step=result.epoch,
-        )
-
-    started = time.perf_counter()
-    model, history = cnn.train(
-        images,
-        labels,
-        len(norm["classes"]),
-        (norm["mean"], norm["std"]),
-        section,
-        augmentation,
-        params.model_preparation.seed,
-        on_epoch=log_epoch,
-    )
-    fit_seconds = time.perf_counter() - started
-    best = max(history, key=lambda r: r.val_accuracy)
-    # Logged from this process (the tracking service does not import torch): the minutes of
-    # training dwarf the seconds of connecting to the store here.
-    connect()
-    logged = log_and_save_torch(
-        cnn.Probabilities(model),
-        images[:2],
-        out_dir / PATHS.model_dir.name,
-        norm["classes"],
-        run.run_id,
-        run.experiment_id,
-        params.logged_model_name,
-    )
-    run.log(
-        metrics={
-            "fit_s": fit_seconds,
-            "best_epoch": best.epoch,
-            "best_val_accuracy": best.val_accuracy,
-            "epochs_run": len(history),
-        },
-        tags={"model_uri": logged.model_uri, "device": str(cnn.device())},
-    )
-    logger.info(
-        "CNN trained in %.0f s; best epoch %d (val accuracy %.3f); logged as %s",
-        fit_seconds,
-        best.epoch,
-        best.val_accuracy,
-        logged.model_uri,
-    )
-    return {
-        "model_uri": logged.model_uri,
-        "model_id": logged.model_id,
-        "estimator": "cnn",
-        "train_digest": file_sha256(train_path),
-        "classes": norm["classes"],
-    }
-
-
 # --- stage 4: model_testing ------------------------------------------------------------------
 
 
-def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, float]]:
-    """The CNN on the test images: (report, extra MLflow metrics); also draws the misclassified
-    images."""
+def evaluate(model: Any, test_path: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """The CNN on the test images: (the report: metrics, accuracy per class; extra MLflow
+    metrics). Draws the confusion matrix and the misclassified images into reports/."""
     from lab1.core.cnn import predict_proba
     from lab1.core.datasets.images import load_split
     from lab1.core.evaluation import (
@@ -230,13 +121,9 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
         multiclass_metrics,
         plot_confusion_matrix,
     )
-    from lab1.core.model_io import load_torch_model
 
-    test_path = PATHS.processed_images("test")
     images, labels = load_split(test_path)
     classes = read_json(PATHS.normalization)["classes"]
-    model = load_torch_model(PATHS.model_dir)
-    test_digest = run.add_input(test_path)[:16]
     proba = predict_proba(model, images)
     y_pred = proba.argmax(axis=1)
     names = [classes[i] for i in labels]
@@ -245,7 +132,6 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
         "metrics": multiclass_metrics(labels, proba),
         "per_class_accuracy": per_class,
         "test_rows": len(labels),
-        "test_digest": test_digest,
         "classes": classes,
     }
     with atomic_path(PATHS.confusion_matrix_plot) as tmp:

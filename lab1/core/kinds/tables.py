@@ -8,7 +8,6 @@ data_preprocessing builds the processed data.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +19,7 @@ from lab1.core.paths import PATHS
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lab1.core.datasets import RawSplits
-    from lab1.core.tracking.stage_run import StageRun
+    RawSplits = dict[str, dict[str, pd.DataFrame]]  # {split: {station: readings}}
 
 logger = logging.getLogger(__name__)
 
@@ -49,32 +47,6 @@ def write_raw(splits: RawSplits, out_dir: Path, dataset: str) -> dict:
     manifest = {"dataset": dataset, "files": files}
     write_json(out_dir / PATHS.raw_manifest.name, manifest)
     return manifest
-
-
-def create(params: Params, run: StageRun) -> None:
-    from lab1.core.datasets import make_raw
-
-    splits = make_raw(params)
-    with atomic_dir(PATHS.raw) as tmp:
-        manifest = write_raw(splits, tmp, params.dataset)
-    run.add_output(PATHS.raw)
-    csv_path = params.data_creation.temperature.csv_path
-    if csv_path:  # the user's file by content, not by path
-        run.notes |= {
-            "data.source": str(csv_path),
-            "data.source_sha256": file_sha256(Path(csv_path)),
-        }
-    run.notes["data.verified"] = "false (user CSV)" if csv_path else "synthetic"
-    rows = {split: sum(len(f) for f in frames.values()) for split, frames in splits.items()}
-    faulty = sum(f["faulty"] for f in manifest["files"])
-    run.log(
-        metrics={
-            "train_rows": rows["train"],
-            "test_rows": rows["test"],
-            "faulty_fraction": faulty / max(1, sum(rows.values())),
-        }
-    )
-    logger.info("wrote %d station files (%s rows) to %s", len(manifest["files"]), rows, PATHS.raw)
 
 
 # --- stage 2: data_preprocessing -------------------------------------------------------------
@@ -127,134 +99,89 @@ def check_both_classes(frame: pd.DataFrame, where: Path) -> None:
         )
 
 
-def add_features(frame: pd.DataFrame, preprocessor: Any, columns: list[str]) -> pd.DataFrame:
+def fit_preprocessor(train: pd.DataFrame, window: int, missing_rule: str) -> Any:
+    """The features-and-scaler pipeline (lab1/core/features.py), fitted on ``train``'s windows."""
+    from lab1.core.features import build_preprocessor, window_columns
+
+    preprocessor = build_preprocessor(window, missing_rule)
+    preprocessor.fit(train[window_columns(window)])
+    return preprocessor
+
+
+def add_features(frame: pd.DataFrame, preprocessor: Any) -> pd.DataFrame:
+    """``frame`` with the preprocessor's (scaled) features of its windows as columns f_*."""
     import pandas as pd
 
-    from lab1.core.features import FEATURE_NAMES
+    from lab1.core.features import FEATURE_NAMES, window_columns
 
+    columns = window_columns(preprocessor[0].window)
     features = preprocessor.transform(frame[columns])
     named = pd.DataFrame(features, columns=[f"f_{n}" for n in FEATURE_NAMES], index=frame.index)
     return pd.concat([frame, named], axis=1)
 
 
-def preprocess(params: Params, manifest: dict[str, Any], run: StageRun) -> None:
-    import numpy as np
+def faulty_fraction(frame: pd.DataFrame) -> float:
+    from lab1.core.processed import LABEL
 
-    from lab1.core.features import build_preprocessor, window_columns
-    from lab1.core.processed import LABEL, save_preprocessor
+    return float(frame[LABEL].mean())
 
-    section = params.data_preprocessing
-    if section.window < 1:
-        raise DataError(f"params.yaml: data_preprocessing.window={section.window} must be >= 1")
-    splits = read_raw(PATHS.raw, manifest)
-    train = to_windows(splits["train"], section.window)
-    test = to_windows(splits["test"], section.window)
-    check_both_classes(train, PATHS.raw / "train")
-    check_both_classes(test, PATHS.raw / "test")
-    columns = window_columns(section.window)
-    # Fit on train only: fitting the scaler on test would leak its statistics.
-    preprocessor = build_preprocessor(section.window, section.missing_rule)
-    preprocessor.fit(train[columns])
-    train = add_features(train, preprocessor, columns)
-    test = add_features(test, preprocessor, columns)
-    with atomic_dir(PATHS.processed) as tmp:
+
+def write_processed(
+    train: pd.DataFrame, test: pd.DataFrame, preprocessor: Any, out_dir: Path
+) -> None:
+    """data/processed: train.parquet, test.parquet and preprocessor.skops, all at once."""
+    from lab1.core.processed import save_preprocessor
+
+    with atomic_dir(out_dir) as tmp:
         train.to_parquet(tmp / PATHS.processed_table("train").name, index=False)
         test.to_parquet(tmp / PATHS.processed_table("test").name, index=False)
         save_preprocessor(preprocessor, tmp / PATHS.preprocessor.name)
-    run.add_output(PATHS.processed)
-    run.log(
-        metrics={
-            "train_rows": len(train),
-            "test_rows": len(test),
-            "train_faulty_fraction": float(np.mean(train[LABEL])),
-            "test_faulty_fraction": float(np.mean(test[LABEL])),
-        }
-    )
-    logger.info(
-        "train %d rows, test %d rows, %d features -> %s",
-        len(train),
-        len(test),
-        preprocessor[-1].n_features_in_,
-        PATHS.processed,
-    )
 
 
 # --- stage 3: model_preparation --------------------------------------------------------------
 
 
-def prepare(params: Params, run: StageRun, out_dir: Path) -> dict[str, Any]:
-    import numpy as np
+def train(train: pd.DataFrame, preprocessor: Any, section: Any) -> Any:
+    """The estimator named in ``section`` (model_preparation) fitted on ``train``'s features,
+    joined with the fitted preprocessor into one Pipeline that takes raw reading windows."""
     from sklearn.pipeline import Pipeline
 
-    from lab1.core.model_io import save_skops
     from lab1.core.models import build_estimator
-    from lab1.core.processed import (
-        CLASS_NAMES,
-        LABEL,
-        feature_columns,
-        input_columns,
-        load_preprocessor,
-        read_split,
-    )
+    from lab1.core.processed import LABEL, feature_columns
 
-    section = params.model_preparation
-    train_path = PATHS.processed_table("train")
-    run.add_input(train_path)
-    run.add_input(PATHS.preprocessor)
-    train = read_split(train_path)
-    preprocessor = load_preprocessor(PATHS.preprocessor)
-    started = time.perf_counter()
     estimator = build_estimator(section)
-    # Fit on the features stage 2 computed (scaled with train statistics).
     estimator.fit(train[feature_columns(train)].to_numpy(), train[LABEL].to_numpy())
-    fit_seconds = time.perf_counter() - started
-    model = Pipeline([("preprocess", preprocessor), ("classify", estimator)])
+    return Pipeline([("preprocess", preprocessor), ("classify", estimator)])
+
+
+def input_example(train: pd.DataFrame) -> pd.DataFrame:
+    """Five complete rows of the model's input (raw windows): MLflow's input example."""
+    from lab1.core.processed import input_columns
+
     inputs = input_columns(train)
     complete = train[inputs].notna().all(axis=1)
-    example = train.loc[complete, inputs].head(5).reset_index(drop=True)
-    train_accuracy = float(np.mean(model.predict(train[inputs]) == train[LABEL]))
-    # The tracking service (or the in-process recorder) logs it from a skops file: the model
-    # crosses the process boundary in the same safe format it is stored in.
-    handoff = out_dir / ".model-handoff.skops"
-    save_skops(model, handoff)
-    info = run.log_sklearn_model(
-        handoff,
-        example,
-        out_dir / PATHS.model_dir.name,
-        list(CLASS_NAMES),
-        params.logged_model_name,
-    )
-    handoff.unlink()
-    run.log(
-        metrics={"fit_s": fit_seconds, "train_accuracy": train_accuracy},
-        tags={"model_uri": info["model_uri"]},
-    )
-    logger.info(
-        "%s trained in %.2f s (train accuracy %.3f); logged as %s",
-        section.estimator,
-        fit_seconds,
-        train_accuracy,
-        info["model_uri"],
-    )
-    return {**info, "estimator": section.estimator, "train_digest": file_sha256(train_path)}
+    return train.loc[complete, inputs].head(5).reset_index(drop=True)
+
+
+def accuracy(model: Any, frame: pd.DataFrame) -> float:
+    from lab1.core.processed import LABEL, input_columns
+
+    return float((model.predict(frame[input_columns(frame)]) == frame[LABEL]).mean())
 
 
 # --- stage 4: model_testing ------------------------------------------------------------------
 
 
-def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, float]]:
-    """The fault detector on the test stations: (report, extra MLflow metrics)."""
+def evaluate(model: Any, test_path: Path, threshold: float) -> tuple[dict, dict[str, float]]:
+    """The fault detector on the test stations: (the report: metrics, accuracy per station,
+    recall per fault kind; extra MLflow metrics). Draws the confusion matrix into reports/."""
     import numpy as np
 
     from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
-    from lab1.core.model_io import load_model
     from lab1.core.params import FAULT_KINDS
     from lab1.core.processed import LABEL, read_split
 
-    test_path = PATHS.processed_table("test")
     test = read_split(test_path)
-    model = load_model(PATHS.model_dir)
-    test_digest = run.add_input(test_path)[:16]
     y_true = test[LABEL].to_numpy()
     if len(np.unique(y_true)) < 2:
         raise DataError(
@@ -262,7 +189,6 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
             "would not show whether faults are found"
         )
     proba = _fault_probability(model, test, PATHS.model_dir)
-    threshold = params.model_testing.threshold
     y_pred = (proba >= threshold).astype(int)
     faulty = y_true == 1
     by_kind = grouped_accuracy(y_true[faulty], y_pred[faulty], test["fault_kind"][faulty])
@@ -273,7 +199,6 @@ def evaluate(params: Params, run: StageRun) -> tuple[dict[str, Any], dict[str, f
         "per_station_accuracy": per_station,
         "per_fault_kind_recall": per_kind,
         "test_rows": len(test),
-        "test_digest": test_digest,
     }
     with atomic_path(PATHS.confusion_matrix_plot) as tmp:
         plot_confusion_matrix(y_true, y_pred, ["normal", "faulty"], tmp)

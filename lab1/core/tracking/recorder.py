@@ -57,10 +57,12 @@ class Recorder:
         tags: dict[str, str],
         params: dict[str, Any],
         existing_run_id: str | None = None,
+        start_ms: int | None = None,
     ) -> str:
         """Create the stage's run (a child of the parent run, if that is still RUNNING) with
         ``tags`` and ``params``; return its id. ``existing_run_id``: the run `mlflow run`
-        created for the stage (MLflow Projects), recorded into instead."""
+        created for the stage (MLflow Projects), recorded into instead. ``start_ms``: when the
+        stage started (the service may create the run later, when it catches up)."""
         from mlflow.exceptions import MlflowException
 
         self.stage, self.pid = stage, pid
@@ -86,7 +88,9 @@ class Recorder:
             self.experiment_id = experiment_id(self.client, experiment)
             if self.parent:
                 tags = {**tags, "mlflow.parentRunId": self.parent}
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=stage)
+            run = self.client.create_run(
+                self.experiment_id, start_time=start_ms, tags=tags, run_name=stage
+            )
             self.run_id = run.info.run_id
         log_batch(self.client, self.run_id, params=params)
         logger.info(
@@ -247,9 +251,15 @@ class Recorder:
     def pipeline_run_id(self) -> str | None:
         return self.parent
 
-    def end(self, status: str, error: str | None = None, reason: str | None = None) -> None:
+    def end(
+        self,
+        status: str,
+        error: str | None = None,
+        reason: str | None = None,
+        end_ms: int | None = None,
+    ) -> None:
         """End the run FINISHED, FAILED (``error`` goes to the ``mlops.error`` tag) or KILLED
-        (``reason`` to ``mlops.end_reason``)."""
+        (``reason`` to ``mlops.end_reason``); ``end_ms``: when the stage ended (default: now)."""
         if self.run_id is None:
             return
         tags = {}
@@ -259,5 +269,5 @@ class Recorder:
             tags["mlops.end_reason"] = reason
         if tags:
             self.log(tags=tags)
-        self.client.set_terminated(self.run_id, status=status)
+        self.client.set_terminated(self.run_id, status=status, end_time=end_ms)
         logger.debug("%s run %s %s", self.stage, self.run_id, status)  # the stage logs its end

@@ -124,15 +124,16 @@ class StageRun:
             self._parent_known = True
         return self._parent
 
-    def add_input(self, path: Path) -> str:
-        """Record ``path`` (file or folder) as an input with its content digest; return it."""
+    def log_input(self, path: Path) -> str:
+        """Record ``path`` (file or folder) as an input with its content digest; return it
+        (``mlflow.log_input`` with a dataset named by its path)."""
         return self._add_dataset(path, "input")
 
-    def add_output(self, path: Path) -> str:
+    def log_output(self, path: Path) -> str:
         """Record ``path`` as an output with its content digest; return the digest."""
         return self._add_dataset(path, "output")
 
-    def add_model_input(self, model_id: str) -> None:
+    def log_model_input(self, model_id: str) -> None:
         """Record the logged model this stage used (the runs table's Models column)."""
         self._models.append(model_id)
 
@@ -153,22 +154,35 @@ class StageRun:
         )
         return digest
 
-    def log(
+    def log_metrics(
         self,
-        metrics: dict[str, float] | None = None,
-        params: dict[str, Any] | None = None,
-        tags: dict[str, str] | None = None,
+        metrics: dict[str, float],
         step: int = 0,
         model_id: str | None = None,
         dataset: tuple[str, str] | None = None,
     ) -> None:
-        """One request for all of it; ``step`` for per-epoch metrics; ``model_id`` links the
+        """``mlflow.log_metrics``: ``step`` for per-epoch metrics; ``model_id`` links the
         metrics to a logged model, ``dataset`` (name, digest) to the data they were measured on.
         """
+        self._log(metrics=metrics, step=step, model_id=model_id, dataset=dataset)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """``mlflow.set_tags``."""
+        self._log(tags=tags)
+
+    def _log(
+        self,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, Any] | None = None,
+        step: int = 0,
+        model_id: str | None = None,
+        dataset: tuple[str, str] | None = None,
+    ) -> None:
+        """One request (one log_batch) for all of it."""
         self._call(
             "log",
             metrics={k: float(v) for k, v in (metrics or {}).items()},
-            params={k: str(v) for k, v in (params or {}).items()},
+            params={},
             tags={k: str(v) for k, v in (tags or {}).items()},
             step=int(step),
             model_id=model_id,
@@ -180,23 +194,45 @@ class StageRun:
         self._call("log_artifact", path=str(path), artifact_path=artifact_path)
 
     def log_sklearn_model(
-        self, model_file: Path, example: Any, local_dir: Path, classes: list[str], name: str
+        self, model: Any, example: Any, local_dir: Path, classes: list[str], name: str
     ) -> dict[str, str]:
-        """Log the skops-saved model in ``model_file`` to this run as ``name``; copy it to
-        ``local_dir``. Returns ``{model_uri, model_id}``. ``example``: a pandas DataFrame of
-        model inputs."""
+        """``mlflow.sklearn.log_model`` (skops format) to this run as ``name``, then a copy of
+        what was logged in ``local_dir``. Returns ``{model_uri, model_id}``. ``example``: a
+        pandas DataFrame of model inputs."""
+        from lab1.core.model_io import save_skops
+
         started = time.perf_counter()
+        # The tracking service (or the in-process recorder) logs it from a skops file: the model
+        # crosses the process boundary in the same safe format it is stored in.
+        handoff = local_dir.parent / ".model-handoff.skops"
+        save_skops(model, handoff)
         info = self._call(
             "log_sklearn_model",
             reply=True,
-            model_file=str(model_file),
+            model_file=str(handoff),
             example=json.loads(example.to_json(orient="split", index=False)),
             local_dir=str(local_dir),
             classes=list(classes),
             name=name,
         )
-        self.log(metrics={"log_model_s": time.perf_counter() - started})
+        handoff.unlink()
+        self.log_metrics({"log_model_s": time.perf_counter() - started})
         return dict(info)
+
+    def log_pytorch_model(
+        self, model: Any, example: Any, local_dir: Path, classes: list[str], name: str
+    ) -> dict[str, str]:
+        """``mlflow.pytorch.log_model`` (pt2 format) to this run as ``name``, then a copy in
+        ``local_dir``. Logged from this process: the tracking service does not import torch, and
+        minutes of training dwarf the seconds of connecting to the store here."""
+        from lab1.core.model_io import log_and_save_torch
+        from lab1.core.tracking.store import connect
+
+        connect()
+        logged = log_and_save_torch(
+            model, example, local_dir, classes, self.run_id, self.experiment_id, name
+        )
+        return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
     def gate_state(self, name: str, fingerprint: str, test_digest: str) -> dict[str, Any]:
         """The registry's state for a gate (registry.gate_state): reconciled, the version with
@@ -299,6 +335,8 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             params=params.run_params(stage),
             # Under `mlflow run` (MLflow Projects) the stage's run already exists.
             existing_run_id=os.environ.get(PROJECT_RUN_ENV) or None,
+            # The stage's own clock: MLflow shows when the stage ran, not when it was recorded.
+            start_ms=int(time.time() * 1000),
         )
         logger.info("%s started (pid %d)", stage, os.getpid())  # the run id: the recorder's line
         yield run
@@ -315,8 +353,8 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             run.flush_datasets()
         duration = time.perf_counter() - started
         with contextlib.suppress(Exception):
-            run.log(metrics={"duration_s": duration, "mlflow_s": run.mlflow_seconds})
+            run.log_metrics({"duration_s": duration, "mlflow_s": run.mlflow_seconds})
         with contextlib.suppress(Exception):
-            run._call("end", status=status, error=error)
+            run._call("end", status=status, error=error, end_ms=int(time.time() * 1000))
         run.channel.close()
         logger.info("%s %s in %.2f s", stage, status, duration)
