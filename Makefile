@@ -29,7 +29,7 @@ lineage:  ## how the champion was made, and the command that rebuilds it
 
 mlflow-run:  ## one stage through MLflow Projects into the project's store (ENTRY=model_testing)
 	MLFLOW_TRACKING_URI=$(STORE) $(PY) -m mlflow run . -e $(ENTRY) --env-manager local \
-	  --experiment-name "$$($(PY) -m lab1.core.params --experiment-name)"
+	  --experiment-name "$$($(PY) -m lab1.core.cli --experiment-name)"
 
 test:  ## the full test command (the README's; CI runs it)
 	bash tests/run.sh

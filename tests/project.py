@@ -206,3 +206,8 @@ def run_stage_in_process(
             os.environ.pop(key, None)
         os.environ.update(saved)
     return StageResult(code, out.getvalue(), err.getvalue())
+
+
+def changed(section: Any, **changes: Any) -> Any:
+    """A params section with some values changed (params models are frozen)."""
+    return section.model_copy(update=changes)

@@ -189,13 +189,21 @@ def check_main(argv: list[str] | None = None) -> int:
     command-line mistake) or 1 (params.yaml)."""
     parser = stage_parser("Check the pipeline's options, params and tracking server; no work.")
     parser.prog = "pipeline.sh"
+    parser.add_argument(
+        "--experiment-name",
+        action="store_true",
+        help="print the MLflow experiment these params record into (the Makefile's mlflow-run)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
 
     def check() -> int:
         from lab1.core.tracking.store import check_store, tracking_uri
 
-        params_from_args(args)
+        params = params_from_args(args)
+        if args.experiment_name:
+            sys.stdout.write(params.experiment_name + "\n")
+            return EXIT_OK
         check_store(tracking_uri())  # now, rather than after the first stages' work
         return EXIT_OK
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lab1.core.errors import PipelineError
-from lab1.core.params import flatten
 from lab1.core.paths import PATHS
+from lab1.core.stage_io import flatten
 from lab1.core.tracking.store import tracking_uri
 from lab1.core.tracking.ui import ML_VIEW, run_link, ui_base
 

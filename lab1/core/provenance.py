@@ -37,7 +37,7 @@ from lab1.core.errors import DataError
 from lab1.core.io import read_json, tree_sha256, write_json
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.stage_io import STAGE_IO
+from lab1.core.stage_io import STAGE_IO, used_by
 from lab1.core.stages import STAGES
 
 logger = logging.getLogger(__name__)
@@ -175,10 +175,10 @@ def fill_run_ids(ancestry: Ancestry, find_runs: Callable[[list[str]], dict[str, 
 
 
 def stage_params(params: Params, stage: str) -> dict[str, Any]:
-    """The resolved params ``stage`` used (Params.used_by) and the dataset: what its record,
+    """The resolved params ``stage`` used (stage_io.used_by) and the dataset: what its record,
     and so the model's fingerprint, holds. A setting the stage does not read for this dataset
     (the CNN's epochs for a temperature model) does not make another model."""
-    return {"dataset": params.dataset, stage: params.used_by(stage)}
+    return {"dataset": params.dataset, stage: used_by(params, stage)}
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model

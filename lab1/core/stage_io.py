@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lab1.core.paths import PATHS
 from lab1.core.stages import STAGES
+
+if TYPE_CHECKING:
+    from lab1.core.params import Params
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,45 @@ def check_declared(stage: str, path: Path, kind: str) -> None:
         f"{stage} {kind[:-1]}s {path}, which lab1/core/stage_io.py does not declare for it "
         f"(declared: {', '.join(allowed) or 'nothing'})"
     )
+
+
+def used_by(params: Params, stage: str) -> dict[str, Any]:
+    """The parameters ``stage``'s work reads for this dataset, as a plain dict: what its MLflow
+    run shows (a gradient-boosting run lists no logistic-regression or CNN settings; a
+    temperature run no CIFAR-10 source)."""
+    data = params.model_dump()
+    section, dataset = data[stage], params.dataset
+    if stage == "data_creation":
+        return {"seed": section["seed"], dataset: section[dataset]}
+    if stage == "data_preprocessing":
+        if params.is_image:
+            return {"augmentation": {dataset: section["augmentation"][dataset]}}
+        return {k: v for k, v in section.items() if k != "augmentation"}
+    if stage == "model_preparation":
+        if params.is_image:
+            return {"cnn": {dataset: section["cnn"][dataset]}}
+        chosen = section["estimator"]
+        return {"estimator": chosen, "seed": section["seed"], chosen: section[chosen]}
+    if stage == "model_registration":
+        return {dataset: section[dataset], "tracking": data["tracking"]}
+    return dict(section)
+
+
+def run_params(params: Params, stage: str | None = None) -> dict[str, str]:
+    """The MLflow params of ``stage``'s run: the dataset and what ``used_by`` lists, flattened
+    (``hist_gradient_boosting.max_iter``). With no stage, the pipeline's (parent) run: every
+    stage's, each under its stage's name (``model_preparation.estimator``)."""
+    tree = used_by(params, stage) if stage else {name: used_by(params, name) for name in STAGES}
+    return {"dataset": params.dataset} | {k: str(v) for k, v in flatten(tree).items()}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

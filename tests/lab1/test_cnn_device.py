@@ -6,7 +6,6 @@ see tests/conftest.py; run on a machine with an NVIDIA GPU).
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from lab1.core.params import load_params
 from lab1.core.paths import PATHS
 from tests.lab1.image_archives import pattern_images
+from tests.project import changed
 
 PARAMS = load_params(PATHS.params, ["dataset=cifar10"])
 pytestmark = [pytest.mark.images]
@@ -108,7 +108,7 @@ def small_training(seed: int):
 
     labels = np.random.default_rng(1).integers(0, 4, size=1600)
     images = pattern_images(labels, 16, 3, seed=2)
-    section = replace(PARAMS.cnn, epochs=3, width=8, batch_size=64)
+    section = changed(PARAMS.cnn, epochs=3, width=8, batch_size=64)
     aug = PARAMS.data_preprocessing.augmentation["cifar10"]
     return cnn.train(images, labels, 4, cnn.channel_stats(images), section, aug, seed)
 

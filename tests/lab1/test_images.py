@@ -3,8 +3,6 @@ errors, training that learns, and model files that load without unpickling."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import yaml
@@ -19,6 +17,7 @@ from lab1.core.errors import DataError
 from lab1.core.params import load_params
 from lab1.core.paths import PATHS
 from tests.lab1.image_archives import pattern_images, write_cifar10, write_fashion_mnist
+from tests.project import changed
 
 pytestmark = pytest.mark.images  # torchvision reads the archives; the CNN needs torch
 
@@ -26,7 +25,7 @@ PARAMS = load_params(PATHS.params)
 
 
 def cifar_section(**changes):
-    return replace(PARAMS.data_creation.cifar10, **changes)
+    return changed(PARAMS.data_creation.cifar10, **changes)
 
 
 def test_cifar10_folder_read_by_torchvision_with_verification_off(tmp_path):
@@ -66,17 +65,17 @@ def test_cifar10_unknown_class_is_named(tmp_path):
 
 def test_fashion_mnist_idx_folder_read_by_torchvision(tmp_path):
     folder = write_fashion_mnist(tmp_path / "idx")
-    section = replace(PARAMS.data_creation.fashion_mnist, data_dir=str(folder), verify=False)
+    section = changed(PARAMS.data_creation.fashion_mnist, data_dir=str(folder), verify=False)
     data = make_images("fashion_mnist", section, 0, tmp_path / "cache")
     assert data.train_images.shape == (600, 28, 28, 1) and len(data.test_labels) == 200
     assert data.classes[0] == "T-shirt/top" and len(data.classes) == 10
     with pytest.raises(DataError, match="md5 differs from torchvision's published sum"):
-        make_images("fashion_mnist", replace(section, verify=True), 0, tmp_path / "cache2")
+        make_images("fashion_mnist", changed(section, verify=True), 0, tmp_path / "cache2")
 
 
 def test_fashion_mnist_from_the_debian_package_is_verified(tmp_path):
     assert DEBIAN_FASHION_MNIST.exists(), "tests/tools.sh installs dataset-fashion-mnist"
-    section = replace(PARAMS.data_creation.fashion_mnist, max_train=500, max_test=100)
+    section = changed(PARAMS.data_creation.fashion_mnist, max_train=500, max_test=100)
     data = make_images("fashion_mnist", section, 0, tmp_path / "cache")
     assert data.verified and data.source == str(DEBIAN_FASHION_MNIST)
     assert len(data.train_labels) == 500 and len(np.unique(data.train_labels)) == 10
@@ -98,8 +97,8 @@ def test_cnn_learns_a_learnable_pattern():
 
     labels = np.random.default_rng(1).integers(0, 4, size=1200)
     images = pattern_images(labels, 16, 1, seed=2)
-    section = replace(PARAMS.model_preparation.cnn["cifar10"], epochs=4, width=8, batch_size=64)
-    aug = replace(PARAMS.data_preprocessing.augmentation["cifar10"], crop_padding=0)  # flip on
+    section = changed(PARAMS.model_preparation.cnn["cifar10"], epochs=4, width=8, batch_size=64)
+    aug = changed(PARAMS.data_preprocessing.augmentation["cifar10"], crop_padding=0)  # flip on
     model, history = cnn.train(images, labels, 4, cnn.channel_stats(images), section, aug, 0)
     assert history[-1].train_loss < history[0].train_loss
     assert max(r.val_accuracy for r in history) >= 0.95
@@ -114,7 +113,7 @@ def test_cnn_training_is_deterministic():
 
     labels = np.arange(200) % 2
     images = pattern_images(labels, 16, 1, seed=3)
-    section = replace(PARAMS.model_preparation.cnn["cifar10"], epochs=1, width=4, batch_size=50)
+    section = changed(PARAMS.model_preparation.cnn["cifar10"], epochs=1, width=4, batch_size=50)
     aug = PARAMS.data_preprocessing.augmentation["cifar10"]
     runs = [
         cnn.train(images, labels, 2, cnn.channel_stats(images), section, aug, 7)[1][0]

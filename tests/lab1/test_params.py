@@ -87,15 +87,19 @@ def test_garbled_yaml_and_missing_file(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
-def test_the_experiment_name_command_prints_params_yaml_s(capsys, tmp_path, monkeypatch):
-    """`python -m lab1.core.params --experiment-name` (the Makefile's mlflow-run): the name, or
-    one line and exit 2 for a broken params.yaml."""
-    from lab1.core import params as module
+def test_the_experiment_name_command_prints_params_yaml_s(capsys, tmp_path):
+    """`python -m lab1.core.cli --experiment-name` (the Makefile's mlflow-run): the name, or
+    one ERROR line naming the file and exit 1 for a broken params.yaml."""
+    from lab1.core.cli import check_main
     from lab1.core.paths import project_at
 
-    assert module.main(["--experiment-name"]) == 0
+    assert check_main(["--experiment-name"]) == 0
     assert capsys.readouterr().out == "lab1-temperature\n"
+    assert check_main(["--experiment-name", "-S", "dataset=cifar10"]) == 0
+    assert capsys.readouterr().out == "lab1-cifar10\n"
     (tmp_path / "params.yaml").write_text("dataset: [\n")
     with project_at(tmp_path):
-        assert module.main(["--experiment-name"]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+        assert check_main(["--experiment-name"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "params.yaml: not valid YAML" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1

@@ -124,16 +124,16 @@ def test_generate_from_csv_injects_faults_and_checks_split(tmp_path, params):
         ]
     path = write_csv(tmp_path, "\n".join(rows) + "\n")
     section = params.data_creation.temperature
-    from dataclasses import replace
+    from tests.project import changed
 
-    custom = replace(
+    custom = changed(
         section, csv_path=str(path), stations=["north", "south", "east"], test_stations=["east"]
     )
     frames = generate(custom, 3)
     assert set(frames) == {"north", "south", "east"}
     assert all(f["is_faulty"].mean() > 0.2 for f in frames.values())
     with pytest.raises(DataError, match=r"no station 'moscow' \(found: east, north, south\)"):
-        generate(replace(custom, stations=["moscow", "east"]), 3)
+        generate(changed(custom, stations=["moscow", "east"]), 3)
 
 
 def test_raw_station_file_rejects_bad_labels(tmp_path):

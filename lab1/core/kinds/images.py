@@ -3,7 +3,6 @@ train images -> a PyTorch CNN whose first layer normalises, so it takes raw imag
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,7 +97,7 @@ def write_processed(
                 "mean": mean,
                 "std": std,
                 "classes": manifest["classes"],
-                "augmentation": dataclasses.asdict(augmentation),
+                "augmentation": augmentation.model_dump(),
                 "verified": manifest.get("verified"),
             },
         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lab1.core.io import read_json, write_json
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
+from lab1.core.stage_io import run_params
 from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
 from lab1.core.tracking.orphans import mark_orphans_killed
 from lab1.core.tracking.store import connect, experiment_id, tracking_uri
@@ -63,7 +64,7 @@ def begin_pipeline(
         run = client.create_run(experiment_id(client, params.experiment_name), tags=tags)
     # The resolved params (params.yaml with the overrides): as the runs table's params, every
     # stage's under its name, and in full as params.yaml.
-    log_batch(client, run.info.run_id, params=params.run_params())
+    log_batch(client, run.info.run_id, params=run_params(params))
     client.log_text(run.info.run_id, params.resolved_yaml(), "params.yaml")
     if owner_pid is None:
         write_json(PATHS.run_context, {"run_id": run.info.run_id, "tracking_uri": tracking_uri()})

@@ -26,7 +26,7 @@ from lab1.core.io import file_sha256, tree_sha256
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.provenance import Ancestry
-from lab1.core.stage_io import STAGE_IO, check_declared
+from lab1.core.stage_io import STAGE_IO, check_declared, run_params
 from lab1.core.tracking.client import SOCKET_ENV, ServiceClient
 from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
 from lab1.core.tracking.parent import PROJECT_RUN_ENV
@@ -260,7 +260,6 @@ class StageRun:
         card: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Apply the gate and register a promoted model (registry.register_gated)."""
-        import dataclasses
 
         return dict(
             self._call(
@@ -270,7 +269,7 @@ class StageRun:
                 model_uri=model_uri,
                 metrics={k: float(v) for k, v in metrics.items()},
                 tags=tags,
-                gate=dataclasses.asdict(gate),
+                gate=gate.model_dump(),
                 champion_seen=champion_seen,
                 champion_here=champion_here,
                 incomparable=incomparable,
@@ -332,7 +331,7 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             pid=os.getpid(),
             tags=tags,
             # Each stage logs the part of its params.yaml section it uses for this dataset.
-            params=params.run_params(stage),
+            params=run_params(params, stage),
             # Under `mlflow run` (MLflow Projects) the stage's run already exists.
             existing_run_id=os.environ.get(PROJECT_RUN_ENV) or None,
             # The stage's own clock: MLflow shows when the stage ran, not when it was recorded.
