@@ -17,8 +17,6 @@ Exit:   0 promoted or unchanged, 3 rejected by the gate, 1 error
 
 from __future__ import annotations
 
-import logging
-
 from lab1.core import provenance, registration, stage
 from lab1.core.cli import signals_deferred
 from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK
@@ -26,8 +24,6 @@ from lab1.core.io import read_json, staging_folder
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.tracking.store import registry_lock
-
-logger = logging.getLogger(__name__)
 
 
 def register_model(params: Params) -> int:
@@ -88,12 +84,7 @@ def register_model(params: Params) -> int:
                     if promoting:
                         run.promote(name, decision["version"], decision["champion_before"])
                     registration.publish(files)
-    if decision["decision"] == "promoted":
-        logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
-    elif decision["decision"] == "rejected":
-        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
-    else:
-        logger.info("%s: %s", name, decision["reason"])
+    registration.log_decision(name, decision)
     return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
 
 

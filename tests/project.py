@@ -180,7 +180,7 @@ def run_stage_in_process(
     root: Path, name: str, *args: str, env: dict[str, str] | None = None
 ) -> StageResult:
     """Run stage ``name`` in this process against the project copy in ``root``: the stage
-    script's own ``main`` (the runner, the kind, the MLflow run recorded in-process), with
+    script's own ``main`` (its stage.run, the MLflow run recorded in-process), with
     stdout and stderr captured, and the test process's environment and logging left as found.
     ``env``: variables to set for the run (MLFLOW_* and MLOPS_* are cleared first)."""
     import contextlib

@@ -1,4 +1,4 @@
-"""The convolutional network for the image datasets, and its training loop.
+"""The convolutional network for the image datasets, and its training (one epoch: cnn_epoch.py).
 
 The model takes RAW images: uint8 tensors (N, H, W, C), as they come from the files or a PNG.
 Normalisation with the train images' per-channel statistics is its first layer, so nothing has
@@ -14,22 +14,22 @@ float32, the same results.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lab1.core.cnn_epoch import augment as augment  # re-exported: part of the CNN's API
+from lab1.core.cnn_epoch import deterministic, evaluate, train_epoch
+from lab1.core.cnn_epoch import device as device
+from lab1.core.cnn_epoch import one_hot_cross_entropy as one_hot_cross_entropy
 from lab1.core.params import AugmentationParams, CnnParams
 
 logger = logging.getLogger(__name__)
@@ -117,27 +117,6 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return scaled.mean(axis=0).tolist(), scaled.std(axis=0).tolist()
 
 
-def augment(
-    batch: torch.Tensor, aug: AugmentationParams, generator: torch.Generator
-) -> torch.Tensor:
-    """Random crop after zero padding, and random horizontal flip, per image (uint8 NHWC), on
-    the batch's device; ``generator`` must be on that device too."""
-    n, h, w, _ = batch.shape
-    dev = batch.device
-    if aug.crop_padding:
-        pad = aug.crop_padding
-        padded = F.pad(batch.permute(0, 3, 1, 2), (pad, pad, pad, pad)).permute(0, 2, 3, 1)
-        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
-        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
-        rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]
-        batch = padded[torch.arange(n, device=dev)[:, None, None], rows, cols]
-    if aug.horizontal_flip:
-        flip = torch.rand(n, generator=generator, device=dev) < 0.5
-        batch = torch.where(flip[:, None, None, None], batch.flip(2), batch)
-    return batch
-
-
 @dataclass
 class EpochResult:
     epoch: int
@@ -148,6 +127,12 @@ class EpochResult:
     seconds: float
     images_per_second: float
 
+    def __str__(self) -> str:
+        return (
+            f"train loss {self.train_loss:.3f} acc {self.train_accuracy:.3f} | val loss "
+            f"{self.val_loss:.3f} acc {self.val_accuracy:.3f} | {self.images_per_second:.0f} img/s"
+        )
+
     def metrics(self) -> dict[str, float]:
         """What MLflow records for the epoch (as step metrics)."""
         return {
@@ -157,10 +142,6 @@ class EpochResult:
             "val_accuracy": self.val_accuracy,
             "images_per_second": self.images_per_second,
         }
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -183,45 +164,16 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 512) -
     return torch.cat(out).numpy()
 
 
-def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> Any:
-    """Cross-entropy; on CUDA written with a one-hot product, whose forward and backward are
-    deterministic there (nll_loss's are not guaranteed to be). The CPU keeps F.cross_entropy."""
-    if not logits.is_cuda:
-        return F.cross_entropy(logits, target, reduction=reduction)
-    return one_hot_cross_entropy(logits, target, reduction)
-
-
-def one_hot_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
-) -> torch.Tensor:
-    """Cross-entropy from elementwise products and plain sums only (no gather, no scatter)."""
-    picked = -(F.log_softmax(logits, dim=1) * F.one_hot(target, logits.shape[1])).sum(dim=1)
-    return picked.sum() if reduction == "sum" else picked.mean()
-
-
-def _autocast(dev: torch.device) -> Any:
-    """bfloat16 autocast on CUDA (tensor cores; no loss scaling needed); nothing on the CPU,
-    where training stays float32 and unchanged."""
-    if dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-) -> tuple[float, float]:
-    """(mean loss, accuracy) on a labelled set, summed on the device and read back once."""
-    model.eval()
-    dev = images.device
-    total_loss = torch.zeros((), dtype=torch.float64, device=dev)
-    correct = torch.zeros((), dtype=torch.int64, device=dev)
-    with torch.no_grad(), _autocast(dev):
-        for start in range(0, len(images), batch_size):
-            logits = model(images[start : start + batch_size]).float()
-            target = labels[start : start + batch_size]
-            total_loss += _cross_entropy(logits, target, reduction="sum").double()
-            correct += (logits.argmax(1) == target).sum()
-    return total_loss.item() / len(images), correct.item() / len(images)
+def _split(
+    images: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int, dev: torch.device
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(train, validation) images and labels on ``dev``: a seeded random share held out."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = max(1, round(val_fraction * len(images)))
+    parts = (order[n_val:], order[:n_val])
+    return tuple(  # type: ignore[return-value]
+        (torch.from_numpy(images[i]).to(dev), torch.from_numpy(labels[i]).to(dev)) for i in parts
+    )
 
 
 def train(
@@ -237,29 +189,15 @@ def train(
     """Train on uint8 images (N, H, W, C); return the best-validation-accuracy model and the
     per-epoch history. ``normalization`` is the train images' per-channel (mean, std) from
     data_preprocessing. ``on_epoch`` is called after each epoch (MLflow logging)."""
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    dev = device()
-    if dev.type == "cuda":
-        # cuBLAS needs this workspace setting to be deterministic (read when CUDA starts).
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(images))
-    n_val = max(1, round(params.val_fraction * len(images)))
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    mean, std = normalization
-    x_train = torch.from_numpy(images[train_idx]).to(dev)
-    y_train = torch.from_numpy(labels[train_idx]).to(dev)
-    x_val = torch.from_numpy(images[val_idx]).to(dev)
-    y_val = torch.from_numpy(labels[val_idx]).to(dev)
-    model = ImageClassifier(mean, std, classes, params.width, params.dropout).to(dev)
+    dev = deterministic(seed)
+    (x_train, y_train), (x_val, y_val) = _split(images, labels, params.val_fraction, seed, dev)
+    model = ImageClassifier(*normalization, classes, params.width, params.dropout).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
     )
-    steps = (len(x_train) + params.batch_size - 1) // params.batch_size
+    steps = -(-len(x_train) // params.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=params.learning_rate, total_steps=params.epochs * steps
     )
@@ -269,47 +207,24 @@ def train(
     history: list[EpochResult] = []
     best_state, best_accuracy, stale = None, -1.0, 0
     for epoch in range(1, params.epochs + 1):
-        model.train()
         started = time.perf_counter()
-        permutation = torch.randperm(len(x_train), generator=generator, device=dev)
-        # Running sums stay on the device (float64: the sums Python floats gave on the CPU).
-        seen = 0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        correct = torch.zeros((), dtype=torch.int64, device=dev)
-        for step in range(steps):
-            index = permutation[step * params.batch_size : (step + 1) * params.batch_size]
-            batch = augment(x_train[index], aug, generator)
-            target = y_train[index]
-            with _autocast(dev):
-                logits = model(batch)
-                loss = _cross_entropy(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            seen += len(index)
-            loss_sum += loss.detach().double() * len(index)
-            correct += (logits.argmax(1) == target).sum()
-            if _show_progress():  # a terminal only: reading the sums waits for the device
-                _progress(epoch, params.epochs, step + 1, steps, loss_sum / seen, correct / seen)
-        train_loss, train_accuracy = loss_sum.item() / seen, correct.item() / seen
+        train_loss, train_accuracy = train_epoch(
+            model, (x_train, y_train), optimizer, schedule, generator, aug, params, epoch
+        )
         seconds = time.perf_counter() - started
-        val_loss, val_accuracy = _evaluate(model, x_val, y_val, 4 * params.batch_size)
+        val_loss, val_accuracy = evaluate(model, x_val, y_val, 4 * params.batch_size)
         result = EpochResult(
-            epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, seen / seconds
+            epoch,
+            train_loss,
+            train_accuracy,
+            val_loss,
+            val_accuracy,
+            seconds,
+            len(x_train) / seconds,
         )
         history.append(result)
         on_epoch(result)
-        logger.info(
-            "epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.0f img/s",
-            epoch,
-            params.epochs,
-            result.train_loss,
-            result.train_accuracy,
-            val_loss,
-            val_accuracy,
-            result.images_per_second,
-        )
+        logger.info("epoch %d/%d: %s", epoch, params.epochs, result)
         if val_accuracy > best_accuracy:
             best_state, best_accuracy, stale = copy.deepcopy(model.state_dict()), val_accuracy, 0
         else:
@@ -321,20 +236,3 @@ def train(
         model.load_state_dict(best_state)
     model.eval()
     return model, history
-
-
-def _show_progress() -> bool:
-    """A progress bar only on a terminal (quiet in logs, CI, Jenkins)."""
-    return sys.stderr.isatty()
-
-
-def _progress(
-    epoch: int, epochs: int, step: int, steps: int, loss: torch.Tensor, acc: torch.Tensor
-) -> None:
-    """The progress bar's line on stderr."""
-    done = int(30 * step / steps)
-    sys.stderr.write(
-        f"\repoch {epoch}/{epochs} [{'#' * done}{'.' * (30 - done)}] {step}/{steps} "
-        f"loss {loss.item():.3f} acc {acc.item():.3f}" + ("\n" if step == steps else "")
-    )
-    sys.stderr.flush()

@@ -172,3 +172,13 @@ def unchanged(same: dict[str, Any]) -> dict[str, Any]:
         "champion_before": same["champion"],
         "champion_after": same["champion"],
     }
+
+
+def log_decision(name: str, decision: dict[str, Any]) -> None:
+    """The gate's decision, one line on stderr (a rejection as a warning)."""
+    if decision["decision"] == "promoted":
+        logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
+    elif decision["decision"] == "rejected":
+        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
+    else:
+        logger.info("%s: %s", name, decision["reason"])

@@ -181,19 +181,12 @@ def register_gated(
     incomparable: str | None = None,
     card: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Apply the quality gate to ``metrics`` (measured on the test set ``tags[TEST_DIGEST]``)
-    and, if it passes, register ``model_uri`` as a new version of ``name`` carrying ``tags``
-    and move `champion` to it.
-
-    ``champion_seen``: the champion version the caller's gate_state saw (a different one now
-    means another registration got in: refused). ``champion_here``: its metrics on this test set
-    (its own tags, or re-scored). ``incomparable``: why it could not be scored on this test set
-    (the model is then rejected: it cannot be compared fairly). ``card``: the descriptions
-    ``{model, version}`` the registry shows for the registered model and a promoted version
-    (its model card). Returns ``{version, passed,
-    decision, reason, reference, reference_accuracy, champion_before, champion_after}``; version
-    is None when rejected.
-    """
+    """Apply the quality gate to ``metrics`` (on the test set ``tags[TEST_DIGEST]``); if it
+    passes, register ``model_uri`` as a version of ``name`` tagged pending (the alias moves later:
+    promote). ``champion_seen``: the champion gate_state saw (another one now: refused);
+    ``champion_here``: its metrics on this test set; ``incomparable``: why it could not be
+    scored here (then rejected); ``card``: the model card. Returns ``{version, passed, decision,
+    reason, reference, reference_accuracy, champion_before, champion_after}``."""
     current = champion(client, name)
     before = current.version if current else None
     if before != champion_seen:
@@ -230,14 +223,22 @@ def register_gated(
         }
         version = register(model_uri, name, pending).version
         if card:  # descriptions are not part of the decision: before the alias, like the tags
-            client.update_registered_model(name, description=card["model"])
-            gate_line = f"\n- **Gate**: promoted: {reason}"
-            card_text = card["version"].replace("<this version>", str(version))
-            client.update_model_version(name, version, description=card_text + gate_line)
+            describe(client, name, version, card, reason)
         # The alias does not move here: the caller writes everything the registration records
         # first, then calls promote (the move is the last write; see the module's note).
         result |= {"version": version, "champion_after": version}
     return result
+
+
+def describe(
+    client: MlflowClient, name: str, version: str, card: dict[str, str], reason: str
+) -> None:
+    """The registry's descriptions: the registered model's, and the version's model card."""
+    client.update_registered_model(name, description=card["model"])
+    card_text = card["version"].replace("<this version>", str(version))
+    client.update_model_version(
+        name, version, description=f"{card_text}\n- **Gate**: promoted: {reason}"
+    )
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:

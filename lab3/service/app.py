@@ -18,7 +18,6 @@ schemathesis see the real contract. Concurrent predictions share model calls (ba
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,18 +25,12 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lab3.service import inputs
 from lab3.service.batching import Batcher
 from lab3.service.inputs import InputError
+from lab3.service.middleware import Guard, Metrics
 from lab3.service.model import ServedModel, public
 from lab3.service.pages import add_pages
 from lab3.service.settings import Settings
@@ -45,129 +38,7 @@ from lab3.service.watcher import ModelWatcher
 
 logger = logging.getLogger(__name__)
 
-ENDPOINTS = ("/health", "/ready", "/model", "/predict", "/predict/image", "/metrics")
 IMAGE_TYPES = ("image/png", "image/jpeg")
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"body: larger than the limit of {limit} bytes")
-
-
-class Metrics:
-    """Request counters and latency per endpoint, plus the watcher's state at scrape time."""
-
-    def __init__(self, watcher: ModelWatcher):
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "service_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "service_request_seconds",
-            "Time to answer",
-            ["endpoint"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=self.registry,
-        )
-        self.rows = Counter(
-            "service_predicted_rows", "Rows or images predicted", registry=self.registry
-        )
-        self.batch_requests = Histogram(
-            "service_batch_requests",
-            "Requests per model call",
-            buckets=(1, 2, 4, 8, 16, 32, 64),
-            registry=self.registry,
-        )
-        self.model_seconds = Histogram(
-            "service_model_call_seconds",
-            "Time in the model per call",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
-            registry=self.registry,
-        )
-
-        self.registry.register(_WatcherCollector(watcher))
-
-    def model_call(self, requests: int, rows: int, seconds: float) -> None:
-        self.batch_requests.observe(requests)
-        self.rows.inc(rows)
-        self.model_seconds.observe(seconds)
-
-
-class _WatcherCollector:
-    def __init__(self, watcher: ModelWatcher):
-        self.watcher = watcher
-
-    def collect(self):
-        watcher, model = self.watcher, self.watcher.current
-        ready = GaugeMetricFamily("service_model_ready", "1 once a model is loaded")
-        ready.add_metric([], 1.0 if model else 0.0)
-        yield ready
-        info = GaugeMetricFamily("service_model_info", "The served model", labels=["uri"])
-        if model:
-            info.add_metric([model.info.uri], 1.0)
-        yield info
-        yield GaugeMetricFamily(
-            "service_model_loads", "Successful model loads", value=watcher.loads
-        )
-        yield GaugeMetricFamily(
-            "service_model_load_failures", "Failed resolves or loads", value=watcher.failures
-        )
-
-
-class Guard:
-    """Pure ASGI middleware (cheap, unlike BaseHTTPMiddleware): refuses bodies over the limit
-    (by Content-Length, and by counting when the length is not declared) and records each
-    request's status and latency."""
-
-    def __init__(self, app, max_body_bytes: int, metrics: Metrics):
-        self.app = app
-        self.limit = max_body_bytes
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
-        status = 500
-        limit = self.limit
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            status = 413 if declared.isdigit() else 400
-            detail = (
-                f"body: larger than the limit of {limit} bytes"
-                if status == 413
-                else "bad Content-Length header"
-            )
-            await JSONResponse({"detail": detail}, status)(scope, receive, send)
-            self._record(endpoint, status, started)
-            return
-        received = 0
-
-        async def counted_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
-            return message
-
-        async def watched_send(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, watched_send)
-        finally:
-            self._record(endpoint, status, started)
-
-    def _record(self, endpoint: str, status: int, started: float) -> None:
-        self.metrics.requests.labels(endpoint, str(status)).inc()
-        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastAPI:
@@ -199,11 +70,26 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     async def refuse(_request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, exc.status)
 
-    def served() -> ServedModel:
-        model = watcher.current
-        if model is None:
-            raise HTTPException(503, f"no model loaded yet ({watcher.last_error or 'loading'})")
-        return model
+    add_model_routes(app, watcher)
+    add_prediction_routes(app, settings, watcher, batcher)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def served_by(watcher: ModelWatcher) -> ServedModel:
+    """The model being served, or 503 with why there is none yet."""
+    model = watcher.current
+    if model is None:
+        raise HTTPException(503, f"no model loaded yet ({watcher.last_error or 'loading'})")
+    return model
+
+
+def add_model_routes(app: FastAPI, watcher: ModelWatcher) -> None:
+    """/health, /ready and /model: whether and what the service serves."""
 
     @app.get("/health", summary="The process is alive")
     async def health() -> dict[str, str]:
@@ -227,7 +113,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         responses={503: {"description": "No model loaded yet"}},
     )
     async def model_info() -> dict[str, Any]:
-        model = served()
+        model = served_by(watcher)
         return public(
             {
                 **model.info.as_dict(),
@@ -238,6 +124,12 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
             }
         )
 
+
+def add_prediction_routes(
+    app: FastAPI, settings: Settings, watcher: ModelWatcher, batcher: Batcher
+) -> None:
+    """/predict (a batch of rows or images as JSON) and /predict/image (one PNG or JPEG)."""
+
     @app.post(
         "/predict",
         summary="Predict a batch",
@@ -245,7 +137,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         responses=ERROR_RESPONSES,
     )
     async def predict(request: Request) -> Response:
-        model = served()
+        model = served_by(watcher)
         _require_type(request, ("application/json",))
         if model.kind == "tabular":
             per_row = 1  # a row is one list or object of numbers
@@ -258,7 +150,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
             batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
         else:
             batch = inputs.image_batch(payload, model.image_input_shape(), settings.max_batch_rows)
-        return await _answer(model, batch, batcher, metrics)
+        return await _answer(model, batch, batcher)
 
     @app.post(
         "/predict/image",
@@ -267,7 +159,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         responses=ERROR_RESPONSES,
     )
     async def predict_image(request: Request) -> Response:
-        model = served()
+        model = served_by(watcher)
         if model.kind != "image":
             raise InputError(400, "this model takes tabular rows, not images; use POST /predict")
         content_type = _require_type(request, ("multipart/form-data", *IMAGE_TYPES))
@@ -276,13 +168,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         else:
             data, where = await request.body(), "body"
         batch = inputs.decode_image(data, model.image_input_shape(), where)
-        return await _answer(model, batch, batcher, metrics, single=True)
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+        return await _answer(model, batch, batcher, single=True)
 
 
 def _require_type(request: Request, allowed: tuple[str, ...]) -> str:
@@ -323,7 +209,7 @@ async def _uploaded_file(request: Request) -> tuple[bytes, str]:
 
 
 async def _answer(
-    model: ServedModel, batch: np.ndarray, batcher: Batcher, metrics: Metrics, single: bool = False
+    model: ServedModel, batch: np.ndarray, batcher: Batcher, single: bool = False
 ) -> Response:
     probabilities = np.asarray(await batcher.probabilities(model, batch), dtype=np.float64)
     predicted = probabilities.argmax(axis=1)

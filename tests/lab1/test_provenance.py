@@ -50,14 +50,14 @@ def test_an_identical_rerun_registers_nothing_new(registered):
 
 def test_a_failed_stage_leaves_nothing_the_next_stage_can_take(registered, monkeypatch):
     project = registered
-    real_log = StageRun.log
+    real_log = StageRun.log_metrics
 
-    def log_then_fail(self, metrics=None, **kwargs):  # fails after metrics.json was written
-        if self.stage == "model_testing" and metrics and "accuracy" in metrics:
+    def log_then_fail(self, metrics, **kwargs):  # fails after metrics.json was written
+        if self.stage == "model_testing" and "accuracy" in metrics:
             raise DataError("simulated: MLflow refused a metric key")
         return real_log(self, metrics, **kwargs)
 
-    monkeypatch.setattr(StageRun, "log", log_then_fail)
+    monkeypatch.setattr(StageRun, "log_metrics", log_then_fail)
     testing = project.run("model_testing", *SMALL)
     monkeypatch.undo()
     assert testing.returncode == 1 and "simulated" in testing.stderr

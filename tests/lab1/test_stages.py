@@ -1,6 +1,6 @@
 """The five stages in this process, one after another, on a small config (the pattern of
 Kedro's and fmind's job tests): what each writes, what its MLflow run records, and the file
-contracts the runner enforces. The same stages as processes are tested in test_pipeline_e2e."""
+contracts stage.run enforces. The same stages as processes are tested in test_pipeline_e2e."""
 
 from __future__ import annotations
 

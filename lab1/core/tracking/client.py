@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from lab1.core.errors import EXIT_ERROR, PipelineError
 
@@ -101,6 +101,38 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: tracking: {errors} request(s) failed (see the errors above)\n")
         return EXIT_ERROR
     return 0
+
+
+class Channel(Protocol):
+    """Where a stage's tracking calls go: the tracking service or a Recorder in-process."""
+
+    def call(self, method: str, reply: bool = False, **args: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class DirectChannel:
+    """A Recorder in this process (no tracking service): connects to the store itself."""
+
+    def __init__(self) -> None:
+        from lab1.core.tracking.parent import parent_run_id
+        from lab1.core.tracking.recorder import Recorder
+        from lab1.core.tracking.store import connect
+
+        self.client = connect()
+        self.recorder = Recorder(self.client, parent_run_id())
+
+    def call(self, method: str, reply: bool = False, **args: Any) -> Any:
+        # Through JSON as over the socket, so both paths see exactly the same values.
+        return getattr(self.recorder, method)(**json.loads(json.dumps(args)))
+
+    def close(self) -> None:
+        pass
+
+
+def open_channel() -> Channel:
+    path = os.environ.get(SOCKET_ENV)
+    return ServiceClient(path) if path else DirectChannel()
 
 
 if __name__ == "__main__":

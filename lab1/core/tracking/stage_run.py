@@ -20,50 +20,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lab1.core.io import file_sha256, tree_sha256
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.provenance import Ancestry
 from lab1.core.stage_io import STAGE_IO, check_declared, run_params
-from lab1.core.tracking.client import SOCKET_ENV, ServiceClient
+from lab1.core.tracking.client import Channel, open_channel
 from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
 from lab1.core.tracking.parent import PROJECT_RUN_ENV
 
 logger = logging.getLogger(__name__)
-
-
-class Channel(Protocol):
-    """Where a stage's tracking calls go: the tracking service or a Recorder in-process."""
-
-    def call(self, method: str, reply: bool = False, **args: Any) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-class DirectChannel:
-    """A Recorder in this process (no tracking service): connects to the store itself."""
-
-    def __init__(self) -> None:
-        from lab1.core.tracking.parent import parent_run_id
-        from lab1.core.tracking.recorder import Recorder
-        from lab1.core.tracking.store import connect
-
-        self.client = connect()
-        self.recorder = Recorder(self.client, parent_run_id())
-
-    def call(self, method: str, reply: bool = False, **args: Any) -> Any:
-        # Through JSON as over the socket, so both paths see exactly the same values.
-        return getattr(self.recorder, method)(**json.loads(json.dumps(args)))
-
-    def close(self) -> None:
-        pass
-
-
-def open_channel() -> Channel:
-    path = os.environ.get(SOCKET_ENV)
-    return ServiceClient(path) if path else DirectChannel()
 
 
 class StageRun:
