@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> int:
-        from lab1.core.model_lineage import render, resolve, version_lineage
+        from lab1.core.lineage import version_lineage
+        from lab1.core.registry import resolve
         from lab1.core.tracking.store import connect
 
         params = params_from_args(args)
@@ -72,9 +73,50 @@ def main(argv: list[str] | None = None) -> int:
     return run_script("lineage", body)
 
 
+def render(lineage: dict[str, Any]) -> str:
+    """The lineage as text for a terminal."""
+    model, code, data = lineage["model"], lineage["code"], lineage["data"]
+    aliases = f" @{', @'.join(model['aliases'])}" if model["aliases"] else ""
+    lines = [
+        f"model    {model['uri']}{aliases}: {model['decision']} ({model['reason']})",
+        f"         fingerprint {model['fingerprint']}; {model['url']}",
+        f"code     commit {code['commit']}, uncommitted changes: {code['dirty']}"
+        + (f" (diff: {code['diff']})" if code["diff"] else ""),
+    ]
+    if code["stages_on_other_code"]:
+        lines.append("         WARNING: the stages ran on different code (see lineage.json)")
+    logged = data.get("logged_by_data_creation")
+    same = "the same digest" if logged == data.get("raw_digest") else f"{logged}: DIFFERENT"
+    lines += [
+        f"data     raw {data.get('raw_digest')} (data_creation logged {same}), "
+        f"processed {data.get('processed_digest')}, test set {data.get('test_digest')}",
+        f"         source {data.get('data.source', 'synthetic, from the seed')}"
+        + (f", sha256 {data['data.source_sha256']}" if data.get("data.source_sha256") else "")
+        + f"; verified: {data.get('data.verified', 'unknown')}",
+        "metrics  on test set "
+        + f"{lineage['metrics']['test_set']}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in lineage["metrics"].items() if k != "test_set"),
+        "runs     "
+        + "\n         ".join(
+            f"{stage:<19} {ids.get('run_id')}  {ids.get('url') or ''}"
+            for stage, ids in lineage["runs"].items()
+        ),
+        "params   "
+        + (f"(also logged as {lineage['params_artifact']})" if lineage["params_artifact"] else ""),
+        *("  " + line for line in _yaml(lineage["params"]).splitlines()),
+        f"reproduce  {lineage['reproduce']}",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml(tree: dict[str, Any]) -> str:
+    """Block style for sections, flow style for lists: params as params.yaml writes them."""
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=100)
+
+
 def reproduce(lineage: dict[str, Any]) -> int:
     """Re-run the pipeline at ``lineage``'s params in a scratch copy of this checkout; compare."""
-    from lab1.core.tracking.lineage import code_state
+    from lab1.core.tracking.tags import code_state
 
     recorded, here = lineage["code"], code_state()
     if recorded.get("commit") != here["git.commit"]:

@@ -17,7 +17,8 @@ Exit:   0 promoted or unchanged, 3 rejected by the gate, 1 error
 
 from __future__ import annotations
 
-from lab1.core import provenance, registration, stage
+from lab1.core import lineage as lineages
+from lab1.core import registration, stage
 from lab1.core.cli import signals_deferred
 from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK
 from lab1.core.io import read_json, staging_folder
@@ -33,9 +34,9 @@ def register_model(params: Params) -> int:
         model_info = read_json(PATHS.model_info)
         run.log_input(PATHS.metrics)
         run.log_input(PATHS.models)
-        # What made this model: the finished runs behind it, from their provenance records.
-        provenance.fill_run_ids(run.ancestry, run.find_runs)
-        lineage = provenance.model_lineage(run.ancestry)
+        # What made this model: the finished runs behind it, from their records.
+        lineages.fill_run_ids(run.ancestry, run.find_runs)
+        lineage = lineages.model_lineage(run.ancestry)
         tags = registration.version_tags(lineage, report, run.run_id)
         with registry_lock(name):  # no other gate between reading the champion and moving it
             state = run.gate_state(name, lineage["fingerprint"], report["test_digest"])

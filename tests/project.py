@@ -138,14 +138,14 @@ class Project:
 def vouch_for(root: Path, stage: str) -> None:
     """Record ``stage``'s outputs in the project copy at ``root``, as they are now, as those of a
     finished run: what a run of the stage that made exactly these files would leave. Tests that
-    hand-craft bad data use it to reach the checks behind provenance (lab1/core/provenance.py),
+    hand-craft bad data use it to reach the checks behind provenance (lab1/core/lineage.py),
     which otherwise refuses files that no finished run made."""
-    from lab1.core import provenance
+    from lab1.core import lineage
     from lab1.core.paths import project_at
 
     with project_at(root):
-        ancestry = provenance.check_inputs(stage)  # its inputs: still the real, finished ones
-        provenance.record_finished(stage, ancestry, "made-by-a-test", None, None, {}, {}, {})
+        ancestry = lineage.check_inputs(stage)  # its inputs: still the real, finished ones
+        lineage.record_finished(stage, ancestry, "made-by-a-test", None, None, {}, {}, {})
 
 
 def reseal_raw(root: Path, name: str, edit: Callable[[str], str]) -> None:

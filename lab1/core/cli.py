@@ -18,13 +18,13 @@ from lab1.core.errors import (
     EXIT_OK,
     EXIT_USAGE,
     PipelineError,
+    TrackingStopped,
     UsageError,
     did_you_mean,
     one_line,
 )
 from lab1.core.params import DATASETS, Params, load_params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.client import TrackingStopped
 
 logger = logging.getLogger("lab1.core.cli")  # also when run as __main__ (pipeline.sh)
 

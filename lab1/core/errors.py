@@ -50,3 +50,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word``, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class TrackingStopped(PipelineError):
+    """The tracking service went away while a stage ran: the service logged why (one ERROR
+    line), so the stage's own line is only a warning that follows from it."""

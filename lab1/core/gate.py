@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab1.core.params import GateParams
+if TYPE_CHECKING:
+    from lab1.core.params import GateParams
 
 
 @dataclass(frozen=True)

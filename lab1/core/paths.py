@@ -135,7 +135,7 @@ class ProjectPaths:
     def workspace_lock(self) -> Path:
         return self.root / ".mlops" / "workspace.lock"
 
-    # What each stage's last finished runs wrote, with their run ids (provenance.py)
+    # What each stage's last finished runs wrote, with their run ids (lineage.py)
     @property
     def stage_records(self) -> Path:
         return self.root / ".mlops" / "stages"

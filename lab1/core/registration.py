@@ -15,13 +15,13 @@ from lab1.core.io import write_json
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.lineage import CI_ENV_TAGS, dvc_state, git_diff
+from lab1.core.tracking.tags import CI_ENV_TAGS, dvc_state, git_diff
 
 logger = logging.getLogger(__name__)
 
 
 def version_tags(lineage: dict[str, Any], report: dict[str, Any], run_id: str) -> dict[str, str]:
-    """The lineage a registered version carries, from the provenance records of the runs that
+    """The lineage a registered version carries, from the records of the finished runs that
     made it (not from today's params.yaml, which may have changed since)."""
     from lab1.core.registry import FINGERPRINT, TEST_DIGEST
 

@@ -25,17 +25,19 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import PipelineError
 from lab1.core.gate import Reference, decide
-from lab1.core.params import GateParams
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: a stage reads the tag names below
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
+
+    from lab1.core.params import GateParams
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,28 @@ CHAMPION = "champion"
 DECISION = "gate.decision"  # pending -> promoted | abandoned
 FINGERPRINT = "model.fingerprint"  # code + data + params: the same one is never registered twice
 TEST_DIGEST = "test.data_digest"  # the test set the version's test.* metrics were measured on
+
+ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+def resolve(client: MlflowClient, uri: str) -> ModelVersion:
+    """The registry version ``uri`` names: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
+    from mlflow.exceptions import MlflowException
+
+    from lab1.core.tracking.store import tracking_uri
+
+    alias, version = ALIAS_URI.match(uri), VERSION_URI.match(uri)
+    try:
+        if alias:
+            return client.get_model_version_by_alias(alias["name"], alias["alias"])
+        if version:
+            return client.get_model_version(version["name"], version["version"])
+    except MlflowException as exc:
+        raise PipelineError(
+            f"{uri}: not in the registry at {tracking_uri()} ({exc.message})"
+        ) from None
+    raise PipelineError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
 
 
 def champion(client: MlflowClient, name: str) -> ModelVersion | None:

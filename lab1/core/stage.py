@@ -46,24 +46,24 @@ def exit_code(
 @contextlib.contextmanager
 def run(name: str, params: Params) -> Iterator[StageRun]:
     """The stage's MLflow run, inside the workspace, after its inputs were checked; the stage
-    is recorded as finished (provenance) when the block ends without an exception."""
-    from lab1.core import provenance
-    from lab1.core.tracking.lineage import code_state
+    is recorded as finished (lineage.py) when the block ends without an exception."""
+    from lab1.core import lineage
     from lab1.core.tracking.stage_run import stage_run
+    from lab1.core.tracking.tags import code_state
     from lab1.core.workspace import workspace_held
 
     with workspace_held(f"lab1/{name}.py"):
         with stage_run(name, params) as tracked:
             # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
-            tracked.ancestry = provenance.check_inputs(name)
+            tracked.ancestry = lineage.check_inputs(name)
             yield tracked
-        provenance.record_finished(
+        lineage.record_finished(
             name,
             tracked.ancestry,
             tracked.key,
             *tracked.ids_if_known(),
             code_state(),
-            provenance.stage_params(params, name),
+            lineage.stage_params(params, name),
             tracked.notes,
         )
 

@@ -39,7 +39,7 @@ class ModelInfo:
     git_commit: str | None = None
     data_digest: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    lineage: dict[str, Any] | None = None  # model_lineage.version_lineage, for registry versions
+    lineage: dict[str, Any] | None = None  # lineage.version_lineage, for registry versions
     loaded_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab1.core.errors import one_line
-from lab1.core.model_lineage import ALIAS_URI, VERSION_URI
+from lab1.core.registry import ALIAS_URI, VERSION_URI
 from lab3.service.model import ModelInfo, ServedModel, load
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class ModelWatcher:
             found = client.get_model_version_by_alias(alias["name"], alias["alias"])
         elif version:
             found = client.get_model_version(version["name"], version["version"])
-        from lab1.core.model_lineage import version_lineage
+        from lab1.core.lineage import version_lineage
         from lab1.core.registry import version_metrics
 
         tags = found.tags or {}

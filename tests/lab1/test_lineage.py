@@ -122,7 +122,7 @@ def test_lineage_answers_equal_what_the_runs_logged(pipelines, tmp_path):
     logged_params = yaml.safe_load(
         Path(client.download_artifacts(parent, "params.yaml", str(tmp_path))).read_text()
     )
-    from lab1.core.model_lineage import overrides
+    from lab1.core.lineage import overrides
 
     assert overrides(answer["params"], logged_params) == []  # every value the stages used
     assert answer["params"]["model_preparation"]["estimator"] in ESTIMATOR_CLASSES

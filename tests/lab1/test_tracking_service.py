@@ -16,8 +16,8 @@ from lab1.core.errors import PipelineError
 from lab1.core.params import load_params
 from lab1.core.paths import project_at
 from lab1.core.tracking.client import ServiceClient
-from lab1.core.tracking.lineage import owner_tags
 from lab1.core.tracking.service import Service
+from lab1.core.tracking.tags import owner_tags
 from tests.conftest import copy_project
 
 

@@ -240,7 +240,7 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
             assert (info["git_commit"], info["data_digest"]) == ("commit1", "digest1")
             assert info["test_metrics"] == {"accuracy": 0.9}
             # The same lineage as `python -m lab1.lineage` prints for that version.
-            from lab1.core.model_lineage import version_lineage
+            from lab1.core.lineage import version_lineage
 
             version = client_registry.get_model_version(NAME, "1")
             # Less the training machine's absolute paths (GET /model never shows them).

@@ -17,14 +17,9 @@ import socket
 import sys
 from typing import Any, Protocol
 
-from lab1.core.errors import EXIT_ERROR, PipelineError
+from lab1.core.errors import EXIT_ERROR, PipelineError, TrackingStopped
 
 SOCKET_ENV = "MLOPS_TRACKING_SOCKET"
-
-
-class TrackingStopped(PipelineError):
-    """The tracking service went away while a stage ran: the service logged why (one ERROR
-    line), so the stage's own line is only a warning that follows from it."""
 
 
 class ServiceClient:

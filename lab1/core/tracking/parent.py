@@ -18,9 +18,9 @@ from lab1.core.io import read_json, write_json
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.stage_io import run_params
-from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
 from lab1.core.tracking.orphans import mark_orphans_killed
 from lab1.core.tracking.store import connect, experiment_id, tracking_uri
+from lab1.core.tracking.tags import lineage_tags, owner_tags, source_tags
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

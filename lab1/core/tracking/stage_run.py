@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from lab1.core.io import file_sha256, tree_sha256
+from lab1.core.lineage import Ancestry
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.provenance import Ancestry
 from lab1.core.stage_io import STAGE_IO, check_declared, run_params
 from lab1.core.tracking.client import Channel, open_channel
-from lab1.core.tracking.lineage import lineage_tags, owner_tags, source_tags
 from lab1.core.tracking.parent import PROJECT_RUN_ENV
+from lab1.core.tracking.tags import lineage_tags, owner_tags, source_tags
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class StageRun:
         self.channel = channel
         # The finished runs behind the stage's inputs (the runner sets it: check_inputs).
         self.ancestry = Ancestry()
-        # Facts for the stage's provenance record (e.g. the source CSV's digest).
+        # Facts for the stage's lineage record (e.g. the source CSV's digest).
         self.notes: dict[str, str] = {}
         # Names this run before the store has given it an id (tag mlops.run_key): the record of
         # a stage that never needed its run id is written without waiting for the service.

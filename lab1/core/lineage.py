@@ -1,46 +1,53 @@
-"""Which finished stage run made each file a stage reads, and whether those files belong together.
+"""Lineage: which finished runs made a file, and what made a registered model.
 
-When a stage finishes, the runner appends a record to ``.mlops/stages/<stage>.json``: its run
-ids, git state, params section, the content digest of every declared input it read and every
-output it wrote, and notes (the source CSV's digest, the test set's digest, ...). A stage that
-fails or is killed writes no record.
+**Were my inputs made by one finished execution?** When a stage finishes, ``record_finished``
+appends a record to ``.mlops/stages/<stage>.json``: its run ids, git state, params, the digest of
+every declared input it read and output it wrote. A failed or killed stage writes none. Before a
+stage runs, ``check_inputs`` finds, for each input's content, the finished run that wrote it and
+follows that run's own inputs back to data_creation. It refuses, in one line, an input no
+finished run wrote (a failed run's, or edited by hand) and inputs from different executions (a
+model tested on other data than it was trained on). Records are keyed by content, so outputs
+DVC restores from its cache still match.
 
-Before a stage runs, ``check_inputs`` hashes each declared input and looks for the finished run
-of the producing stage that wrote exactly that content, then follows that run's own inputs back
-to data_creation. It refuses, with one line, when
-
-- an input is not the output of any finished run (the run that wrote it failed or was killed,
-  or the files were changed by hand): a failed stage leaves nothing a later stage can take for a
-  result;
-- two inputs come from different executions (a model trained on other data than the data it is
-  now tested on; a metrics file of another model): the mix-up cannot reach the registry, even
-  when stages are run by hand.
-
-Records are keyed by content, not by "the last run", so outputs that DVC restores from its cache
-(the output of an earlier finished run) still match. The chain of records found is the model's
-lineage (``Ancestry``): model_registration tags versions with it and logs it as lineage.json.
+**What made this model?** The chain found is the model's lineage (``model_lineage``):
+model_registration tags the version with it and logs it as lineage.json. ``version_lineage``
+reads it back from the registry for ``python -m lab1.lineage`` and the service's ``GET /model``,
+with the command that reproduces the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shlex
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from lab1.core.errors import DataError
 from lab1.core.io import read_json, tree_sha256, write_json
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.stage_io import STAGE_IO, used_by
+from lab1.core.stage_io import STAGE_IO, flatten, used_by
 from lab1.core.stages import STAGES
+from lab1.core.tracking.ui import ML_VIEW, run_link, ui_base
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
+
+# --- were my inputs made by one finished execution? -------------------------------------------
 
 KEEP = 20  # records kept per stage: enough for DVC restoring any recent output from its cache
 
@@ -214,3 +221,129 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
         },
         "stages": runs,
     }
+
+
+# --- what made this model? ---------------------------------------------------------------------
+
+
+def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, Any]:
+    """Everything known about how ``version`` was made, as plain data (see the module doc)."""
+    from lab1.core.registry import version_metrics
+
+    tags = version.tags or {}
+    recorded = _lineage_json(client, tags.get("lineage.run_id"))
+    runs = {stage: dict(ids) for stage, ids in recorded.get("runs", {}).items()}
+    if tags.get("lineage.run_id"):
+        runs["model_registration"] = {"run_id": tags["lineage.run_id"]}
+    pipeline_run = tags.get("pipeline_run_id") or None
+    if pipeline_run:
+        runs["pipeline"] = {"run_id": pipeline_run}
+    for entry in runs.values():
+        entry["url"] = _run_url(client, entry.get("run_id"))
+    data = dict(recorded.get("data", {}))
+    data["logged_by_data_creation"] = _logged_output(
+        client, runs.get("data_creation", {}).get("run_id"), "data/raw"
+    )
+    data["test_digest"] = tags.get("test.data_digest")
+    code = recorded.get("code") or [{}]
+    lineage = {
+        "model": {
+            "name": version.name,
+            "version": str(version.version),
+            "uri": f"models:/{version.name}/{version.version}",
+            "aliases": list(version.aliases or []),
+            "decision": tags.get("gate.decision"),
+            "reason": tags.get("gate.reason"),
+            "fingerprint": tags.get("model.fingerprint"),
+            "url": f"{ui_base()}/#/models/{version.name}/versions/{version.version}?{ML_VIEW}",
+        },
+        "code": {
+            "commit": tags.get("git.commit"),
+            "dirty": tags.get("git.dirty"),
+            "diff": f"runs:/{tags['lineage.run_id']}/code.diff"
+            if tags.get("git.dirty") == "True" and tags.get("lineage.run_id")
+            else None,
+            "stages_on_other_code": len(code) > 1,
+        },
+        "data": data,
+        "params": recorded.get("params", {}),
+        "params_artifact": f"runs:/{pipeline_run}/params.yaml" if pipeline_run else None,
+        "metrics": {"test_set": tags.get("test.data_digest"), **version_metrics(version)},
+        "runs": runs,
+    }
+    lineage["reproduce"] = reproduce_command(lineage)
+    return lineage
+
+
+def _lineage_json(client: MlflowClient, run_id: str | None) -> dict[str, Any]:
+    """The lineage.json the registration run logged ({} for versions registered without one)."""
+    if not run_id:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.suppress(Exception):
+        return json.loads(Path(client.download_artifacts(run_id, "lineage.json", tmp)).read_text())
+    return {}
+
+
+def _run_url(client: MlflowClient, run_id: str | None) -> str | None:
+    if not run_id:
+        return None
+    with contextlib.suppress(Exception):
+        experiment = client.get_run(run_id).info.experiment_id
+        return run_link(experiment, run_id)
+    return None
+
+
+def _logged_output(client: MlflowClient, run_id: str | None, name: str) -> str | None:
+    """The digest ``run_id`` logged for its output dataset ``name`` (None if it logged none)."""
+    if not run_id:
+        return None
+    with contextlib.suppress(Exception):
+        inputs = client.get_run(run_id).inputs
+        for item in inputs.dataset_inputs if inputs else []:
+            context = {t.key: t.value for t in item.tags}.get("mlflow.data.context")
+            if item.dataset.name == name and context == "output":
+                return str(item.dataset.digest)
+    return None
+
+
+def reproduce_command(lineage: dict[str, Any]) -> str:
+    """The shell command that re-runs the pipeline at the recorded code and params: the params
+    that differ from params.yaml at that commit become -S overrides."""
+    commit = lineage["code"].get("commit") or "HEAD"
+    base = _params_at(commit)
+    options = [f"-S {shlex.quote(o)}" for o in overrides(lineage["params"], base)]
+    command = " ".join(["bash pipeline.sh", *options])
+    if commit not in ("HEAD", "unknown"):
+        command = f"git checkout {commit[:12]} && {command}"
+    if lineage["code"].get("diff"):
+        command += f"  # plus the uncommitted changes in {lineage['code']['diff']}"
+    return command
+
+
+def _params_at(commit: str) -> dict[str, Any]:
+    """params.yaml as it was at ``commit`` (the checkout's own file if git cannot say)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError, yaml.YAMLError):
+        done = subprocess.run(
+            ["git", "show", f"{commit}:params.yaml"],
+            cwd=PATHS.root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if done.returncode == 0:
+            return dict(yaml.safe_load(done.stdout))
+    if not PATHS.params.exists():  # e.g. a service image without the project's params
+        return {}
+    return dict(yaml.safe_load(PATHS.params.read_text()))
+
+
+def overrides(params: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """``key=value`` (value as YAML, like `dvc exp run -S`) for every leaf of ``params`` that
+    ``base`` does not have with the same value."""
+    found = []
+    flat_base = flatten(base)
+    for key, value in flatten(params).items():
+        if key not in flat_base or flat_base[key] != value:
+            text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+            found.append(f"{key}={text.removesuffix('...').strip()}")
+    return found

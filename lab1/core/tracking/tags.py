@@ -1,4 +1,4 @@
-"""Lineage: the tags every run and model version carries (code, data, params, CI build, owner).
+"""The tags every run and model version carries: the code (git), the data (DVC), the params, the
 
 Standard library only (plus yaml under DVC), so that a stage can compute them without MLflow.
 """
