@@ -33,18 +33,15 @@ logger = logging.getLogger(__name__)
 
 def prepare_model(params: Params) -> int:
     with stage.run("model_preparation", params) as run:
-        # models/ is replaced entry by entry, model.json last, inside the folder: models/ may be
-        # a mount point (a Docker volume), which cannot be renamed.
+        # models/ may be a mount point (a Docker volume): replaced entry by entry, model.json last.
         with atomic_contents(PATHS.models, last=PATHS.model_info.name) as tmp:
             if params.is_image:
                 info = train_cnn(params, run, tmp / PATHS.model_dir.name)
             else:
                 info = train_estimator(params, run, tmp / PATHS.model_dir.name)
             # models/model.json: which run logged the model and where it is (stages 4-5 read it).
-            write_json(
-                tmp / PATHS.model_info.name,
-                {"run_id": run.run_id, "pipeline_run_id": run.pipeline_run_id, **info},
-            )
+            ids = {"run_id": run.run_id, "pipeline_run_id": run.pipeline_run_id}
+            write_json(tmp / PATHS.model_info.name, {**ids, **info})
         run.log_output(PATHS.models)
     return 0
 
@@ -69,11 +66,7 @@ def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str,
     run.log_metrics({"fit_s": fit_seconds, "train_accuracy": train_accuracy})
     run.set_tags({"model_uri": info["model_uri"]})
     logger.info(
-        "%s trained in %.2f s (train accuracy %.3f); logged as %s",
-        section.estimator,
-        fit_seconds,
-        train_accuracy,
-        info["model_uri"],
+        "%s trained in %.2f s, train accuracy %.3f", section.estimator, fit_seconds, train_accuracy
     )
     return {**info, "estimator": section.estimator, "train_digest": file_sha256(train_path)}
 
@@ -107,28 +100,12 @@ def train_cnn(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
     info = run.log_pytorch_model(
         cnn.Probabilities(model), images[:2], model_dir, norm["classes"], params.logged_model_name
     )
-    run.log_metrics(
-        {
-            "fit_s": fit_seconds,
-            "best_epoch": best.epoch,
-            "best_val_accuracy": best.val_accuracy,
-            "epochs_run": len(history),
-        }
-    )
+    run.log_metrics({"fit_s": fit_seconds, "epochs_run": len(history)})
+    run.log_metrics({"best_epoch": best.epoch, "best_val_accuracy": best.val_accuracy})
     run.set_tags({"model_uri": info["model_uri"], "device": cnn.device()})
-    logger.info(
-        "CNN trained in %.0f s; best epoch %d (val accuracy %.3f); logged as %s",
-        fit_seconds,
-        best.epoch,
-        best.val_accuracy,
-        info["model_uri"],
-    )
-    return {
-        **info,
-        "estimator": "cnn",
-        "train_digest": file_sha256(train_path),
-        "classes": norm["classes"],
-    }
+    logger.info("CNN trained in %.0f s; best: epoch %d (%s)", fit_seconds, best.epoch, best)
+    digest = file_sha256(train_path)
+    return {**info, "estimator": "cnn", "train_digest": digest, "classes": norm["classes"]}
 
 
 def main(argv: list[str] | None = None) -> int:
