@@ -86,8 +86,8 @@ def main() -> int:
         return (module, *longest)
 
     for script in sorted(m for m in graph if m.count(".") == 1):
-        path = chain(script)
-        print(f"{len(path)} layers: " + " -> ".join(m.removeprefix("lab1.core.") for m in path))
+        layers = chain(script)
+        print(f"{len(layers)} layers: " + " -> ".join(m.removeprefix("lab1.core.") for m in layers))
     return 0
 
 
