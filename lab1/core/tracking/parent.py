@@ -15,15 +15,22 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lab1.core.io import read_json, write_json
-from lab1.core.params import Params
 from lab1.core.paths import PATHS
 from lab1.core.stage_io import run_params
 from lab1.core.tracking.orphans import mark_orphans_killed
-from lab1.core.tracking.store import connect, experiment_id, tracking_uri
+from lab1.core.tracking.store import (
+    connect,
+    experiment_id,
+    log_batch,
+    tracking_uri,
+    warn_other_experiment,
+)
 from lab1.core.tracking.tags import lineage_tags, owner_tags, source_tags
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+    from lab1.core.params import Params
 
 logger = logging.getLogger(__name__)
 
@@ -155,20 +162,6 @@ def description(metrics: dict[str, float], decision: dict[str, Any]) -> str:
     )
 
 
-def warn_other_experiment(client: MlflowClient, run_experiment_id: str, wanted: str) -> None:
-    """`mlflow run` makes its run in the experiment given by --experiment-name (else
-    "Default"): say so when that is not ``wanted``, this dataset's experiment, where the UI
-    links point. Compared by name, so that a warning creates no experiment."""
-    found = client.get_experiment(run_experiment_id).name
-    if found != wanted:
-        logger.warning(
-            "this `mlflow run` run is in experiment %s, not %s: pass --experiment-name %s",
-            found,
-            wanted,
-            wanted,
-        )
-
-
 def _end_stale_context(client: MlflowClient) -> None:
     """End the run an earlier, crashed build of this workspace left in the run-context file."""
     with contextlib.suppress(Exception):
@@ -188,33 +181,3 @@ def parent_run_id() -> str | None:
         with contextlib.suppress(Exception):
             return str(read_json(PATHS.run_context)["run_id"])
     return None
-
-
-def log_batch(
-    client: MlflowClient,
-    run_id: str,
-    metrics: dict[str, float] | None = None,
-    params: dict[str, Any] | None = None,
-    tags: dict[str, str] | None = None,
-    step: int = 0,
-    model_id: str | None = None,
-    dataset: tuple[str, str] | None = None,
-) -> None:
-    """Log metrics, params and tags in one request (one round trip against a server).
-    ``model_id``: the metrics are also the LoggedModel's (MLflow 3 shows them on the model's
-    page); ``dataset``: (name, digest) of the data they were measured on."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    now = int(time.time() * 1000)
-    name, digest = dataset or (None, None)
-    client.log_batch(
-        run_id,
-        metrics=[
-            Metric(
-                k, float(v), now, step, model_id=model_id, dataset_name=name, dataset_digest=digest
-            )
-            for k, v in (metrics or {}).items()
-        ],
-        params=[Param(k, str(v)) for k, v in (params or {}).items()],
-        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-    )

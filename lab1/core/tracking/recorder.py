@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab1.core.tracking.parent import log_batch, warn_other_experiment
-from lab1.core.tracking.store import experiment_id
+from lab1.core.tracking.store import experiment_id, log_batch, warn_other_experiment
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -116,7 +115,7 @@ class Recorder:
         model_id: str | None = None,
         dataset: list[str] | None = None,
     ) -> None:
-        """One log_batch; ``model_id`` and ``dataset`` ([name, digest]): see parent.log_batch."""
+        """One log_batch; ``model_id`` and ``dataset`` ([name, digest]): see store.log_batch."""
         log_batch(
             self.client,
             self._run(),

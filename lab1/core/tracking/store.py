@@ -9,9 +9,10 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import PipelineError, one_line
 from lab1.core.paths import PATHS
@@ -217,3 +218,47 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+def log_batch(
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    step: int = 0,
+    model_id: str | None = None,
+    dataset: tuple[str, str] | None = None,
+) -> None:
+    """Log metrics, params and tags in one request (one round trip against a server).
+    ``model_id``: the metrics are also the LoggedModel's (MLflow 3 shows them on the model's
+    page); ``dataset``: (name, digest) of the data they were measured on."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    name, digest = dataset or (None, None)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(
+                k, float(v), now, step, model_id=model_id, dataset_name=name, dataset_digest=digest
+            )
+            for k, v in (metrics or {}).items()
+        ],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def warn_other_experiment(client: MlflowClient, run_experiment_id: str, wanted: str) -> None:
+    """`mlflow run` makes its run in the experiment given by --experiment-name (else
+    "Default"): say so when that is not ``wanted``, this dataset's experiment, where the UI
+    links point. Compared by name, so that a warning creates no experiment."""
+    found = client.get_experiment(run_experiment_id).name
+    if found != wanted:
+        logger.warning(
+            "this `mlflow run` run is in experiment %s, not %s: pass --experiment-name %s",
+            found,
+            wanted,
+            wanted,
+        )

@@ -10,9 +10,12 @@ import hashlib
 import os
 import socket
 import subprocess
+from typing import TYPE_CHECKING
 
-from lab1.core.params import Params
 from lab1.core.paths import PATHS
+
+if TYPE_CHECKING:
+    from lab1.core.params import Params
 
 # Environment variables Jenkins sets, recorded as run tags when present.
 CI_ENV_TAGS = {
