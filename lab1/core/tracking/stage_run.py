@@ -278,7 +278,7 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
     """
     if stage not in STAGE_IO:
         raise ValueError(f"unknown stage {stage!r}")  # a bug: stage names come from code
-    started = time.perf_counter()
+    started, started_ms = time.perf_counter(), int(time.time() * 1000)
     run = StageRun(stage, open_channel())
     tags = {
         **source_tags(f"lab1/{stage}.py"),
@@ -303,7 +303,7 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
             # Under `mlflow run` (MLflow Projects) the stage's run already exists.
             existing_run_id=os.environ.get(PROJECT_RUN_ENV) or None,
             # The stage's own clock: MLflow shows when the stage ran, not when it was recorded.
-            start_ms=int(time.time() * 1000),
+            start_ms=started_ms,
         )
         logger.info("%s started (pid %d)", stage, os.getpid())  # the run id: the recorder's line
         yield run
@@ -322,6 +322,6 @@ def stage_run(stage: str, params: Params) -> Iterator[StageRun]:
         with contextlib.suppress(Exception):
             run.log_metrics({"duration_s": duration, "mlflow_s": run.mlflow_seconds})
         with contextlib.suppress(Exception):
-            run._call("end", status=status, error=error, end_ms=int(time.time() * 1000))
+            run._call("end", status=status, error=error, end_ms=started_ms + int(duration * 1000))
         run.channel.close()
         logger.info("%s %s in %.2f s", stage, status, duration)
