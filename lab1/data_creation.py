@@ -19,8 +19,6 @@ import logging
 from pathlib import Path
 
 from lab1.core import stage
-from lab1.core.datasets import temperature
-from lab1.core.datasets.images import make_images
 from lab1.core.io import atomic_dir, file_sha256
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
@@ -40,6 +38,8 @@ def create_data(params: Params) -> int:
 
 
 def create_stations(params: Params, run: StageRun) -> None:
+    from lab1.core.datasets import temperature  # pandas: imported for the work, not for --help
+
     section = params.data_creation.temperature
     frames = temperature.generate(section, params.data_creation.seed)  # readings + faults
     splits = temperature.split_by_station(frames, section.test_stations)
@@ -63,6 +63,8 @@ def create_stations(params: Params, run: StageRun) -> None:
 
 
 def create_images(params: Params, run: StageRun) -> None:
+    from lab1.core.datasets.images import make_images
+
     section = getattr(params.data_creation, params.dataset)
     splits = make_images(params.dataset, section, params.data_creation.seed, PATHS.data_cache)
     with atomic_dir(PATHS.raw) as tmp:

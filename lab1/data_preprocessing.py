@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from lab1.core import stage
 from lab1.core.errors import DataError
 from lab1.core.kinds import checked_manifest, images, tables
@@ -95,8 +93,8 @@ def preprocess_images(params: Params, manifest: dict, run: StageRun) -> None:
         "images: train %d, test %d; channel mean %s std %s -> %s",
         len(train_labels),
         len(splits["test"][1]),
-        np.round(mean, 3).tolist(),
-        np.round(std, 3).tolist(),
+        [round(m, 3) for m in mean],
+        [round(v, 3) for v in std],
         PATHS.processed,
     )
 
