@@ -233,7 +233,7 @@ TRACKING_DIR="$(mktemp -d "$ROOT/.mlops/tracking.XXXXXX")"
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
 export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/sock"
 [ "${#MLOPS_TRACKING_SOCKET}" -le 100 ] || MLOPS_TRACKING_SOCKET="${MLOPS_TRACKING_SOCKET#"$ROOT/"}"
-"$PY" -m lab1.core.tracking.service --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
+"$PY" -m lab1.core.tracking.service serve --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
   "${PASS[@]}" >&2 &
 SERVICE=$!
 service_started="$(now)"
@@ -254,7 +254,7 @@ CHILD=""
 finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the parent run, stops
   local rc="$2" waited
   waited="$(now)"
-  "$PY" -m lab1.core.tracking.client end --status "$1" >&2 || rc=1
+  "$PY" -m lab1.core.tracking.service end --status "$1" >&2 || rc=1
   wait "$SERVICE" || true
   log "tracking: recorded in MLflow $(since "$waited") s after the last stage"
   exit "$rc"
@@ -268,7 +268,7 @@ on_signal() {
   trap - INT TERM
   log "interrupted; stopping"
   if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" || true; fi
-  "$PY" -m lab1.core.tracking.client end --status KILLED --if-running >&2 || true
+  "$PY" -m lab1.core.tracking.service end --status KILLED --if-running >&2 || true
   wait "$SERVICE" || true
   exit "$1"
 }

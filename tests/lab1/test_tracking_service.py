@@ -15,8 +15,7 @@ import pytest
 from lab1.core.errors import PipelineError
 from lab1.core.params import load_params
 from lab1.core.paths import project_at
-from lab1.core.tracking.client import ServiceClient
-from lab1.core.tracking.service import Service
+from lab1.core.tracking.service import Service, ServiceClient
 from lab1.core.tracking.tags import owner_tags
 from tests.conftest import copy_project
 
@@ -84,7 +83,7 @@ def test_requests_are_recorded_in_order_under_the_parent(running):
     for step in range(3):  # no answer awaited: the stage goes on at once
         stage.call("log", metrics={"loss": 1.0 / (step + 1)}, step=step)
     info = stage.call("run_info", reply=True)
-    parent = stage.call("pipeline_run_id", reply=True)
+    parent = info["pipeline_run_id"]
     stage.call("end", status="FINISHED")
     stage.close()
     assert running.stop() == 0

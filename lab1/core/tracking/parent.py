@@ -25,7 +25,7 @@ from lab1.core.tracking.store import (
     tracking_uri,
     warn_other_experiment,
 )
-from lab1.core.tracking.tags import lineage_tags, owner_tags, source_tags
+from lab1.core.tracking.tags import PROJECT_RUN_ENV, lineage_tags, owner_tags, source_tags
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PARENT_ENV = "MLOPS_PARENT_RUN_ID"
-PROJECT_RUN_ENV = "MLFLOW_RUN_ID"  # set by `mlflow run` (MLflow Projects): the run it created
-STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
 def begin_pipeline(

@@ -20,22 +20,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# What a caller may ask of a Recorder (the service refuses any other method name).
-METHODS = (
-    "start",
-    "log",
-    "log_inputs",
-    "log_artifact",
-    "log_sklearn_model",
-    "gate_state",
-    "register",
-    "promote",
-    "find_runs",
-    "run_info",
-    "pipeline_run_id",
-    "end",
-)
-
 
 class Recorder:
     """One stage run in MLflow, from ``start`` to ``end``."""
@@ -186,45 +170,21 @@ class Recorder:
         )
         return {"model_uri": info.model_uri, "model_id": info.model_id}
 
-    def gate_state(self, name: str, fingerprint: str, test_digest: str) -> dict[str, Any]:
-        """What the quality gate needs from the registry; see registry.gate_state."""
+    def gate_state(self, **args: Any) -> dict[str, Any]:
+        """What the quality gate needs from the registry: registry.gate_state."""
         from lab1.core import registry
 
-        return registry.gate_state(self.client, name, fingerprint, test_digest)
+        return registry.gate_state(self.client, **args)
 
-    def register(
-        self,
-        name: str,
-        model_uri: str,
-        metrics: dict[str, float],
-        tags: dict[str, str],
-        gate: dict[str, float],
-        champion_seen: str | None,
-        champion_here: dict[str, float] | None,
-        incomparable: str | None,
-        card: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Apply the quality gate and register a promoted model; see registry.register_gated.
-        Returns its decision as a dict."""
+    def register(self, gate: dict[str, float], **args: Any) -> dict[str, Any]:
+        """Apply the quality gate and register a promoted model: registry.register_gated."""
         from lab1.core import registry
         from lab1.core.params import GateParams
 
-        return registry.register_gated(
-            self.client,
-            name,
-            model_uri,
-            metrics,
-            tags,
-            GateParams(**gate),
-            champion_seen,
-            champion_here,
-            incomparable,
-            card,
-        )
+        return registry.register_gated(self.client, gate=GateParams(**gate), **args)
 
     def promote(self, name: str, version: str, previous: str | None) -> None:
-        """Move `champion` to ``version`` and mark it and this run promoted (registry.promote).
-        The tracking service applies it whole even if the stage dies while it runs."""
+        """registry.promote; the service applies it whole even if the stage dies meanwhile."""
         from lab1.core import registry
 
         registry.promote(self.client, name, version, previous, self._run())
@@ -243,12 +203,12 @@ class Recorder:
                 }
         return found
 
-    def run_info(self) -> dict[str, str]:
-        """``{run_id, experiment_id}`` of this stage's run."""
-        return {"run_id": self._run(), "experiment_id": self.experiment_id}
-
-    def pipeline_run_id(self) -> str | None:
-        return self.parent
+    def run_info(self) -> dict[str, str | None]:
+        return {
+            "run_id": self._run(),
+            "experiment_id": self.experiment_id,
+            "pipeline_run_id": self.parent,
+        }
 
     def end(
         self,
@@ -270,3 +230,7 @@ class Recorder:
             self.log(tags=tags)
         self.client.set_terminated(self.run_id, status=status, end_time=end_ms)
         logger.debug("%s run %s %s", self.stage, self.run_id, status)  # the stage logs its end
+
+
+# What a caller may ask of a Recorder (the service refuses any other name).
+METHODS = frozenset(name for name in vars(Recorder) if not name.startswith("_"))

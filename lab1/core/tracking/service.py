@@ -1,19 +1,16 @@
 """The tracking service: one process per pipeline.sh run that holds the MLflow client.
 
-  python -m lab1.core.tracking.service --socket PATH --owner-pid PID [stage options]
+  python -m lab1.core.tracking.service serve --socket PATH --owner-pid PID [stage options]
+  python -m lab1.core.tracking.service end --status FINISHED|FAILED|KILLED [--if-running]
 
 pipeline.sh starts it before the first stage and exports ``MLOPS_TRACKING_SOCKET``. It binds the
-socket at once (pipeline.sh waits only for that), then connects to the store, begins the parent
-run and imports what logging a model needs, while the first stages already run: a stage sends
-what it records and goes on (wandb's service process is the pattern). Only the answers a stage
-needs (its run id, the logged model's URI, the registry decision) make it wait.
-
-Requests are applied strictly in arrival order by one worker thread, one ``Recorder`` per stage
-connection. A connection that closes before its stage ended the run (the stage was killed) ends
-that run KILLED. ``end_pipeline`` waits until every stage connection has closed, ends the parent
-run and stops the service. SIGTERM: stages get a few seconds to report their end, then open runs
-and the parent end KILLED. If the owner (pipeline.sh) dies, the same happens. Ctrl-C reaches
-pipeline.sh, which stops the stage and then asks the service to end the runs KILLED.
+socket at once, then connects to the store and begins the parent run while the first stages
+already run (wandb's service process is the pattern): a stage sends JSON lines and goes on,
+waiting only for the answers it needs. One worker applies the requests in arrival order, with
+one ``Recorder`` per stage connection. A connection that closes before its run ended (a killed
+stage) ends the run KILLED. ``end`` waits until every stage connection has closed, ends the
+parent run and stops the service. On SIGTERM, or if pipeline.sh dies, stages get a few seconds
+to report their end; then what is open ends KILLED.
 """
 
 from __future__ import annotations
@@ -26,18 +23,58 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab1.core.errors import EXIT_ERROR, PipelineError, one_line
+from lab1.core.errors import EXIT_ERROR, PipelineError, TrackingStopped, one_line
 from lab1.core.io import pid_alive
 
 logger = logging.getLogger("lab1.tracking_service")
 
+SOCKET_ENV = "MLOPS_TRACKING_SOCKET"
 GRACE_S = 5.0  # after SIGTERM: how long stages get to report their own end
 POLL_S = 0.25
+
+
+class ServiceClient:
+    """The stages' side: one connection (one per stage process); standard library only."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(path)
+        except OSError as exc:
+            self.sock.close()
+            raise PipelineError(
+                f"{SOCKET_ENV}={path}: the pipeline's tracking service is not running "
+                f"({exc.strerror}); see its error above"
+            ) from None
+        self.answers = self.sock.makefile("rb")
+        self.sent = 0
+
+    def call(self, method: str, reply: bool = False, **args: Any) -> Any:
+        """Send ``method(**args)``; with ``reply``, wait for its result (answers come in order)."""
+        self.sent += 1
+        message = {"id": self.sent, "method": method, "args": args, "reply": reply}
+        try:
+            self.sock.sendall(json.dumps(message).encode() + b"\n")
+            line = self.answers.readline() if reply else b"{}"
+            why = "connection closed"
+        except OSError as exc:
+            line, why = b"", exc.strerror or str(exc)
+        if not line:
+            raise TrackingStopped(f"the pipeline's tracking service stopped ({why}); see above")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise PipelineError(f"tracking: {answer['error']}")
+        return answer.get("result")
+
+    def close(self) -> None:
+        self.answers.close()
+        self.sock.close()
 
 
 @dataclass
@@ -45,17 +82,9 @@ class Connection:
     """One stage process's connection and the run it records."""
 
     sock: socket.socket
-    recorder: Any = None  # a Recorder once the stage sent "start"
+    recorder: Any = None  # the Recorder, from the first request on
     ended: bool = False
-    pid: int = 0
-    failed: str = ""  # the first request of this stage that failed
-
-
-@dataclass
-class EndRequest:
-    connection: Connection
-    message_id: int
-    status: str
+    failed: str = ""  # the first of its requests that failed
 
 
 @dataclass
@@ -67,10 +96,8 @@ class Service:
     client: Any = None
     parent: str | None = None
     errors: int = 0
-    pending_end: EndRequest | None = None
+    end: tuple[Connection, int, str] | None = None  # who asked to end, their request, status
     stop_deadline: float | None = None  # set by SIGTERM or a dead owner
-
-    # --- threads that feed the inbox ------------------------------------------------------
 
     def accept(self, server: socket.socket) -> None:
         while True:
@@ -88,9 +115,8 @@ class Service:
                 self.inbox.put(("message", connection, json.loads(line)))
         self.inbox.put(("closed", connection, None))
 
-    # --- the worker: everything MLflow happens here, in order ----------------------------
-
     def work(self) -> int:
+        """The worker: everything MLflow happens here, in order."""
         from lab1.core.tracking.parent import begin_pipeline
         from lab1.core.tracking.store import connect
 
@@ -101,48 +127,41 @@ class Service:
             logger.error("tracking service: cannot begin the pipeline run: %s", _line(exc))
             return EXIT_ERROR
         _warm_up()
-        while True:
-            try:
+        while not self.finished():
+            with contextlib.suppress(queue.Empty):
                 kind, connection, message = self.inbox.get(timeout=POLL_S)
-            except queue.Empty:
-                kind = None
-            if kind == "open":
-                self.connections[id(connection)] = connection
-            elif kind == "message":
-                self.handle(connection, message)
-            elif kind == "closed":
-                self.closed(connection)
+                if kind == "open":
+                    self.connections[id(connection)] = connection
+                elif kind == "message":
+                    self.handle(connection, message)
+                else:
+                    self.closed(connection)
             if not pid_alive(self.owner_pid) and self.stop_deadline is None:
                 logger.warning("tracking service: pipeline.sh (pid %d) died", self.owner_pid)
                 self.stop_deadline = time.monotonic()
-            if self.finished():
-                return EXIT_ERROR if self.errors else 0
+        return EXIT_ERROR if self.errors else 0
 
     def handle(self, connection: Connection, message: dict) -> None:
         from lab1.core.tracking.recorder import METHODS, Recorder
 
         method, args = message["method"], message.get("args", {})
         if method == "end_pipeline":
-            # The stages' connections are closed before pipeline.sh asks (it waits for each
-            # stage), but their last messages may still be in the inbox: end after them.
+            # The stages' connections have closed (pipeline.sh waits for each stage), but their
+            # last messages may still be in the inbox: the end comes after them.
             self.connections.pop(id(connection), None)
-            self.pending_end = EndRequest(connection, message["id"], args["status"])
+            self.end = (connection, message["id"], args["status"])
             return
-        if message.get("reply") and connection.failed:
-            # A request the stage did not wait for failed: what it waits on now (a model URI, a
+        if connection.failed and message.get("reply"):
+            # A write this stage did not wait for failed: what it waits on now (a model URI, a
             # registry move) must not go ahead as if that write had happened.
             _send(connection.sock, {"id": message["id"], "error": connection.failed})
             return
         try:
             if method not in METHODS:
                 raise PipelineError(f"unknown request {method!r}")
-            if connection.recorder is None:
-                connection.recorder = Recorder(self.client, self.parent)
-            if method == "start":
-                connection.pid = int(args.get("pid", 0))
-            result = getattr(connection.recorder, method)(**args)
+            connection.recorder = connection.recorder or Recorder(self.client, self.parent)
+            answer: dict[str, Any] = {"result": getattr(connection.recorder, method)(**args)}
             connection.ended = connection.ended or method == "end"
-            answer: dict[str, Any] = {"result": result}
         except Exception as exc:
             self.errors += 1
             stage = getattr(connection.recorder, "stage", "") or "a stage"
@@ -155,56 +174,41 @@ class Service:
     def closed(self, connection: Connection) -> None:
         """A stage process is gone; if it never ended its run, it was killed."""
         self.connections.pop(id(connection), None)
-        recorder = connection.recorder
-        if recorder is not None and recorder.run_id and not connection.ended:
-            connection.ended = True
-            self._end_killed(recorder, f"process {connection.pid} died")
+        self._end_killed(connection, f"process {getattr(connection.recorder, 'pid', 0)} died")
         connection.sock.close()
 
-    def finished(self) -> bool:
-        """End the parent run once asked to and every stage has gone (or the grace is over)."""
-        stopping = self.stop_deadline is not None
-        if self.pending_end is None and not stopping:
-            return False
-        grace_over = self.stop_deadline is not None and time.monotonic() > self.stop_deadline
-        if self.connections and not grace_over:
-            return False
-        if not self.inbox.empty():  # what the stages sent is recorded, even after the grace
-            return False
-        for connection in self.connections.values():  # stages that did not report their end
-            if (
-                connection.recorder is not None
-                and connection.recorder.run_id
-                and not connection.ended
-            ):
-                connection.ended = True
-                self._end_killed(connection.recorder, "the tracking service was stopped")
-        status = self.pending_end.status if self.pending_end else "KILLED"
-        self._end_parent(status)
-        if self.pending_end is not None:
-            _send(
-                self.pending_end.connection.sock,
-                {"id": self.pending_end.message_id, "result": self.errors},
-            )
-        return True
-
-    def _end_killed(self, recorder: Any, reason: str) -> None:
+    def _end_killed(self, connection: Connection, reason: str) -> None:
+        recorder = connection.recorder
+        if recorder is None or not recorder.run_id or connection.ended:
+            return
+        connection.ended = True
         try:
             recorder.end("KILLED", reason=reason)
         except Exception as exc:
             self.errors += 1
-            logger.error("tracking service: cannot end run %s: %s", recorder.run_id, one_line(exc))
+            logger.error("tracking service: cannot end run %s: %s", recorder.run_id, _line(exc))
 
-    def _end_parent(self, status: str) -> None:
+    def finished(self) -> bool:
+        """End the parent run once asked to and every stage has gone (or the grace is over);
+        what the stages sent is recorded first, even after the grace."""
+        if self.end is None and self.stop_deadline is None:
+            return False
+        grace_over = self.stop_deadline is not None and time.monotonic() > self.stop_deadline
+        if (self.connections and not grace_over) or not self.inbox.empty():
+            return False
+        for connection in self.connections.values():  # stages that did not report their end
+            self._end_killed(connection, "the tracking service was stopped")
         from lab1.core.tracking.parent import end_pipeline
 
-        if self.parent is None:
-            return
         try:
-            end_pipeline(self.parent, status, self.client)
+            assert self.parent is not None  # work() returned early without one
+            end_pipeline(self.parent, self.end[2] if self.end else "KILLED", self.client)
         except Exception as exc:
             self.errors += 1
-            logger.error("tracking service: cannot end run %s: %s", self.parent, one_line(exc))
+            logger.error("tracking service: cannot end run %s: %s", self.parent, _line(exc))
+        if self.end is not None:
+            _send(self.end[0].sock, {"id": self.end[1], "result": self.errors})
+        return True
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         if self.stop_deadline is None:
@@ -226,9 +230,9 @@ def _send(sock: socket.socket, payload: dict) -> None:
 
 
 def _warm_up() -> None:
-    """Save a tiny model the way model_io logs ours, into a folder that is thrown away, while
-    the first stages work: the imports and first-call costs of MLflow's save path (signature,
-    input example, serving-input check) are then paid before model_preparation asks to log."""
+    """Save a tiny model the way model_io logs ours, into a folder thrown away, while the first
+    stages work: MLflow's first-call costs on its save path (signature, input example, serving
+    check) are paid before model_preparation asks to log."""
     import tempfile
     from pathlib import Path
 
@@ -251,22 +255,9 @@ def _warm_up() -> None:
         )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from lab1.core.cli import stage_parser
+def serve(args: argparse.Namespace) -> int:
+    from lab1.core.cli import params_from_args
 
-    parser = stage_parser(__doc__)
-    parser.add_argument("--socket", required=True, help="Unix socket path to listen on")
-    parser.add_argument("--owner-pid", type=int, required=True, help="pipeline.sh's PID")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import gc
-
-    from lab1.core.cli import params_from_args, setup_logging
-
-    args = parse_args(argv)
-    setup_logging(args.verbose)
     try:
         params = params_from_args(args)
     except PipelineError as exc:
@@ -276,22 +267,56 @@ def main(argv: list[str] | None = None) -> int:
     server.bind(args.socket)
     server.listen()
     service = Service(params, args.owner_pid)
-    # SIGTERM (Jenkins' abort, kill): end what is open. SIGINT stays ignored as bash leaves it
-    # for background jobs: on Ctrl-C, pipeline.sh stops the stage and then ends the run here.
+    # SIGTERM (Jenkins' abort, kill): end what is open. SIGINT stays ignored, as bash leaves it
+    # for background jobs: on Ctrl-C, pipeline.sh stops the stage and then asks for the end.
     signal.signal(signal.SIGTERM, service.on_signal)
     threading.Thread(target=service.accept, args=(server,), daemon=True).start()
     try:
         return service.work()
     finally:
         server.close()
-        # pipeline.sh removes the socket's folder when it exits; if it was killed, the folder
-        # goes here (rmdir: only if nothing else is in it).
+        # If pipeline.sh was killed, its socket's folder goes here (rmdir: only if empty).
         with contextlib.suppress(OSError):
             os.unlink(args.socket)
             os.rmdir(os.path.dirname(args.socket))
-        # Interpreter shutdown would garbage-collect MLflow's whole module graph (about 1 s);
-        # the runs are ended, so skip it.
-        gc.freeze()
+
+
+def end(args: argparse.Namespace) -> int:
+    """Ask the service to end the parent run, after recording everything the stages sent."""
+    try:
+        client = ServiceClient(os.environ.get(SOCKET_ENV) or "")
+        errors = client.call("end_pipeline", reply=True, status=args.status)
+        client.close()
+    except PipelineError as exc:
+        if args.if_running:  # it stopped by itself (the same SIGTERM reached it)
+            return 0
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    if errors:
+        sys.stderr.write(f"error: tracking: {errors} request(s) failed (see the errors above)\n")
+    return EXIT_ERROR if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import gc
+
+    from lab1.core.cli import setup_logging, stage_parser
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    server = commands.add_parser("serve", parents=[stage_parser(None)], add_help=False)
+    server.add_argument("--socket", required=True, help="Unix socket path to listen on")
+    server.add_argument("--owner-pid", type=int, required=True, help="pipeline.sh's PID")
+    ending = commands.add_parser("end", help=f"end the parent run (socket: ${SOCKET_ENV})")
+    ending.add_argument("--status", choices=("FINISHED", "FAILED", "KILLED"), required=True)
+    ending.add_argument(
+        "--if-running", action="store_true", help="a service already stopped is not an error"
+    )
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    code = serve(args) if args.command == "serve" else end(args)
+    gc.freeze()  # skip collecting MLflow's module graph at exit (about 1 s): the runs are ended
+    return code
 
 
 if __name__ == "__main__":

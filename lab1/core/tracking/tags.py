@@ -17,6 +17,8 @@ from lab1.core.paths import PATHS
 if TYPE_CHECKING:
     from lab1.core.params import Params
 
+PROJECT_RUN_ENV = "MLFLOW_RUN_ID"  # set by `mlflow run` (MLflow Projects): the run it made
+
 # Environment variables Jenkins sets, recorded as run tags when present.
 CI_ENV_TAGS = {
     "BUILD_NUMBER": "ci.build_number",
