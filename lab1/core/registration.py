@@ -4,9 +4,14 @@ gate), and the files reports/registration.json, reports/lineage.json (and code.d
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,7 @@ from lab1.core.io import write_json
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
+from lab1.core.tracking.store import is_embedded, sqlite_file, tracking_uri
 from lab1.core.tracking.tags import CI_ENV_TAGS, dvc_state, git_diff
 
 logger = logging.getLogger(__name__)
@@ -182,3 +188,27 @@ def log_decision(name: str, decision: dict[str, Any]) -> None:
         logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
     else:
         logger.info("%s: %s", name, decision["reason"])
+
+
+@contextlib.contextmanager
+def registry_lock(name: str) -> Iterator[None]:
+    """Serialise quality gates on registered model ``name`` in this store across processes on
+    this machine: a gate reads the champion, may re-score it, then registers; a second gate in
+    between would compare against a stale champion. (Across machines, registry.register_gated's
+    champion check refuses a gate whose champion moved; Jenkins runs one build at a time.)"""
+    uri = tracking_uri()
+    # An embedded store is keyed on its database's resolved path, not the URI's text:
+    # sqlite:////x/./a.db and sqlite:////x/a.db are one store and must share one lock.
+    store = str(sqlite_file(uri).resolve()) if is_embedded(uri) else uri
+    key = hashlib.sha256(f"{store}\0{name}".encode()).hexdigest()[:16]
+    # Beside an embedded store (it goes with the store); for a server, in the temp folder.
+    folder = sqlite_file(uri).resolve().parent if is_embedded(uri) else None
+    path = (folder or Path(tempfile.gettempdir())) / f"mlops-registry-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("registered model %s: waiting for another registration to finish", name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -144,7 +144,7 @@ def test_two_spellings_of_one_sqlite_store_share_one_registry_lock(tmp_path, mon
     lock was keyed on the URI's text, and one of two pipelines failed "champion moved")."""
     import threading
 
-    from lab1.core.tracking.store import registry_lock
+    from lab1.core.registration import registry_lock
 
     entered = threading.Event()
 

@@ -163,7 +163,7 @@ def test_another_pipelines_reaper_leaves_a_run_the_service_still_records(running
     """A stage's process exits before its service has applied its end. Another pipeline's start
     (or end) in the same store must not take that run for an orphan; once the recording process
     is gone too, it must."""
-    from lab1.core.tracking.orphans import mark_orphans_killed
+    from lab1.core.tracking.parent import mark_orphans_killed
 
     stage = running.client()
     start(stage, "data_creation", pid=999999)  # a PID that is not running

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from lab1.core.io import read_json, write_json
+from lab1.core.io import pid_alive, read_json, write_json
 from lab1.core.paths import PATHS
 from lab1.core.stage_io import run_params
-from lab1.core.tracking.orphans import mark_orphans_killed
 from lab1.core.tracking.store import (
     connect,
     experiment_id,
@@ -179,3 +179,30 @@ def parent_run_id() -> str | None:
         with contextlib.suppress(Exception):
             return str(read_json(PATHS.run_context)["run_id"])
     return None
+
+
+def mark_orphans_killed(client: MlflowClient) -> list[str]:
+    """Mark KILLED every RUNNING run started on this host by a process that no longer exists.
+
+    Runs with PID 0 belong to a run-context file, not a process, and are left alone here. A
+    stage's run is also left alone while the process recording it (``mlops.recorder_pid``: the
+    pipeline's tracking service) lives: its stage may have exited with the end still queued.
+    """
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    killed = []
+    for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = tags.get("mlops.pid", "")
+        recorder = tags.get("mlops.recorder_pid", "")
+        if recorder.isdigit() and pid_alive(int(recorder)):
+            continue
+        if tags.get("mlops.host") == host and pid.isdigit() and not pid_alive(int(pid)):
+            client.set_tag(run.info.run_id, "mlops.end_reason", f"process {pid} died")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            killed.append(run.info.run_id)
+    if killed:
+        logger.warning("marked %d run(s) KILLED whose process had died: %s", len(killed), killed)
+    return killed

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,30 +65,6 @@ def _store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def registry_lock(name: str) -> Iterator[None]:
-    """Serialise quality gates on registered model ``name`` in this store across processes on
-    this machine: a gate reads the champion, may re-score it, then registers; a second gate in
-    between would compare against a stale champion. (Across machines, registry.register_gated's
-    champion check refuses a gate whose champion moved; Jenkins runs one build at a time.)"""
-    uri = tracking_uri()
-    # An embedded store is keyed on its database's resolved path, not the URI's text:
-    # sqlite:////x/./a.db and sqlite:////x/a.db are one store and must share one lock.
-    store = str(sqlite_file(uri).resolve()) if is_embedded(uri) else uri
-    key = hashlib.sha256(f"{store}\0{name}".encode()).hexdigest()[:16]
-    # Beside an embedded store (it goes with the store); for a server, in the temp folder.
-    folder = sqlite_file(uri).resolve().parent if is_embedded(uri) else None
-    path = (folder or Path(tempfile.gettempdir())) / f"mlops-registry-{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("registered model %s: waiting for another registration to finish", name)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 # A tracking server that does not answer must fail a run in seconds, not after MLflow's default
