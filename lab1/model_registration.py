@@ -24,6 +24,7 @@ from lab1.core.errors import EXIT_GATE_REJECTED, EXIT_OK
 from lab1.core.io import read_json, staging_folder
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
+from lab1.core.registration import registry_lock
 
 
 def register_model(params: Params) -> int:
@@ -37,9 +38,7 @@ def register_model(params: Params) -> int:
         lineages.fill_run_ids(run.ancestry, run.find_runs)
         lineage = lineages.model_lineage(run.ancestry)
         tags = registration.version_tags(lineage, report, run.run_id)
-        with registration.registry_lock(
-            name
-        ):  # no other gate between reading the champion and moving it
+        with registry_lock(name):  # no other gate between reading the champion and moving it
             state = run.gate_state(name, lineage["fingerprint"], report["test_digest"])
             if state["unchanged"] is not None:  # same code, data and params: no new version
                 decision = registration.unchanged(state["unchanged"])
@@ -95,7 +94,7 @@ def rollback(params: Params) -> int:
     from lab1.core import registry
     from lab1.core.tracking.store import connect
 
-    with registration.registry_lock(params.registered_model_name):
+    with registry_lock(params.registered_model_name):
         registry.rollback(connect(), params.registered_model_name)
     return EXIT_OK
 

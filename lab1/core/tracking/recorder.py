@@ -90,26 +90,11 @@ class Recorder:
             raise RuntimeError("Recorder used before start()")  # a bug, not bad input
         return self.run_id
 
-    def log(
-        self,
-        metrics: dict[str, float] | None = None,
-        params: dict[str, Any] | None = None,
-        tags: dict[str, str] | None = None,
-        step: int = 0,
-        model_id: str | None = None,
-        dataset: list[str] | None = None,
-    ) -> None:
-        """One log_batch; ``model_id`` and ``dataset`` ([name, digest]): see store.log_batch."""
-        log_batch(
-            self.client,
-            self._run(),
-            metrics=metrics,
-            params=params,
-            tags=tags,
-            step=step,
-            model_id=model_id,
-            dataset=(dataset[0], dataset[1]) if dataset else None,
-        )
+    def log(self, dataset: list[str] | None = None, **batch: Any) -> None:
+        """One store.log_batch (metrics, params, tags, step, model_id); ``dataset``: [name,
+        digest] of the data the metrics were measured on."""
+        named = (dataset[0], dataset[1]) if dataset else None
+        log_batch(self.client, self._run(), dataset=named, **batch)
 
     def log_inputs(self, datasets: list[dict[str, str]], models: list[str] | None = None) -> None:
         """Record files or folders the stage read or wrote, each with its content digest:
@@ -141,33 +126,20 @@ class Recorder:
         self.client.log_artifact(self._run(), path, artifact_path)
 
     def log_sklearn_model(
-        self,
-        model_file: str,
-        example: dict[str, Any],
-        local_dir: str,
-        classes: list[str],
-        name: str = "model",
+        self, model_file: str, example: dict, local_dir: str, classes: list[str], name: str
     ) -> dict[str, str]:
-        """Log the scikit-learn model saved (skops) in ``model_file`` to this run as ``name``
-        (Params.logged_model_name) and copy what
-        was logged to ``local_dir``; ``example`` is a pandas "split" dict. Returns
+        """Log the model saved (skops) in ``model_file`` to this run as ``name``, and copy what
+        was logged to ``local_dir``; ``example``: a pandas "split" dict. Returns
         ``{model_uri, model_id}``."""
         import pandas as pd
 
         from lab1.core.model_io import load_skops_trusted, log_and_save
 
         model, trusted = load_skops_trusted(Path(model_file))
-        frame = pd.DataFrame(**example)
         info = log_and_save(
-            model,
-            frame,
-            Path(local_dir),
-            classes,
-            self._run(),
-            self.experiment_id,
-            trusted,
-            name,
-        )
+            model, pd.DataFrame(**example), Path(local_dir), classes, self._run(),
+            self.experiment_id, trusted, name,
+        )  # fmt: skip
         return {"model_uri": info.model_uri, "model_id": info.model_id}
 
     def gate_state(self, **args: Any) -> dict[str, Any]:
@@ -190,17 +162,14 @@ class Recorder:
         registry.promote(self.client, name, version, previous, self._run())
 
     def find_runs(self, keys: list[str]) -> dict[str, dict[str, str | None]]:
-        """The runs of this experiment tagged ``mlops.run_key`` with one of ``keys``:
-        ``{key: {run_id, pipeline_run_id}}``."""
+        """``{key: {run_id, pipeline_run_id}}`` of this experiment's runs tagged
+        ``mlops.run_key`` with one of ``keys``."""
         found = {}
         for key in keys:
-            for run in self.client.search_runs(
-                [self.experiment_id], f"tags.`mlops.run_key` = '{key}'", max_results=1
-            ):
-                found[key] = {
-                    "run_id": run.info.run_id,
-                    "pipeline_run_id": run.data.tags.get("mlflow.parentRunId"),
-                }
+            query = f"tags.`mlops.run_key` = '{key}'"
+            for run in self.client.search_runs([self.experiment_id], query, max_results=1):
+                parent = run.data.tags.get("mlflow.parentRunId")
+                found[key] = {"run_id": run.info.run_id, "pipeline_run_id": parent}
         return found
 
     def run_info(self) -> dict[str, str | None]:
@@ -221,13 +190,9 @@ class Recorder:
         (``reason`` to ``mlops.end_reason``); ``end_ms``: when the stage ended (default: now)."""
         if self.run_id is None:
             return
-        tags = {}
-        if error:
-            tags["mlops.error"] = " ".join(error.split())[:4000]
-        if reason:
-            tags["mlops.end_reason"] = reason
-        if tags:
-            self.log(tags=tags)
+        tags = {"mlops.error": " ".join((error or "").split())[:4000], "mlops.end_reason": reason}
+        if error or reason:
+            self.log(tags={k: v for k, v in tags.items() if v})
         self.client.set_terminated(self.run_id, status=status, end_time=end_ms)
         logger.debug("%s run %s %s", self.stage, self.run_id, status)  # the stage logs its end
 
