@@ -1,11 +1,13 @@
 """Stage 5/5: model registration.
 
 Applies the quality gate from model_registration.<dataset> to the tested model: minimum
-accuracy, minimum F1 of the faulty class, and no worse than the best champion so far on the same
-test set by more than max_drop_vs_best (the current champion is re-scored on this test set when
-it was tested on other data). Only a passing model is registered, as a new version that becomes
+accuracy, minimum F1 of the faulty class, and test accuracy at least the current champion's on
+the same test set (a tie passes, a loss never; the champion is re-scored on this test set when it
+was tested on other data). Only a passing model is registered, as a new version that becomes
 `champion`; a rejected one leaves the registry untouched and this script exits with code 3. The
-same model (same code, data and params) is never registered twice: "unchanged", exit 0.
+same model (same code, data and params) is never registered twice: the version that holds it is
+gated again (promoted back, or rejected with its tags updated); when it is the champion already
+and the gate's settings have not changed: "unchanged", exit 0.
 
 `--rollback` moves `champion` back to the version it pointed at before (no training involved).
 
@@ -39,26 +41,20 @@ def register_model(params: Params) -> int:
         lineage = lineages.model_lineage(run.ancestry)
         tags = registration.version_tags(lineage, report, run.run_id)
         with registry_lock(name):  # no other gate between reading the champion and moving it
-            state = run.gate_state(name, lineage["fingerprint"], report["test_digest"])
-            if state["unchanged"] is not None:  # same code, data and params: no new version
+            state = run.gate_state(name, lineage["fingerprint"], report["test_digest"], params.gate)
+            if state["unchanged"] is not None:  # the champion already, under these settings
                 decision = registration.unchanged(state["unchanged"])
             else:
-                champion = state["champion"]
                 here, incomparable = registration.champion_here(
-                    params, champion, report["test_digest"]
+                    params, state["champion"], report["test_digest"]
                 )
-                # The gate: a passing model becomes a version tagged pending; no alias moves yet.
+                # The gate: a passing model becomes a version tagged pending (a version that
+                # holds it already is gated again instead); no alias moves yet.
                 decision = run.register(
-                    name,
-                    model_info["model_uri"],
-                    report["metrics"],
-                    tags,
-                    params.gate,
-                    champion["version"] if champion else None,
-                    here,
-                    incomparable,
-                    registration.model_card(params, report, lineage),
-                )
+                    name, model_info["model_uri"], report["metrics"], tags, params.gate,
+                    state["champion_version"], here, incomparable,
+                    registration.model_card(params, report, lineage), state["existing"],
+                )  # fmt: skip
             promoting = decision["decision"] == "promoted"
             # Everything the registration records is written before the alias moves (reports in
             # a staging folder, the run's artifacts and tags): a failure or a signal up to the

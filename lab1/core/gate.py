@@ -21,23 +21,28 @@ class GateDecision:
 
 @dataclass(frozen=True)
 class Reference:
-    """The best accuracy measured on the candidate's own test set by a model that has been
-    champion (the current champion, re-scored when it was tested on other data, or an earlier
-    promoted version tested on the same data), and which model that was."""
+    """The current champion's accuracy on the candidate's own test set (re-scored there when it
+    was tested on other data), and which version that is."""
 
     accuracy: float
     what: str  # e.g. "champion version 4, re-scored on this test set"
 
 
+# Accuracies are compared at the precision the registry keeps them in (test.* tags): a tie read
+# back from a tag is a tie, not a loss in the seventh decimal.
+PRECISION = 6
+
+
 def decide(
     candidate: dict[str, float], reference: Reference | None, rules: GateParams
 ) -> GateDecision:
-    """Check ``candidate`` test metrics against the fixed minimums and ``reference``.
+    """Check ``candidate`` test metrics against the fixed minimums and the current champion.
 
-    The floor is the best champion's accuracy on the same test set minus the margin, not the
-    current champion's: a series of models each slightly worse than the last cannot walk the
-    champion down. ``reference`` is None when there is no champion yet. Every failed check is
-    named in the reason, so a rejection says everything that has to improve.
+    A candidate must score at least as well as the champion on the same test set: a tie passes,
+    a loss never does, however small. (A tolerance for losses lets a series of slightly worse
+    models each replace the last, and lets a worse model replace a better one.) ``reference``
+    is None when there is no champion yet. Every failed check is named, with its numbers and
+    the setting it applied, so a rejection says everything that has to improve.
     """
     failures = []
     accuracy, f1 = candidate["accuracy"], candidate["f1"]
@@ -45,18 +50,20 @@ def decide(
         failures.append(f"accuracy {accuracy:.3f} < min_accuracy {rules.min_accuracy:.3f}")
     if f1 < rules.min_f1:
         failures.append(f"f1 {f1:.3f} < min_f1 {rules.min_f1:.3f}")
-    if reference is not None and accuracy < reference.accuracy - rules.max_drop_vs_best:
+    if reference is not None and round(accuracy, PRECISION) < round(reference.accuracy, PRECISION):
         failures.append(
-            f"accuracy {accuracy:.3f} < {reference.accuracy:.3f} ({reference.what}) - "
-            f"max_drop_vs_best {rules.max_drop_vs_best:.3f}"
+            f"accuracy {accuracy:.3f} < {reference.accuracy:.3f} of {reference.what} "
+            "(a candidate must score at least as well as the champion)"
         )
     if failures:
         return GateDecision(False, "; ".join(failures))
     against = (
-        f"{reference.what}: {reference.accuracy:.3f}"
+        f"at least as good as {reference.what}: {reference.accuracy:.3f}"
         if reference is not None
         else "no champion yet"
     )
     return GateDecision(
-        True, f"accuracy {accuracy:.3f}, f1 {f1:.3f} pass the thresholds ({against})"
+        True,
+        f"accuracy {accuracy:.3f}, f1 {f1:.3f} pass min_accuracy {rules.min_accuracy:.3f}, "
+        f"min_f1 {rules.min_f1:.3f} ({against})",
     )

@@ -145,7 +145,10 @@ class ModelTestingParams(Section):
 class GateParams(Section):
     min_accuracy: Annotated[float, PROBABILITY]
     min_f1: Annotated[float, PROBABILITY]
-    max_drop_vs_best: Annotated[float, PROBABILITY]
+
+    def settings(self) -> str:
+        """The settings as one line, kept on every version the gate checked."""
+        return ", ".join(f"{key} {value}" for key, value in sorted(self.model_dump().items()))
 
 
 class RobustnessParams(Section):

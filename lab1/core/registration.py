@@ -160,19 +160,14 @@ def publish(files: list[Path]) -> None:
 
 
 def unchanged(same: dict[str, Any]) -> dict[str, Any]:
-    """The decision when this exact model (same code, data and params) is already registered:
-    no new version, the alias stays where it is."""
-    where = (
-        "is champion"
-        if same["is_champion"]
-        else f"holds this model (champion is version {same['champion']})"
-    )
+    """The decision when this exact model (same code, data and params) is champion already and
+    was gated under the same settings: no new version, the alias stays where it is."""
     return {
         "version": same["version"],
         "passed": True,
         "decision": "unchanged",
-        "reason": f"unchanged: version {same['version']} already {where}: same code, data and "
-        "params",
+        "reason": f"unchanged: version {same['version']} already is champion: same code, data, "
+        "params and gate settings",
         "reference": None,
         "reference_accuracy": None,
         "champion_before": same["champion"],

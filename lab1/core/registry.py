@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import PipelineError
-from lab1.core.gate import Reference, decide
+from lab1.core.gate import GateDecision, Reference, decide
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: a stage reads the tag names below
     from mlflow.entities.model_registry import ModelVersion
@@ -45,6 +45,7 @@ CHAMPION = "champion"
 DECISION = "gate.decision"  # pending -> promoted | abandoned
 FINGERPRINT = "model.fingerprint"  # code + data + params: the same one is never registered twice
 TEST_DIGEST = "test.data_digest"  # the test set the version's test.* metrics were measured on
+SETTINGS = "gate.settings"  # the gate's settings when it last checked the version
 
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -138,29 +139,31 @@ def reconcile(client: MlflowClient, name: str) -> list[str]:
 
 
 def gate_state(
-    client: MlflowClient, name: str, fingerprint: str, test_digest: str
+    client: MlflowClient, name: str, fingerprint: str, test_digest: str, gate: GateParams
 ) -> dict[str, Any]:
-    """What a gate needs to know, after reconciling: ``unchanged`` (a promoted version with the
-    same fingerprint: ``{version, is_champion, champion}``, else None) and, when there is no such
-    version, ``champion`` (``{version, metrics, test_digest, model_dir}``, else None).
-    ``model_dir`` is a local copy of the champion's model, downloaded only when it was tested on
-    another test set (the caller re-scores it)."""
+    """What a gate needs to know, after reconciling.
+
+    ``existing``: the version that already holds this model (same fingerprint: code, data and
+    params), which is gated again instead of registered twice. ``unchanged``: that version is
+    champion and was gated under these same settings, so there is nothing to decide
+    (``{version, champion}``), else None. ``champion``: the current champion when it is another
+    version (``{version, metrics, test_digest, model_dir}``), else None; ``model_dir`` is a
+    local copy of its model, downloaded only when it was tested on another test set (the
+    caller re-scores it)."""
     reconcile(client, name)
     current = champion(client, name)
-    same = [
-        v
-        for v in versions(client, name)
-        if v.tags.get(FINGERPRINT) == fingerprint and v.tags.get(DECISION) == "promoted"
-    ]
-    unchanged = None
-    if same:
-        unchanged = {
-            "version": same[-1].version,
-            "is_champion": current is not None and current.version == same[-1].version,
-            "champion": current.version if current else None,
-        }
-    state: dict[str, Any] = {"unchanged": unchanged, "champion": None}
-    if current is not None and unchanged is None:
+    same = [v for v in versions(client, name) if v.tags.get(FINGERPRINT) == fingerprint]
+    existing = same[-1] if same else None
+    is_champion = bool(existing and current and existing.version == current.version)
+    state: dict[str, Any] = {
+        "existing": existing.version if existing else None,
+        "champion_version": current.version if current else None,
+        "unchanged": None,
+        "champion": None,
+    }
+    if existing is not None and is_champion and _passed_under(existing, gate):
+        state["unchanged"] = {"version": existing.version, "champion": existing.version}
+    if current is not None and not is_champion:
         model_dir = None
         if current.tags.get(TEST_DIGEST) != test_digest:
             import mlflow.artifacts
@@ -178,19 +181,10 @@ def gate_state(
     return state
 
 
-def best_on(client: MlflowClient, name: str, test_digest: str) -> Reference | None:
-    """The best test accuracy of any promoted version measured on ``test_digest``."""
-    scored = [
-        (float(v.tags["test.accuracy"]), v.version)
-        for v in versions(client, name)
-        if v.tags.get(DECISION) == "promoted"
-        and v.tags.get(TEST_DIGEST) == test_digest
-        and "test.accuracy" in v.tags
-    ]
-    if not scored:
-        return None
-    accuracy, version = max(scored)
-    return Reference(accuracy, f"version {version}, the best champion on this test set")
+def _passed_under(version: ModelVersion, gate: GateParams) -> bool:
+    """The gate last checked ``version`` under these same settings, and it passed them."""
+    same_settings = version.tags.get(SETTINGS) == gate.settings()
+    return same_settings and version.tags.get("gate.last_decision") != "rejected"
 
 
 def register_gated(
@@ -204,13 +198,14 @@ def register_gated(
     champion_here: dict[str, float] | None,
     incomparable: str | None = None,
     card: dict[str, str] | None = None,
+    existing: str | None = None,
 ) -> dict[str, Any]:
-    """Apply the quality gate to ``metrics`` (on the test set ``tags[TEST_DIGEST]``); if it
-    passes, register ``model_uri`` as a version of ``name`` tagged pending (the alias moves later:
-    promote). ``champion_seen``: the champion gate_state saw (another one now: refused);
-    ``champion_here``: its metrics on this test set; ``incomparable``: why it could not be
-    scored here (then rejected); ``card``: the model card. Returns ``{version, passed, decision,
-    reason, reference, reference_accuracy, champion_before, champion_after}``."""
+    """Gate ``metrics`` (on the test set ``tags[TEST_DIGEST]``) against the minimums and the
+    champion (``champion_here``: its metrics on this test set; ``incomparable``: why it could
+    not be scored here: rejected). ``champion_seen``: the champion gate_state saw (moved since:
+    refused). A passing model becomes a version tagged pending (promote moves the alias later);
+    ``existing``, a version holding it already, is gated again instead. Returns ``{version,
+    passed, decision, reason, reference, reference_accuracy, champion_before, champion_after}``."""
     current = champion(client, name)
     before = current.version if current else None
     if before != champion_seen:
@@ -218,16 +213,14 @@ def register_gated(
             f"registered model {name!r}: {CHAMPION} moved from version {champion_seen} to "
             f"{before} while this gate ran; run model_registration again"
         )
-    references = [best_on(client, name, tags[TEST_DIGEST])]
-    if champion_here is not None and current is not None:
+    reference = None
+    if champion_here is not None and current is not None and current.version != existing:
         how = "" if current.tags.get(TEST_DIGEST) == tags[TEST_DIGEST] else ", re-scored here"
-        references.append(Reference(champion_here["accuracy"], f"champion version {before}{how}"))
-    reference = max((r for r in references if r), key=lambda r: r.accuracy, default=None)
-    if incomparable:
-        passed, reason = False, incomparable
-    else:
-        decision = decide(metrics, reference, gate)
-        passed, reason = decision.passed, decision.reason
+        reference = Reference(champion_here["accuracy"], f"champion version {before}{how}")
+    decision = (
+        GateDecision(False, incomparable) if incomparable else decide(metrics, reference, gate)
+    )
+    passed, reason = decision.passed, decision.reason
     result: dict[str, Any] = {
         "version": None,
         "passed": passed,
@@ -238,20 +231,36 @@ def register_gated(
         "champion_before": before,
         "champion_after": before,
     }
+    checked = {"gate.reason": reason, SETTINGS: gate.settings()}
+    if existing is not None:
+        return _gated_again(client, name, existing, checked, result)
     if passed:
         pending = {
             **tags,
             **{f"test.{k}": f"{v:.6f}" for k, v in metrics.items()},
+            **checked,
             DECISION: "pending",
-            "gate.reason": reason,
         }
         version = register(model_uri, name, pending).version
         if card:  # descriptions are not part of the decision: before the alias, like the tags
             describe(client, name, version, card, reason)
-        # The alias does not move here: the caller writes everything the registration records
-        # first, then calls promote (the move is the last write; see the module's note).
+        # The alias moves later (promote), after everything the registration records.
         result |= {"version": version, "champion_after": version}
     return result
+
+
+def _gated_again(
+    client: MlflowClient, name: str, version: str, checked: dict[str, str], result: dict[str, Any]
+) -> dict[str, Any]:
+    """The decision for a version that already holds the candidate model: its tags say what
+    this gate decided; a passing one is promoted back (by the caller), and the champion itself,
+    gated under new settings, stays champion either way."""
+    _set_tags(client, name, version, {**checked, "gate.last_decision": result["decision"]})
+    before = result["champion_before"]
+    if version == before:
+        result["decision"] = "unchanged" if result["passed"] else "rejected"
+        result["reason"] = f"champion version {before} gated under new settings: {result['reason']}"
+    return result | {"version": version, "champion_after": version if result["passed"] else before}
 
 
 def describe(

@@ -162,9 +162,7 @@ def test_promotion_records_previous_champion_and_rollback_restores_it(first_run,
     done = module_project.pipeline(
         *SMALL,
         "-S",
-        "model_preparation.seed=7",  # other params: another model, though maybe as good
-        "-S",
-        "model_registration.temperature.max_drop_vs_best=1.0",
+        "model_preparation.seed=7",  # other params, the same scores: a tie passes the gate
     )
     assert done.returncode == 0, done.stderr
     client = module_project.client()

@@ -42,7 +42,7 @@ def test_an_identical_rerun_registers_nothing_new(registered):
     decision = read_json(project.root / "reports" / "registration.json")
     assert decision["decision"] == "unchanged"
     assert decision["reason"] == (
-        "unchanged: version 1 already is champion: same code, data and params"
+        "unchanged: version 1 already is champion: same code, data, params and gate settings"
     )
     versions = project.client().search_model_versions("name = 'temperature-classifier'")
     assert [str(v.version) for v in versions] == ["1"] and champion_version(project) == "1"

@@ -1,5 +1,6 @@
-"""The registry's gate against a real (SQLite) MLflow store: the floor that cannot walk down, the
-champion check, and crash consistency at every write of a promotion."""
+"""The registry's gate against a real (SQLite) MLflow store: a worse model never replaces the
+champion, a model is gated again instead of registered twice, the champion check, and crash
+consistency at every write of a promotion."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from lab1.core.errors import PipelineError
 from lab1.core.params import GateParams
 
 NAME = "unit-classifier"
-RULES = GateParams(min_accuracy=0.9, min_f1=0.8, max_drop_vs_best=0.01)
+RULES = GateParams(min_accuracy=0.9, min_f1=0.8)
 TEST_SET = "t" * 16
 
 
@@ -40,34 +41,76 @@ def client(tmp_path, monkeypatch):
     return client
 
 
-def gate(client, accuracy: float, champion_here: float | None = None, **kwargs):
+def gate(
+    client,
+    accuracy: float,
+    champion_here: float | None = None,
+    fingerprint: str | None = None,
+    rules: GateParams = RULES,
+    **kwargs,
+):
     """A whole gate as model_registration runs it: decide and register (pending), then move the
     alias (the stage writes its records in between)."""
-    seen = registry.champion(client, NAME)
+    fingerprint = fingerprint or f"fp-{accuracy}"
+    state = registry.gate_state(client, NAME, fingerprint, TEST_SET, rules)
+    if state["unchanged"]:
+        return {"decision": "unchanged", **state["unchanged"]}
     result = registry.register_gated(
         client,
         NAME,
         client.model_uri,
         {"accuracy": accuracy, "f1": 0.9},
-        {registry.TEST_DIGEST: TEST_SET, registry.FINGERPRINT: f"fp-{accuracy}"},
-        RULES,
-        kwargs.pop("champion_seen", seen.version if seen else None),
+        {registry.TEST_DIGEST: TEST_SET, registry.FINGERPRINT: fingerprint},
+        rules,
+        kwargs.pop("champion_seen", state["champion_version"]),
         {"accuracy": champion_here} if champion_here is not None else None,
+        existing=state["existing"],
         **kwargs,
     )
-    if result["passed"]:
+    if result["decision"] == "promoted":
         registry.promote(client, NAME, result["version"], result["champion_before"])
     return result
 
 
-def test_a_series_of_slightly_worse_models_cannot_walk_the_champion_down(client):
+def test_a_worse_model_never_replaces_the_champion_however_small_the_loss(client):
     assert gate(client, 0.950)["passed"]
-    assert gate(client, 0.941, champion_here=0.950)["passed"]  # within 0.01 of the best
-    # Within 0.01 of the current champion (0.941), but not of the best champion (0.950).
-    third = gate(client, 0.935, champion_here=0.941)
-    assert not third["passed"] and third["version"] is None
-    assert "0.950 (version 1, the best champion on this test set)" in third["reason"]
+    worse = gate(client, 0.949, champion_here=0.950)
+    assert not worse["passed"] and worse["version"] is None
+    assert "0.949 < 0.950 of champion version 1" in worse["reason"]
+    assert gate(client, 0.9500001, champion_here=0.950)["passed"]  # a tie passes
     assert [str(v.version) for v in registry.versions(client, NAME)] == ["1", "2"]  # rejected: none
+
+
+def test_a_model_registered_before_is_gated_again_not_registered_twice(client):
+    assert gate(client, 0.93, fingerprint="A")["passed"]  # version 1
+    assert gate(client, 0.95, champion_here=0.93, fingerprint="B")["passed"]  # version 2
+    # A trained again under a better champion: rejected, its version's tags say so.
+    again = gate(client, 0.93, champion_here=0.95, fingerprint="A")
+    assert again["decision"] == "rejected" and str(again["version"]) == "1"
+    assert client.get_model_version(NAME, "1").tags["gate.last_decision"] == "rejected"
+    registry.rollback(client, NAME)  # the champion is version 1 (0.93) again
+    # B trained again under a worse champion: version 2 is promoted back, no version 3.
+    back = gate(client, 0.95, champion_here=0.93, fingerprint="B")
+    assert back["decision"] == "promoted" and str(back["version"]) == "2"
+    assert str(registry.champion(client, NAME).version) == "2"
+    assert [str(v.version) for v in registry.versions(client, NAME)] == ["1", "2"]
+    # The same model, champion, same settings: nothing to decide.
+    assert gate(client, 0.95, fingerprint="B")["decision"] == "unchanged"
+
+
+def test_changing_the_gate_settings_gates_the_unchanged_champion_again(client):
+    assert gate(client, 0.95, fingerprint="A")["passed"]
+    stricter = GateParams(min_accuracy=0.9, min_f1=0.95)
+    result = gate(client, 0.95, fingerprint="A", rules=stricter)
+    assert result["decision"] == "rejected" and str(result["version"]) == "1"
+    assert "f1 0.900 < min_f1 0.950" in result["reason"]
+    assert str(registry.champion(client, NAME).version) == "1"  # nothing better to serve
+    tags = client.get_model_version(NAME, "1").tags
+    assert tags[registry.SETTINGS] == "min_accuracy 0.9, min_f1 0.95"
+    assert gate(client, 0.95, fingerprint="A", rules=stricter)["decision"] == "rejected"  # again
+    assert gate(client, 0.95, fingerprint="A")["decision"] == "unchanged"  # settings back: pass
+    assert gate(client, 0.95, fingerprint="A")["decision"] == "unchanged"  # and now unchanged
+    assert [str(v.version) for v in registry.versions(client, NAME)] == ["1"]
 
 
 def test_a_model_that_cannot_be_compared_is_rejected_with_the_reason(client):

@@ -142,11 +142,12 @@ class Recorder:
         )  # fmt: skip
         return {"model_uri": info.model_uri, "model_id": info.model_id}
 
-    def gate_state(self, **args: Any) -> dict[str, Any]:
+    def gate_state(self, gate: dict[str, float], **args: Any) -> dict[str, Any]:
         """What the quality gate needs from the registry: registry.gate_state."""
         from lab1.core import registry
+        from lab1.core.params import GateParams
 
-        return registry.gate_state(self.client, **args)
+        return registry.gate_state(self.client, gate=GateParams(**gate), **args)
 
     def register(self, gate: dict[str, float], **args: Any) -> dict[str, Any]:
         """Apply the quality gate and register a promoted model: registry.register_gated."""

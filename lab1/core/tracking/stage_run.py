@@ -191,9 +191,12 @@ class StageRun:
         """``{key: {run_id, pipeline_run_id}}`` of the runs tagged with these run keys."""
         return dict(self._call("find_runs", reply=True, keys=keys))
 
-    def gate_state(self, name: str, fingerprint: str, test_digest: str) -> dict[str, Any]:
+    def gate_state(
+        self, name: str, fingerprint: str, test_digest: str, gate: Any
+    ) -> dict[str, Any]:
         """The registry's state for a gate (registry.gate_state)."""
         args = {"name": name, "fingerprint": fingerprint, "test_digest": test_digest}
+        args["gate"] = gate.model_dump()
         return dict(self._call("gate_state", reply=True, **args))
 
     def register(
@@ -207,8 +210,10 @@ class StageRun:
         champion_here: dict[str, float] | None,
         incomparable: str | None,
         card: dict[str, str] | None = None,
+        existing: str | None = None,
     ) -> dict[str, Any]:
-        """Apply the gate and register a promoted model (registry.register_gated)."""
+        """Apply the gate; register a promoted model, or gate ``existing`` again
+        (registry.register_gated)."""
         args = {k: v for k, v in locals().items() if k != "self"}
         args |= {"gate": gate.model_dump(), "metrics": {k: float(v) for k, v in metrics.items()}}
         return dict(self._call("register", reply=True, **args))
