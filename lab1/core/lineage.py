@@ -151,6 +151,7 @@ def record_finished(
     git: dict[str, str],
     params: dict[str, Any],
     notes: dict[str, str],
+    params_hash: str = "",
 ) -> dict[str, Any]:
     """Append the record of a finished run of ``stage`` (its inputs as checked before it ran,
     its outputs as they are now); keep the newest KEEP. Returns the record. ``run_id`` may be
@@ -164,6 +165,7 @@ def record_finished(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git": git,
         "params": params,
+        "params_hash": params_hash,  # the run's params.hash tag (Params.digest)
         "inputs": {p: ancestry.digests[p] for p in STAGE_IO[stage].reads},
         "outputs": {p: d for p in outputs_of(stage) if (d := digest(p)) is not None},
         "notes": notes,
@@ -211,7 +213,9 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
     canonical = json.dumps(identity, sort_keys=True).encode()
     return {
         "fingerprint": hashlib.sha256(canonical).hexdigest()[:16],
-        "params_hash": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12],
+        # The training run's params.hash tag, so that the version and its runs agree.
+        "params_hash": runs.get("model_preparation", {}).get("params_hash")
+        or hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12],
         "params": params,
         "code": [json.loads(c) for c in code],
         "data": data,

@@ -221,8 +221,12 @@ class Params(Section):
         return self.model_registration[self.dataset]
 
     def resolved_yaml(self) -> str:
-        """Every parameter as this run sees it (overrides applied), as params.yaml text."""
-        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+        """Every parameter as this run sees it (overrides applied, names filled in: the
+        experiment and registered model of this dataset), as params.yaml text."""
+        tree = self.model_dump()
+        names = {"experiment": self.experiment_name, "registered_model": self.registered_model_name}
+        tree["tracking"].update(names)
+        return yaml.safe_dump(tree, sort_keys=False)
 
     def digest(self) -> str:
         """A short, stable hash of all parameters (tags runs and model versions)."""

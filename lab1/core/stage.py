@@ -65,6 +65,7 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
             code_state(),
             lineage.stage_params(params, name),
             tracked.notes,
+            params.digest(),
         )
 
 

@@ -33,6 +33,15 @@ from lab3.service.inputs import InputError
 from lab3.service.middleware import Guard, Metrics
 from lab3.service.model import ServedModel, public
 from lab3.service.pages import add_pages
+from lab3.service.schemas import (
+    PREDICTION_ERRORS,
+    Health,
+    ImagePrediction,
+    Predictions,
+    Ready,
+    ServedModelInfo,
+    answers,
+)
 from lab3.service.settings import Settings
 from lab3.service.watcher import ModelWatcher
 
@@ -73,7 +82,12 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     add_model_routes(app, watcher)
     add_prediction_routes(app, settings, watcher, batcher)
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -91,11 +105,15 @@ def served_by(watcher: ModelWatcher) -> ServedModel:
 def add_model_routes(app: FastAPI, watcher: ModelWatcher) -> None:
     """/health, /ready and /model: whether and what the service serves."""
 
-    @app.get("/health", summary="The process is alive")
+    @app.get("/health", summary="The process is alive", response_model=Health)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="A model is loaded", responses={503: {"description": "Not yet"}})
+    @app.get(
+        "/ready",
+        summary="A model is loaded",
+        responses={200: {"model": Ready}, 503: {"model": Ready, "description": "Not yet"}},
+    )
     async def ready() -> JSONResponse:
         model = watcher.current
         body = {
@@ -110,7 +128,8 @@ def add_model_routes(app: FastAPI, watcher: ModelWatcher) -> None:
     @app.get(
         "/model",
         summary="What is served and where it came from",
-        responses={503: {"description": "No model loaded yet"}},
+        responses=answers(ServedModelInfo, e503="No model loaded yet"),
+        response_model=None,  # documented by ``responses``; the body is built here
     )
     async def model_info() -> dict[str, Any]:
         model = served_by(watcher)
@@ -134,7 +153,7 @@ def add_prediction_routes(
         "/predict",
         summary="Predict a batch",
         openapi_extra=PREDICT_OPENAPI,
-        responses=ERROR_RESPONSES,
+        responses=answers(Predictions, **PREDICTION_ERRORS),
     )
     async def predict(request: Request) -> Response:
         model = served_by(watcher)
@@ -156,7 +175,7 @@ def add_prediction_routes(
         "/predict/image",
         summary="Classify one PNG or JPEG image",
         openapi_extra=IMAGE_OPENAPI,
-        responses=ERROR_RESPONSES,
+        responses=answers(ImagePrediction, **PREDICTION_ERRORS),
     )
     async def predict_image(request: Request) -> Response:
         model = served_by(watcher)
@@ -326,14 +345,4 @@ IMAGE_OPENAPI = {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         },
     },
-}
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text}
-    for status, text in (
-        (400, "Malformed body"),
-        (413, "Body or batch over the limit"),
-        (415, "Wrong content type"),
-        (422, "Body does not fit the model"),
-        (503, "No model loaded yet"),
-    )
 }

@@ -103,3 +103,15 @@ def test_the_experiment_name_command_prints_params_yaml_s(capsys, tmp_path):
     captured = capsys.readouterr()
     assert captured.out == "" and "params.yaml: not valid YAML" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_the_resolved_params_name_the_real_experiment_and_model(tmp_path):
+    import yaml
+
+    params = load_params(PATHS.params, ["dataset=fashion_mnist"])
+    resolved = yaml.safe_load(params.resolved_yaml())
+    assert resolved["tracking"]["experiment"] == "lab1-fashion_mnist"
+    assert resolved["tracking"]["registered_model"] == "fashion_mnist-classifier"
+    # Still a params file: it loads back to the same params.
+    (tmp_path / "params.yaml").write_text(params.resolved_yaml())
+    assert load_params(tmp_path / "params.yaml").experiment_name == params.experiment_name

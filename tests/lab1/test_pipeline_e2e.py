@@ -112,6 +112,11 @@ def test_registry_version_is_champion_with_lineage(first_run, module_project):
         assert tags[key], key
     assert tags["gate.decision"] == "promoted"
     assert float(tags["test.accuracy"]) > 0.8
+    # One params.hash: the version's is its training run's (and the pipeline's).
+    training = client.get_run(tags["source_run_id"])
+    assert tags["params.hash"] == training.data.tags["params.hash"]
+    assert f"(params hash {tags['params.hash']})" in version.description
+    assert f"models:/temperature-classifier/{version.version}`" in version.description
     # Its model card, and what the registered model does, in the registry's descriptions.
     assert "Flags faulty days" in client.get_registered_model("temperature-classifier").description
     card = version.description

@@ -347,3 +347,37 @@ def test_ready_never_shows_the_credentials_of_the_tracking_uri(monkeypatch):
         wait_for(lambda: client.get("/ready").json()["last_error"])
         body = client.get("/ready").text
     assert "127.0.0.1:9" in body and "s3cret" not in body and "admin:" not in body, body
+
+
+def test_every_answer_has_the_shape_its_openapi_schema_documents(local):
+    """No response is documented as a bare string: each JSON answer has a typed schema, and the
+    real answers (200s and errors) validate against it."""
+    import jsonschema
+
+    spec = local.get("/openapi.json").json()
+
+    def check(path: str, method: str, response) -> None:
+        documented = spec["paths"][path][method]["responses"][str(response.status_code)]
+        schema = documented["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), {**schema, "components": spec["components"]})
+
+    check("/health", "get", local.get("/health"))
+    check("/ready", "get", local.get("/ready"))
+    check("/model", "get", local.get("/model"))
+    check("/predict", "post", local.post("/predict", json={"instances": [[1.0] * 15]}))
+    check("/predict", "post", local.post("/predict", json={"instances": [[1.0] * 3]}))  # 422
+    check(
+        "/predict",
+        "post",
+        local.post("/predict", content=b"{", headers={"content-type": "application/json"}),
+    )  # 400
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                for media, content in answer.get("content", {}).items():
+                    typed = content["schema"].get("$ref") or content["schema"].get("type")
+                    assert typed and (typed != "string" or media.startswith("text/plain")), (
+                        path,
+                        method,
+                        status,
+                    )
