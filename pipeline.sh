@@ -57,6 +57,9 @@ EOF
 
 log() { printf '%s pipeline.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
+# Ctrl-C or SIGTERM before any stage runs: nothing to stop or record yet (replaced once there is).
+trap 'log "interrupted"; exit 130' INT
+trap 'log "interrupted"; exit 143' TERM
 
 # --- command line ----------------------------------------------------------------------------
 PASS=()       # options passed on to every Python entry point
@@ -233,9 +236,28 @@ TRACKING_DIR="$(mktemp -d "$ROOT/.mlops/tracking.XXXXXX")"
 trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
 export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/sock"
 [ "${#MLOPS_TRACKING_SOCKET}" -le 100 ] || MLOPS_TRACKING_SOCKET="${MLOPS_TRACKING_SOCKET#"$ROOT/"}"
+# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent
+# and exit 130 (Ctrl-C) or 143 (SIGTERM). A SIGTERM sent to the whole process group (Jenkins'
+# abort, `kill -- -PGID`) reached the tracking service too: it ends the runs KILLED by itself,
+# so it is asked only if it still runs (--if-running: a service already gone is no error). A
+# service still starting (no socket yet) cannot be asked: on SIGTERM it ends what it began.
+CHILD=""
+on_signal() {
+  trap - INT TERM
+  log "interrupted; stopping"
+  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" || true; fi
+  if [ -S "$MLOPS_TRACKING_SOCKET" ]; then
+    "$PY" -m lab1.core.tracking.service end --status KILLED --if-running >&2 || true
+  fi
+  kill -TERM "$SERVICE" 2>/dev/null || true  # one that could not be asked (yet) ends by itself
+  wait "$SERVICE" || true
+  exit "$1"
+}
 "$PY" -m lab1.core.tracking.service serve --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
   "${PASS[@]}" >&2 &
 SERVICE=$!
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 service_started="$(now)"
 # Under `mlflow run` (MLproject's main entry) MLFLOW_RUN_ID names the run MLflow made for this
 # pipeline: the service (started above, with it) adopts it as the parent run; the stages, without
@@ -249,7 +271,6 @@ until [ -S "$MLOPS_TRACKING_SOCKET" ]; do
   sleep 0.01
 done
 log "tracking service ready in $(since "$service_started") s (pid $SERVICE)"
-CHILD=""
 
 finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the parent run, stops
   local rc="$2" waited
@@ -260,20 +281,6 @@ finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the pa
   exit "$rc"
 }
 
-# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent
-# and exit 130 (Ctrl-C) or 143 (SIGTERM). A SIGTERM sent to the whole process group (Jenkins'
-# abort, `kill -- -PGID`) reached the tracking service too: it ends the runs KILLED by itself,
-# so it is asked only if it still runs (--if-running: a service already gone is no error).
-on_signal() {
-  trap - INT TERM
-  log "interrupted; stopping"
-  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" || true; fi
-  "$PY" -m lab1.core.tracking.service end --status KILLED --if-running >&2 || true
-  wait "$SERVICE" || true
-  exit "$1"
-}
-trap 'on_signal 130' INT
-trap 'on_signal 143' TERM
 
 started="$(now)"
 k=0

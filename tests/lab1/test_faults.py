@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -121,6 +123,59 @@ def test_ctrl_c_stops_the_stage_and_ends_the_runs_killed(project: Project):
         "data_creation": "FINISHED",
         "data_preprocessing": "KILLED",
     }
+
+
+# Instants to interrupt at, by the line that marks them (None: 0.3 s in, while pipeline.sh still
+# checks its options and Python modules import), and the exit codes allowed there.
+INSTANTS = [
+    (None, ()),
+    (r"tracking service ready", ()),
+    (r"model_testing started \(pid", ()),
+    # The last stage has ended and the tracking records the rest: the pipeline may even finish.
+    (r"model_registration FINISHED in", (0,)),
+]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_at_any_instant_leaves_no_traceback_and_no_open_run(
+    project: Project, sig: signal.Signals, code: int
+):
+    """Ctrl-C (SIGINT) or SIGTERM to the whole group, under pipeline.sh and to a stage alone:
+    one "interrupted" line, no traceback, exit 130 or 143, no run left RUNNING, and the next
+    run works."""
+    for instant, also in INSTANTS:
+        process = project.start_pipeline(
+            *SMALL,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        if instant is None:
+            time.sleep(0.3)
+        else:
+            wait_for_line(process, instant)
+        with contextlib.suppress(ProcessLookupError):  # it may have finished
+            os.killpg(process.pid, sig)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode in (code, *also), (instant, stderr)
+        assert "Traceback" not in stderr, (instant, stderr)
+    for delay in (0.1, 3.0):  # a stage alone: while it imports, and while it works
+        alone = subprocess.Popen(
+            [sys.executable, "-m", "lab1.data_preprocessing", *SMALL],
+            cwd=project.root,
+            env=clean_env(PYTHONPATH=str(project.root)),
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        time.sleep(delay)
+        os.killpg(alone.pid, sig)
+        _, stderr = alone.communicate(timeout=120)
+        # Killed by its own SIGINT while importing (a shell reports that as 130), else 130/143.
+        assert alone.returncode in (code, -sig), (delay, stderr)
+        assert "Traceback" not in stderr, (delay, stderr)
+    assert [r.info.status for r in project.runs() if r.info.status == "RUNNING"] == []
+    assert project.pipeline(*SMALL).returncode == 0
 
 
 def test_a_stage_killed_alone_is_recorded_killed_by_the_tracking_service(project: Project):
