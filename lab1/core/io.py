@@ -33,11 +33,27 @@ def tree_sha256(path: Path) -> str:
     if path.is_file():
         return file_sha256(path)
     digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(item.relative_to(path).as_posix().encode())
+    for name, file_digest in file_digests(path).items():
+        digest.update(name.encode())
         digest.update(b"\0")
-        digest.update(file_sha256(item).encode())
+        digest.update(file_digest.encode())
     return digest.hexdigest()
+
+
+def first_change(
+    before: dict[str, str], after: dict[str, str]
+) -> tuple[str, str | None, str | None] | None:
+    """The first name (sorted) whose digest differs between two file_digests, with both."""
+    for name in sorted(before.keys() | after.keys()):
+        if before.get(name) != after.get(name):
+            return name, before.get(name), after.get(name)
+    return None
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under ``folder``, by relative name (in tree_sha256's order)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {item.relative_to(folder).as_posix(): file_sha256(item) for item in files}
 
 
 @contextlib.contextmanager

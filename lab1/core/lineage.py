@@ -5,9 +5,8 @@ appends a record to ``.mlops/stages/<stage>.json``: its run ids, git state, para
 every declared input it read and output it wrote. A failed or killed stage writes none. Before a
 stage runs, ``check_inputs`` finds, for each input's content, the finished run that wrote it and
 follows that run's own inputs back to data_creation. It refuses, in one line, an input no
-finished run wrote (a failed run's, or edited by hand) and inputs from different executions (a
-model tested on other data than it was trained on). Records are keyed by content, so outputs
-DVC restores from its cache still match.
+finished run wrote (naming the file that changed, with both digests) and inputs from different
+executions. Records are keyed by content, so outputs DVC restores from its cache still match.
 
 **What made this model?** The chain found is the model's lineage (``model_lineage``):
 model_registration tags the version with it and logs it as lineage.json. ``version_lineage``
@@ -23,7 +22,6 @@ import json
 import logging
 import os
 import shlex
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lab1.core.errors import DataError
-from lab1.core.io import read_json, tree_sha256, write_json
-from lab1.core.params import Params
+from lab1.core.io import file_digests, first_change, read_json, tree_sha256, write_json
 from lab1.core.paths import PATHS
-from lab1.core.stage_io import STAGE_IO, flatten, used_by
+from lab1.core.stage_io import STAGE_IO, flatten
 from lab1.core.stages import STAGES
+from lab1.core.tracking.tags import git
 from lab1.core.tracking.ui import ML_VIEW, run_link, ui_base
 
 if TYPE_CHECKING:
@@ -123,10 +121,7 @@ def check_inputs(stage: str) -> Ancestry:
                 # Restored by DVC from a cache filled elsewhere: dvc.lock vouches for it.
                 logger.info("%s: no %s record here; DVC's lock vouches for it", path, producer)
                 continue
-            raise DataError(
-                f"{path}: not the output of a finished {producer} run (its last run failed or "
-                f"was interrupted, or the files were changed since); run {producer} again"
-            )
+            raise DataError(_not_made_by(producer, path, content))
         ancestry.runs[producer] = record
         for used, used_content in record["inputs"].items():
             known = ancestry.digests.get(used)
@@ -142,6 +137,22 @@ def check_inputs(stage: str) -> Ancestry:
     return ancestry
 
 
+def _not_made_by(producer: str, path: str, content: str) -> str:
+    """Why ``path`` is not an output of a finished ``producer`` run, naming the file that changed
+    since its last run wrote it, with both digests."""
+    last = (records(producer) or [{}])[-1]
+    change: tuple[str, str | None, str | None] = (path, last.get("outputs", {}).get(path), content)
+    before = last.get("files", {}).get(path)
+    if before is not None and (inside := first_change(before, file_digests(PATHS.root / path))):
+        change = (f"{path}/{inside[0]}", *inside[1:])
+    name, was, now = change
+    return (
+        f"{path}: not the output of a finished {producer} run: {name} changed since its last run "
+        f"wrote it (sha256 {(was or 'none')[:12]}, now {(now or 'none')[:12]}), or that run "
+        f"failed or was interrupted; run {producer} again"
+    )
+
+
 def record_finished(
     stage: str,
     ancestry: Ancestry,
@@ -153,10 +164,8 @@ def record_finished(
     notes: dict[str, str],
     params_hash: str = "",
 ) -> dict[str, Any]:
-    """Append the record of a finished run of ``stage`` (its inputs as checked before it ran,
-    its outputs as they are now); keep the newest KEEP. Returns the record. ``run_id`` may be
-    None when the stage never waited for it: ``run_key`` (the run's ``mlops.run_key`` tag)
-    finds it later (fill_run_ids)."""
+    """Append (keeping the newest KEEP) and return the record of a finished run of ``stage``. A
+    ``run_id`` the stage never waited for is found later by its ``run_key`` (fill_run_ids)."""
     record = {
         "stage": stage,
         "run_key": run_key,
@@ -168,6 +177,9 @@ def record_finished(
         "params_hash": params_hash,  # the run's params.hash tag (Params.digest)
         "inputs": {p: ancestry.digests[p] for p in STAGE_IO[stage].reads},
         "outputs": {p: d for p in outputs_of(stage) if (d := digest(p)) is not None},
+        "files": {  # each file of a folder output: a refusal names the one that changed
+            p: file_digests(full) for p in outputs_of(stage) if (full := PATHS.root / p).is_dir()
+        },
         "notes": notes,
     }
     write_json(_records_file(stage), {"runs": [*records(stage), record][-KEEP:]})
@@ -175,19 +187,11 @@ def record_finished(
 
 
 def fill_run_ids(ancestry: Ancestry, find_runs: Callable[[list[str]], dict[str, Any]]) -> None:
-    """Fill the run ids a record was written without, by their run keys (``find_runs``: keys ->
-    ``{key: {run_id, pipeline_run_id}}``, StageRun.find_runs)."""
+    """Fill the run ids records were written without, by run key (StageRun.find_runs)."""
     missing = {r["run_key"]: r for r in ancestry.runs.values() if not r.get("run_id")}
     if missing:
         for key, ids in find_runs(list(missing)).items():
             missing[key].update(ids)
-
-
-def stage_params(params: Params, stage: str) -> dict[str, Any]:
-    """The resolved params ``stage`` used (stage_io.used_by) and the dataset: what its record,
-    and so the model's fingerprint, holds. A setting the stage does not read for this dataset
-    (the CNN's epochs for a temperature model) does not make another model."""
-    return {"dataset": params.dataset, stage: used_by(params, stage)}
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model
@@ -326,16 +330,9 @@ def reproduce_command(lineage: dict[str, Any]) -> str:
 
 def _params_at(commit: str) -> dict[str, Any]:
     """params.yaml as it was at ``commit`` (the checkout's own file if git cannot say)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError, yaml.YAMLError):
-        done = subprocess.run(
-            ["git", "show", f"{commit}:params.yaml"],
-            cwd=PATHS.root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if done.returncode == 0:
-            return dict(yaml.safe_load(done.stdout))
+    with contextlib.suppress(yaml.YAMLError):
+        if (text := git("show", f"{commit}:params.yaml")) is not None:
+            return dict(yaml.safe_load(text))
     if not PATHS.params.exists():  # e.g. a service image without the project's params
         return {}
     return dict(yaml.safe_load(PATHS.params.read_text()))

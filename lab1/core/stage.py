@@ -48,6 +48,7 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
     """The stage's MLflow run, inside the workspace, after its inputs were checked; the stage
     is recorded as finished (lineage.py) when the block ends without an exception."""
     from lab1.core import lineage
+    from lab1.core.stage_io import stage_params
     from lab1.core.tracking.stage_run import stage_run
     from lab1.core.tracking.tags import code_state
     from lab1.core.workspace import workspace_held
@@ -63,7 +64,7 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
             tracked.key,
             *tracked.ids_if_known(),
             code_state(),
-            lineage.stage_params(params, name),
+            stage_params(params, name),
             tracked.notes,
             params.digest(),
         )

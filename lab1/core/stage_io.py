@@ -135,3 +135,10 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def stage_params(params: Params, stage: str) -> dict[str, Any]:
+    """The resolved params ``stage`` used (stage_io.used_by) and the dataset: what its record,
+    and so the model's fingerprint, holds. A setting the stage does not read for this dataset
+    (the CNN's epochs for a temperature model) does not make another model."""
+    return {"dataset": params.dataset, stage: used_by(params, stage)}

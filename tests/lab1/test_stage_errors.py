@@ -72,6 +72,29 @@ def test_raw_data_changed_by_hand_is_refused(broken):
     assert CHANGED_BY_HAND in runs[0].data.tags["mlops.error"]
 
 
+def test_a_refusal_names_the_file_that_changed_with_both_digests(broken):
+    from lab1.core.io import file_sha256
+
+    edited, deleted = raw(broken, "test/moscow.csv"), raw(broken, "train/davos.csv")
+    was_edited, was_deleted = file_sha256(edited), file_sha256(deleted)
+    edited.write_text(edited.read_text() + "\n")
+    done = broken.run("data_preprocessing", *SMALL)
+    assert_clean_failure(
+        done,
+        CHANGED_BY_HAND,
+        f"data/raw/test/moscow.csv changed since its last run wrote it (sha256 {was_edited[:12]}, "
+        f"now {file_sha256(edited)[:12]})",
+        untouched=broken.root / "data" / "processed",
+    )
+    edited.write_text(edited.read_text()[:-1])  # back as it was; now a file goes missing
+    deleted.unlink()
+    done = broken.run("data_preprocessing", *SMALL)
+    assert (
+        "data/raw/train/davos.csv changed since its last run wrote it "
+        f"(sha256 {was_deleted[:12]}, now none)" in done.stderr
+    ), done.stderr
+
+
 def test_missing_raw_file(broken):
     raw(broken, "train/davos.csv").unlink()
     vouch_for(broken.root, "data_creation")  # as if data_creation had left it so

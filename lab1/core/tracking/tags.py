@@ -28,32 +28,30 @@ CI_ENV_TAGS = {
 }
 
 
+def git(*args: str, timeout: float = 10) -> str | None:
+    """``git ARGS`` in the project checkout: its stdout, or None when git cannot say."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=PATHS.root, capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 def git_state() -> dict[str, str]:
     """Commit and dirty flag of the project checkout ("unknown" outside git)."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=PATHS.root, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT") or "unknown"
+    commit = (git("rev-parse", "HEAD") or "").strip() or os.environ.get("GIT_COMMIT") or "unknown"
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git.commit": commit, "git.dirty": "unknown" if status is None else str(bool(status))}
+    return {
+        "git.commit": commit,
+        "git.dirty": "unknown" if status is None else str(bool(status.strip())),
+    }
 
 
 def git_diff() -> str:
     """The uncommitted changes to tracked files (``git diff HEAD``); empty when clean."""
-    try:
-        done = subprocess.run(
-            ["git", "diff", "HEAD"], cwd=PATHS.root, capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
+    return git("diff", "HEAD", timeout=30) or ""
 
 
 def code_state() -> dict[str, str]:
