@@ -4,8 +4,9 @@ For ``models:/<name>@<alias>`` a background thread asks the registry where the a
 every POLL_INTERVAL_S seconds. When it has moved, the new version is loaded in that thread while
 requests go on being answered by the old one, then swapped in with one reference assignment
 (atomic under the GIL: a request sees the old model or the new one, never a mix). If loading
-fails, the old model stays and the failure is reported by /ready and /model. Any other URI (a
-fixed version, a run, a local folder) is loaded once.
+fails, the old model stays and the failure is reported by /ready and /model. When the alias
+leads nowhere any more (the version deleted, or the store removed by ``make clean``), nothing is
+served: /ready turns 503 with the reason. Any other URI (a run, a local folder) is loaded once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from lab1.core.errors import one_line
 from lab1.core.registry import ALIAS_URI, VERSION_URI
+from lab1.core.tracking.store import is_embedded, sqlite_file, tracking_uri
 from lab3.service.model import ModelInfo, ServedModel, load
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class ModelWatcher:
         self.failures = 0
         self._loader = loader
         self._client = None
+        self._store: tuple[int, int] | None = None  # the embedded store file's (device, inode)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -76,10 +79,16 @@ class ModelWatcher:
     def check(self) -> None:
         """Resolve MODEL_URI; load and swap in the model if it differs from the one served."""
         self.last_checked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if not self._same_store():
+            return
         try:
             target = self._resolve()
-        except Exception as exc:  # the registry may be down for a while: keep serving
-            self._failed(f"cannot resolve {self.model_uri}: {one_line(exc)}")
+        except Exception as exc:
+            message = f"cannot resolve {self.model_uri}: {one_line(exc)}"
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                self._gone(message)  # the registry no longer has it: never serve it again
+            else:  # the registry may be down for a while: keep serving
+                self._failed(message)
             return
         if self.current is not None and self.current.info.uri == target.uri:
             self.last_error = None
@@ -99,6 +108,31 @@ class ModelWatcher:
         self.loads += 1
         self.last_error = None
         logger.info("serving %s (was %s)", target.uri, previous.info.uri if previous else "none")
+
+    def _same_store(self) -> bool:
+        """For the embedded store (a SQLite file): False, after dropping the model, when the file
+        is gone (``make clean``); a new file (a new store) is connected to afresh, and its
+        versions are other models than the old store's of the same number."""
+        uri = tracking_uri()
+        if not (self.follows_alias or VERSION_URI.match(self.model_uri)) or not is_embedded(uri):
+            return True
+        try:
+            identity = sqlite_file(uri).stat()
+        except FileNotFoundError:
+            self._gone(f"the model store {sqlite_file(uri)} no longer exists")
+            return False
+        if self._store is not None and (identity.st_dev, identity.st_ino) != self._store:
+            self._client = None
+            self._gone(f"the model store {sqlite_file(uri)} was replaced; loading anew")
+        self._store = (identity.st_dev, identity.st_ino)
+        return True
+
+    def _gone(self, message: str) -> None:
+        """What was served no longer exists in the registry: stop serving it (/ready: 503)."""
+        if self.current is not None:
+            logger.warning("%s; no longer serving %s", message, self.current.info.uri)
+            self.current, self.last_error = None, message  # said once, here
+        self._failed(message)
 
     def _failed(self, message: str) -> None:
         if message != self.last_error:

@@ -381,3 +381,28 @@ def test_every_answer_has_the_shape_its_openapi_schema_documents(local):
                         method,
                         status,
                     )
+
+
+def test_a_store_that_vanishes_stops_the_service_serving_and_a_new_one_is_loaded(
+    models, monkeypatch, tmp_path
+):
+    """`make clean` removes .mlflow/ under a running service: an open SQLite file still reads
+    after it is deleted, so the service must notice by itself, and never serve a version the
+    registry no longer has."""
+    import shutil
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(models.tracking_uri.removeprefix("sqlite:///"), db)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    with TestClient(create_app(settings(f"models:/{NAME}@champion"))) as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        db.unlink()
+        wait_for(lambda: client.get("/ready").status_code == 503)
+        ready = client.get("/ready").json()
+        # (The body names the file only: no absolute paths leave the service.)
+        assert ready["serving"] is None and "mlflow.db no longer exists" in ready["last_error"]
+        refused = client.post("/predict", json={"instances": [[1.0] * 15]})
+        assert refused.status_code == 503 and "no longer exists" in refused.json()["detail"]
+        shutil.copy(models.tracking_uri.removeprefix("sqlite:///"), db)  # a new store
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert client.get("/model").json()["version"] == "1"
