@@ -195,6 +195,12 @@ case "$MODE" in
   setup) exit 0 ;;
   clean)
     lock_workspace
+    # An MLflow UI or a model service on the embedded store would go on showing runs and serving
+    # a version that no longer exist: name them (pid, port) and leave the store alone.
+    if [ -d "$ROOT/.mlflow" ] && ! "$PY" -m lab1.core.workspace --users-of "$ROOT/.mlflow"; then
+      log "stop them first (kill PID), then run --clean again; nothing was removed"
+      exit 1
+    fi
     for made in data models reports .mlflow .mlops; do
       if [ -e "$ROOT/$made" ]; then rm -rf "${ROOT:?}/$made"; log "removed $made/"; fi
     done

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from lab1.core.paths import PATHS
 
@@ -88,12 +89,71 @@ def workspace_held(what: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _listening() -> dict[str, str]:
+    """Listening TCP sockets: their fd link name ("socket:[inode]") -> "port N"."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()  # sl, local address, remote address, state, ..., inode
+                if len(fields) > 9 and fields[3] == "0A":  # LISTEN
+                    found[f"socket:[{fields[9]}]"] = f"port {int(fields[1].rsplit(':')[1], 16)}"
+    return found
+
+
+def _parent(pid: int) -> int:
+    """The parent's pid (0 when the process is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def users_of(folder: Path) -> list[str]:
+    """Other processes with a file under ``folder`` open (an MLflow UI or a model service on
+    the embedded store), each as "pid N (command), listening on port P" (Linux /proc)."""
+    listening = _listening()
+    users: dict[int, tuple[str, set[str]]] = {}  # pid -> (command, ports)
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) in (os.getpid(), os.getppid()):
+            continue
+        with contextlib.suppress(OSError):
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            if any(t.startswith(f"{folder}/") for t in targets):
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                users[int(proc.name)] = (
+                    command[:120],
+                    {listening[t] for t in targets if t in listening},
+                )
+    # A UI is a tree of processes (server, workers, job runners): name its top one, once.
+    tops: dict[int, set[str]] = {}
+    for pid, (_, ports) in users.items():
+        top, parent = pid, _parent(pid)
+        while parent > 1:
+            top = parent if parent in users else top
+            parent = _parent(parent)
+        tops.setdefault(top, set()).update(ports)
+    return [
+        f"pid {pid} ({users[pid][0]})" + (f", listening on {', '.join(sorted(p))}" if p else "")
+        for pid, p in sorted(tops.items())
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """pipeline.sh: lock the workspace on an fd it opened (and keeps open)."""
+    """pipeline.sh: lock the workspace on an fd it opened (and keeps open); or, before --clean,
+    list what still uses the embedded store (exit 1 if anything does)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fd", type=int, required=True, help="open fd of .mlops/workspace.lock")
-    parser.add_argument("--owner-pid", type=int, required=True, help="pipeline.sh's pid")
+    parser.add_argument("--fd", type=int, help="open fd of .mlops/workspace.lock")
+    parser.add_argument("--owner-pid", type=int, help="pipeline.sh's pid")
+    parser.add_argument("--users-of", type=Path, help="list processes using files in this folder")
     args = parser.parse_args(argv)
+    if args.users_of is not None:
+        users = users_of(args.users_of.resolve())
+        for user in users:
+            sys.stderr.write(f"{args.users_of} is in use by {user}\n")
+        return 1 if users else 0
+    if args.fd is None or args.owner_pid is None:
+        parser.error("--fd and --owner-pid are required")
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,

@@ -224,3 +224,36 @@ def test_two_pipelines_at_once_on_a_fresh_store(tmp_path):
         read_json(p.root / "reports" / "registration.json")["decision"] for p in projects
     )
     assert decisions == ["promoted", "unchanged"]
+
+
+def test_clean_names_what_still_uses_the_store_and_removes_nothing(project: Project):
+    """`--clean` under a running MLflow UI or model service: they would go on showing runs and
+    serving a version that no longer exist. A stand-in holds the store open and listens."""
+    store = project.root / ".mlflow"
+    store.mkdir()
+    (store / "mlflow.db").write_bytes(b"")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, sys, time; db = open(sys.argv[1]); s = socket.socket(); "
+            "s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); "
+            "time.sleep(300)",
+            str(store / "mlflow.db"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = holder.stdout.readline().strip()
+        done = project.pipeline("--clean")
+        assert done.returncode == 1, done.stderr
+        assert f"in use by pid {holder.pid} (" in done.stderr
+        assert f"listening on port {port}" in done.stderr and "nothing was removed" in done.stderr
+        assert (store / "mlflow.db").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    done = project.pipeline("--clean")
+    assert done.returncode == 0, done.stderr
+    assert not store.exists()
