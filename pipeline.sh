@@ -111,6 +111,20 @@ ensure_uv() {
   [ -x "$UV" ] || die "could not install uv $UV_VERSION with pip"
 }
 
+with_progress() {  # with_progress WHAT COMMAND...: run COMMAND, saying every 10 s that it runs
+  local what="$1" beat rc=0 started=$SECONDS
+  shift
+  # The heartbeat stops with this script (kill -0 $$), even when an interrupt ends it early.
+  ( while sleep 10 && kill -0 $$ 2>/dev/null; do
+      log "$what: still working ($((SECONDS - started)) s)"
+    done ) &
+  beat=$!
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null || true
+  wait "$beat" 2>/dev/null || true
+  return "$rc"
+}
+
 install_lock() {  # install_lock LOCKFILE: pinned, hash-checked, no resolver (pip: image lock)
   "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
     -r "$1" >&2
@@ -129,8 +143,8 @@ bootstrap() {
     rm -rf "$VENV"
     # --seed: pip inside the venv, for the image lock.
     "$UV" venv --quiet --seed --no-python-downloads --python python3 "$VENV" >&2
-    "$UV" pip install --quiet --python "$PY" --require-hashes --no-deps --compile-bytecode \
-      -r "$LOCK" >&2
+    with_progress "installing requirements.lock" "$UV" pip install --quiet --python "$PY" \
+      --require-hashes --no-deps --compile-bytecode -r "$LOCK" >&2
     # Make the project importable as `lab1...` from the venv, so that
     # `.venv/bin/python lab1/data_creation.py` works from any directory.
     local site
@@ -150,10 +164,10 @@ add_lock() {  # add_lock LOCKFILE WHAT pip|uv: install an extra lock once (again
     log "adding $2 to $VENV from $(basename "$1")"
     if [ "$3" = uv ]; then
       ensure_uv
-      "$UV" pip install --quiet --python "$PY" --require-hashes --no-deps --compile-bytecode \
-        -r "$1" >&2
+      with_progress "installing $(basename "$1")" "$UV" pip install --quiet --python "$PY" \
+        --require-hashes --no-deps --compile-bytecode -r "$1" >&2
     else
-      install_lock "$1"
+      with_progress "installing $(basename "$1")" install_lock "$1"
     fi
     printf '%s\n' "$want" > "$stamp"
   fi

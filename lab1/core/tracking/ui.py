@@ -13,14 +13,20 @@ Both facts below were read from MLflow 3.17's UI code and checked in headless Ch
   holding ``{name, createdAt, updatedAt, state}``, listed under "Views" and opened by
   ``viewStateShareKey=<key>`` in a link. Every experiment this project creates gets one.
 
-Standard library only: report.py builds links without importing MLflow.
+Standard library only: report.py builds links without importing MLflow. ``python -m
+lab1.core.tracking.ui`` (``make ui``) starts the UI and says when its pages answer.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 ML_VIEW = "workflowType=machine_learning"
@@ -85,3 +91,39 @@ def saved_view_tag() -> dict[str, str]:
     now = int(time.time() * 1000)
     envelope = {"name": VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
     return {SAVED_VIEW_PREFIX + VIEW_KEY: json.dumps(envelope)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make ui`: `mlflow ui` on the store, and one line with the link once its pages answer
+    (uvicorn says "running" half a minute before they do, on a slow machine)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--backend-store-uri", required=True)
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    url = f"http://127.0.0.1:{args.port}"
+    command = ["mlflow", "ui", "--backend-store-uri", args.backend_store_uri, "--port"]
+    server = subprocess.Popen([sys.executable, "-m", *command, str(args.port)])
+    # SIGTERM as Ctrl-C: the UI goes down with this process, never left behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started, note = time.monotonic(), 10.0
+    try:
+        while server.poll() is None:
+            try:  # the API the pages call first: answered, the UI is usable
+                probe = f"{url}/ajax-api/2.0/mlflow/experiments/search?max_results=1"
+                with urllib.request.urlopen(probe, timeout=2):
+                    sys.stderr.write(f"MLflow UI ready: {url}/#/experiments?{ML_VIEW}\n")
+                    break
+            except OSError:
+                time.sleep(0.5)
+                if time.monotonic() - started > note:
+                    sys.stderr.write(f"MLflow UI starting ({note:.0f} s)\n")
+                    note += 10
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
