@@ -4,6 +4,7 @@ command's answers checked against what the runs logged, then reproduced."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,8 @@ def test_lineage_answers_equal_what_the_runs_logged(pipelines, tmp_path):
     assert answer["reproduce"].startswith(f"git checkout {head[:12]} && bash pipeline.sh")
     text = lineage(project)
     assert text.returncode == 0 and answer["data"]["raw_digest"] in text.stdout
+    links = re.findall(r"https?://\S+", text.stdout)  # every link it prints: the training view
+    assert links and all(link.endswith("workflowType=machine_learning") for link in links), links
 
 
 def test_reproduce_matches_and_refuses_another_commit(pipelines):
