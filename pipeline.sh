@@ -114,8 +114,13 @@ ensure_uv() {
 with_progress() {  # with_progress WHAT COMMAND...: run COMMAND, saying every 10 s that it runs
   local what="$1" beat rc=0 started=$SECONDS
   shift
-  # The heartbeat stops with this script (kill -0 $$), even when an interrupt ends it early.
-  ( while sleep 10 && kill -0 $$ 2>/dev/null; do
+  # The heartbeat stops with this script (kill -0 $$), even when an interrupt ends it early,
+  # and takes its sleep along (a sleep left behind would hold stderr open for 10 s).
+  ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 10 & nap=$!
+      wait "$nap"
+      kill -0 $$ 2>/dev/null || exit 0
       log "$what: still working ($((SECONDS - started)) s)"
     done ) &
   beat=$!

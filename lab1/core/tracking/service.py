@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import select
 import signal
 import socket
 import sys
@@ -37,6 +38,7 @@ logger = logging.getLogger("lab1.tracking_service")
 SOCKET_ENV = "MLOPS_TRACKING_SOCKET"
 GRACE_S = 5.0  # after SIGTERM: how long stages get to report their own end
 POLL_S = 0.25
+SAY_WAIT_S = 5.0  # a stage that waits longer for an answer says what it waits for
 
 
 class ServiceClient:
@@ -61,6 +63,8 @@ class ServiceClient:
         message = {"id": self.sent, "method": method, "args": args, "reply": reply}
         try:
             self.sock.sendall(json.dumps(message).encode() + b"\n")
+            if reply and not select.select([self.sock], [], [], SAY_WAIT_S)[0]:
+                logger.info("waiting for the tracking service to record what this stage sent")
             line = self.answers.readline() if reply else b"{}"
             why = "connection closed"
         except OSError as exc:
