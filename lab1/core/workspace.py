@@ -113,9 +113,13 @@ def users_of(folder: Path) -> list[str]:
     """Other processes with a file under ``folder`` open (an MLflow UI or a model service on
     the embedded store), each as "pid N (command), listening on port P" (Linux /proc)."""
     listening = _listening()
+    ours, pid = set(), os.getpid()
+    while pid > 1:  # this process and those that run it (pipeline.sh, a test, a notebook)
+        ours.add(pid)
+        pid = _parent(pid)
     users: dict[int, tuple[str, set[str]]] = {}  # pid -> (command, ports)
     for proc in Path("/proc").glob("[0-9]*"):
-        if int(proc.name) in (os.getpid(), os.getppid()):
+        if int(proc.name) in ours:
             continue
         with contextlib.suppress(OSError):
             targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
