@@ -34,15 +34,18 @@ PRECISION = 6
 
 
 def decide(
-    candidate: dict[str, float], reference: Reference | None, rules: GateParams
+    candidate: dict[str, float],
+    reference: Reference | None,
+    rules: GateParams,
+    unopposed: str = "no champion yet",
 ) -> GateDecision:
     """Check ``candidate`` test metrics against the fixed minimums and the current champion.
 
     A candidate must score at least as well as the champion on the same test set: a tie passes,
     a loss never does, however small. (A tolerance for losses lets a series of slightly worse
     models each replace the last, and lets a worse model replace a better one.) ``reference``
-    is None when there is no champion yet. Every failed check is named, with its numbers and
-    the setting it applied, so a rejection says everything that has to improve.
+    is None when nothing opposes the candidate (``unopposed`` says why). Every failed check is
+    named, with its numbers and the setting it applied: a rejection says all that must improve.
     """
     failures = []
     accuracy, f1 = candidate["accuracy"], candidate["f1"]
@@ -60,7 +63,7 @@ def decide(
     against = (
         f"at least as good as {reference.what}: {reference.accuracy:.3f}"
         if reference is not None
-        else "no champion yet"
+        else unopposed
     )
     return GateDecision(
         True,

@@ -217,9 +217,9 @@ def register_gated(
     if champion_here is not None and current is not None and current.version != existing:
         how = "" if current.tags.get(TEST_DIGEST) == tags[TEST_DIGEST] else ", re-scored here"
         reference = Reference(champion_here["accuracy"], f"champion version {before}{how}")
-    decision = (
-        GateDecision(False, incomparable) if incomparable else decide(metrics, reference, gate)
-    )
+    unopposed = "it is the champion" if existing and existing == before else "no champion yet"
+    decide_here = decide(metrics, reference, gate, unopposed)
+    decision = GateDecision(False, incomparable) if incomparable else decide_here
     passed, reason = decision.passed, decision.reason
     result: dict[str, Any] = {
         "version": None,

@@ -32,7 +32,8 @@ def summary(root: Path) -> list[str]:
         was = f"was version {before}" if before is not None else "the first champion"
         verdict = f"{name} version {version} is now champion ({was})"
     elif decision["decision"] == "rejected":
-        verdict = f"rejected, not registered; champion stays version {decision['champion_before']}"
+        what = f"version {version} gated again" if version is not None else "not registered"
+        verdict = f"rejected, {what}; champion stays version {decision['champion_before']}"
     else:
         verdict = decision["reason"]
     lines = [
