@@ -9,12 +9,18 @@ history is never touched) this script:
        v1  a subset of the columns (date, station, temperature, is_faulty)
        v2  v1 with missing readings filled with the column mean
        v3  v2 with the categorical column `station` one-hot encoded
-  3. switches to each version (`git checkout <tag>` + `dvc checkout`) and prints its content
-     hash (DVC's md5, which names the file in the cache and on the remote).
+  3. switches to each version (`git checkout <tag>` + `dvc checkout`), and checks that the file's
+     md5 (DVC's content hash, which names the file in the cache and on the remote) is the one
+     pushed and that the remote holds it (`dvc status --cloud`).
 
     .venv/bin/python -m lab4.dataset_versions                     # scratch repo, local remote
     .venv/bin/python -m lab4.dataset_versions --repo ~/ds --remote /srv/dvc-remote
     .venv/bin/python -m lab4.dataset_versions --remote s3://bucket/dvc --endpoint-url http://minio:9000
+
+An s3:// remote takes its credentials where DVC and boto3 look for them: AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials), and the endpoint from --endpoint-url or
+AWS_ENDPOINT_URL (none: AWS itself). The bucket is checked before any work, so a wrong bucket,
+wrong keys or an unreachable endpoint is one line within seconds.
 
 The table of versions goes to stdout; the commands it runs are logged to stderr.
 """
@@ -22,6 +28,7 @@ The table of versions goes to stdout; the commands it runs are logged to stderr.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import subprocess
@@ -85,8 +92,11 @@ def run(repo: Path, *argv: str) -> str:
     logger.info("$ %s", " ".join(argv))
     done = subprocess.run(argv, cwd=repo, capture_output=True, text=True)
     if done.returncode != 0:
-        reason = (done.stderr or done.stdout).strip().splitlines()
-        raise PipelineError(f"{repo}: `{' '.join(argv)}` failed: {reason[-1] if reason else ''}")
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        # DVC's first "ERROR:" line is the cause; its last lines are an advert for its support.
+        errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+        reason = errors[0] if errors else lines[-1] if lines else ""
+        raise PipelineError(f"{repo}: `{' '.join(argv)}` failed: {reason}")
     return done.stdout
 
 
@@ -100,6 +110,36 @@ def content_hash(repo: Path) -> str:
 
     record = yaml.safe_load((repo / f"{DATASET}.dvc").read_text())
     return record["outs"][0]["md5"]
+
+
+def check_s3_bucket(remote: str, endpoint_url: str | None) -> None:
+    """Fail fast, before any work, if an s3:// remote's bucket cannot be reached with these
+    credentials. DVC would say the same only at the first `dvc push`, after retrying for seconds."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    bucket = remote.removeprefix("s3://").split("/")[0]
+    # Two attempts, short timeouts: an unreachable endpoint is reported in seconds, not minutes.
+    config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2})
+    s3 = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+    where = f"{remote} (endpoint {s3.meta.endpoint_url})"
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except NoCredentialsError:
+        raise PipelineError(
+            f"{where}: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        reasons = {
+            "404": f"bucket '{bucket}' does not exist",
+            "403": f"access denied to bucket '{bucket}': wrong AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY, or these keys may not use it",
+        }
+        raise PipelineError(f"{where}: {reasons.get(code, f'HTTP {code}: {exc}')}") from None
+    except BotoCoreError as exc:  # no connection, a bad URL, a timeout
+        raise PipelineError(f"{where}: {exc}") from None
 
 
 def prepare(repo: Path, remote: str, endpoint_url: str | None) -> None:
@@ -134,12 +174,23 @@ def make_versions(repo: Path, table: pd.DataFrame) -> dict[str, str]:
         run(repo, "git", "add", f"{DATASET}.dvc", str(DATASET.parent / ".gitignore"))
         run(repo, "git", "commit", "-q", "-m", f"dataset {tag}: {BUILDERS[tag].__doc__}")
         run(repo, "git", "tag", "-f", tag)
-        dvc(repo, "push", "-q")
+        dvc(repo, "push")
         hashes[tag] = content_hash(repo)
         logger.info(
             "%s: %d rows x %d columns, md5 %s", tag, len(current), current.shape[1], hashes[tag]
         )
     return hashes
+
+
+def on_remote(repo: Path) -> bool:
+    """Whether the remote holds the checked-out version: DVC's remote is content-addressed (the
+    object's name is its md5), and `dvc status --cloud` reports a file it lacks as "new"."""
+    return dvc(repo, "status", "--cloud", "--json", f"{DATASET}.dvc").strip() in ("{}", "")
+
+
+def file_md5(repo: Path) -> str:
+    """The md5 of the checked-out file's bytes (DVC 3 hashes a file's bytes as they are)."""
+    return hashlib.md5((repo / DATASET).read_bytes()).hexdigest()
 
 
 def switch(repo: Path, tag: str) -> str:
@@ -175,21 +226,34 @@ def main(argv: list[str] | None = None) -> int:
         help="DVC remote: a folder or s3://bucket/path (default: a "
         "folder next to the scratch repository)",
     )
-    cli.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO), for s3:// remotes")
+    cli.add_argument(
+        "--endpoint-url",
+        help="S3-compatible endpoint (MinIO, moto) for s3:// remotes "
+        "(default: AWS_ENDPOINT_URL, else AWS itself)",
+    )
     cli.add_argument("-v", "--verbose", action="store_true")
     args = cli.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        work = Path(tempfile.mkdtemp(prefix="dataset-versions-"))
-        repo = (args.repo or work / "repo").resolve()
-        remote = args.remote or str(work / "dvc-remote")
+        if args.remote and args.remote.startswith("s3://"):
+            check_s3_bucket(args.remote, args.endpoint_url)
+        if args.repo and args.remote:
+            repo, remote = args.repo.resolve(), args.remote
+        else:  # a scratch folder, made only now that the remote answered
+            work = Path(tempfile.mkdtemp(prefix="dataset-versions-"))
+            repo = (args.repo or work / "repo").resolve()
+            remote = args.remote or str(work / "dvc-remote")
         prepare(repo, remote, args.endpoint_url)
         pushed = make_versions(repo, base_table())
         branch = run(repo, "git", "rev-parse", "--abbrev-ref", "HEAD").strip()
         rows = []
         for tag in VERSIONS:
-            found = switch(repo, tag)
-            rows.append((tag, found, "ok" if found == pushed[tag] else "MISMATCH"))
+            recorded = switch(repo, tag)
+            found = file_md5(repo)
+            if found != recorded or found != pushed[tag]:
+                rows.append((tag, found, f"MISMATCH (pushed {pushed[tag]})"))
+            else:
+                rows.append((tag, found, "ok" if on_remote(repo) else "NOT ON THE REMOTE"))
         switch(repo, branch if branch != "HEAD" else VERSIONS[-1])
     except PipelineError as exc:
         logger.error("%s", exc)

@@ -244,18 +244,11 @@ def s3_store(workdir: Path, bucket: str = "mlflow"):
         server.stop()
 
 
-def s3_client(endpoint: str):
-    """A boto3 S3 client for the loopback store (its fixed test credentials)."""
+def s3_client(endpoint: str, keys: dict[str, str] = S3_KEYS):
+    """A boto3 S3 client for a loopback store (by default s3_store's fixed test credentials)."""
     import boto3
 
-    keys = S3_KEYS
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
-        region_name=keys["AWS_DEFAULT_REGION"],
-    )
+    return boto3.client("s3", endpoint_url=endpoint, **_boto_keys(keys))
 
 
 # --- MLflow server and the model service -------------------------------------------------------
@@ -334,3 +327,56 @@ def model_service(workdir: Path, env: dict[str, str], port: int | None = None, r
         env={**os.environ, **env},
     ) as url:
         yield url
+
+
+@contextmanager
+def s3_store_with_keys(workdir: Path, bucket: str):
+    """moto's S3 server checking credentials as AWS does, with ``bucket`` created.
+
+    Yields (endpoint URL, the AWS_* variables of the only keys that work). Unlike s3_store, a
+    wrong key or secret is refused (403), as by AWS or MinIO. moto leaves its first
+    INITIAL_NO_AUTH_ACTION_COUNT requests unchecked: exactly the four that create the user, its
+    policy, its key and the bucket.
+    """
+    import json
+
+    port = free_port()
+    server = Process(
+        "moto (with IAM)",
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        workdir / "moto.log",
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"},
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(server, f"{endpoint}/moto-api/")
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=endpoint, **_boto_keys(S3_KEYS))
+        iam.create_user(UserName="lab4")
+        allow_s3 = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        iam.put_user_policy(
+            UserName="lab4",
+            PolicyName="s3",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow_s3]}),
+        )
+        key = iam.create_access_key(UserName="lab4")["AccessKey"]
+        s3_client(endpoint).create_bucket(Bucket=bucket)
+        yield (
+            endpoint,
+            {
+                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                "AWS_DEFAULT_REGION": S3_KEYS["AWS_DEFAULT_REGION"],
+            },
+        )
+    finally:
+        server.stop()
+
+
+def _boto_keys(keys: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": keys["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
+        "region_name": keys["AWS_DEFAULT_REGION"],
+    }
