@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import yaml
 from lab1.core.stages import STAGES
 from lab4 import dvc_pipeline
 from tests.conftest import Project, clean_env, copy_project
+from tests.lab4.conftest import BUCKET, env_without_aws
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -40,9 +43,10 @@ def ran(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
 
 
-@pytest.mark.e2e
-def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affects(tmp_path):
-    project = Project(copy_project(tmp_path / "project"))
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Project:
+    """A git clone-like copy of the project on which `dvc repro` ran all five stages."""
+    project = Project(copy_project(tmp_path_factory.mktemp("dvc") / "project"))
     params = project.root / "params.yaml"
     params.write_text(params.read_text().replace("    years: 3", "    years: 1"))
     for args in (
@@ -52,8 +56,15 @@ def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affec
     ):
         subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True)
     assert (project.root / ".dvc" / "config").exists()  # the project ships DVC initialised
-
     assert ran(dvc(project, "repro").stdout) == list(STAGES)
+    return project
+
+
+@pytest.mark.e2e
+def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affects(
+    reproduced, tmp_path
+):
+    project = reproduced
     started = time.perf_counter()
     second = dvc(project, "repro").stdout
     assert ran(second) == [] and "Data and pipelines are up to date" in second
@@ -78,3 +89,69 @@ def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affec
     assert len(versions) == 2
     assert {v.tags["dvc.data_md5"] for v in versions} == {raw_md5}
     assert {v.tags["dvc.stage"] for v in versions} == {"model_registration"}
+
+
+def documented_remote_commands(config: Path) -> list[list[str]]:
+    """The `dvc remote ...` commands that the project's .dvc/config documents in its comments."""
+    found = re.findall(r"^#\s+dvc (remote [^#\n]*?)\s*(?:#.*)?$", config.read_text(), re.M)
+    return [line.split() for line in found]
+
+
+def output_files(project: Project) -> dict[str, str]:
+    """Every file of the outputs that dvc.lock says DVC caches, with its sha256."""
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
+    outs = {
+        out["path"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out.get("cache", True)
+    }
+    found = {}
+    for out in outs:
+        path = project.root / out
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            found[str(file.relative_to(project.root))] = hashlib.sha256(
+                file.read_bytes()
+            ).hexdigest()
+    return found
+
+
+@pytest.mark.e2e
+def test_the_pipeline_outputs_go_to_s3_and_come_back_byte_for_byte(reproduced, s3):
+    """The steps .dvc/config documents, run as written: an S3 remote with its keys in
+    .dvc/config.local, then push, lose the cache and the outputs, pull."""
+    project = reproduced
+    endpoint, keys = s3
+    commands = documented_remote_commands(project.root / ".dvc" / "config")
+    assert [c[:2] for c in commands] == [["remote", "add"]] + [["remote", "modify"]] * 3
+    values = {
+        "s3://BUCKET/PATH": f"s3://{BUCKET}/pipeline",
+        "http://127.0.0.1:9000": endpoint,
+        "KEY_ID": keys["AWS_ACCESS_KEY_ID"],
+        "SECRET_KEY": keys["AWS_SECRET_ACCESS_KEY"],
+    }
+    for command in commands:
+        dvc(project, *(values.get(word, word) for word in command))
+    # The keys are in .dvc/config.local, which git ignores, and nowhere in .dvc/config.
+    assert keys["AWS_SECRET_ACCESS_KEY"] in (project.root / ".dvc" / "config.local").read_text()
+    assert keys["AWS_SECRET_ACCESS_KEY"] not in (project.root / ".dvc" / "config").read_text()
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".dvc/config.local"], cwd=project.root)
+    assert ignored.returncode == 0
+
+    before = output_files(project)
+    assert any(name.startswith("models/") for name in before) and len(before) > 5
+    # The machine's own AWS settings, if any, play no part: the keys come from config.local.
+    env = env_without_aws(AWS_DEFAULT_REGION="us-east-1", HOME=str(project.root))
+    run = dict(cwd=project.root, capture_output=True, text=True, timeout=300, env=env)
+    pushed = subprocess.run([DVC, "push"], **run)
+    assert pushed.returncode == 0, pushed.stderr
+    status = subprocess.run([DVC, "status", "--cloud"], **run)
+    assert status.returncode == 0 and "in sync" in status.stdout, status.stdout + status.stderr
+
+    shutil.rmtree(project.root / ".dvc" / "cache")
+    for name in before:
+        (project.root / name).unlink()
+    pulled = subprocess.run([DVC, "pull"], **run)
+    assert pulled.returncode == 0, pulled.stderr
+    assert output_files(project) == before
+    assert "up to date" in dvc(project, "status").stdout  # the pipeline needs no stage re-run
