@@ -93,19 +93,19 @@ def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affec
 
 def documented_remote_commands(config: Path) -> list[list[str]]:
     """The `dvc remote ...` commands that the project's .dvc/config documents in its comments."""
-    found = re.findall(r"^#\s+dvc (remote [^#\n]*?)\s*(?:#.*)?$", config.read_text(), re.M)
+    found = re.findall(r"^#\s+dvc (remote [^#\n]*?)[ \t]*(?:#.*)?$", config.read_text(), re.M)
     return [line.split() for line in found]
 
 
 def output_files(project: Project) -> dict[str, str]:
-    """Every file of the outputs that dvc.lock says DVC caches, with its sha256."""
-    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
-    outs = {
-        out["path"]
-        for stage in lock["stages"].values()
-        for out in stage.get("outs", [])
-        if out.get("cache", True)
-    }
+    """Every file of the outputs that dvc.yaml has DVC cache, with its sha256."""
+    outs = []
+    for stage in yaml.safe_load((project.root / "dvc.yaml").read_text())["stages"].values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            if isinstance(entry, str):
+                outs.append(entry)
+            elif next(iter(entry.values())).get("cache", True):
+                outs.append(next(iter(entry)))
     found = {}
     for out in outs:
         path = project.root / out
