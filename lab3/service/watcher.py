@@ -119,7 +119,14 @@ class ModelWatcher:
         try:
             identity = sqlite_file(uri).stat()
         except FileNotFoundError:
-            self._gone(f"the model store {sqlite_file(uri)} no longer exists")
+            if self._store is None:  # not made yet: the pipeline makes it (the service must
+                # not: two processes creating one SQLite store at once crash in its migration)
+                self._failed(
+                    f"cannot resolve {self.model_uri}: the model store {sqlite_file(uri)} "
+                    "does not exist yet (run the pipeline)"
+                )
+            else:
+                self._gone(f"the model store {sqlite_file(uri)} no longer exists")
             return False
         if self._store is not None and (identity.st_dev, identity.st_ino) != self._store:
             self._client = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -404,5 +405,28 @@ def test_a_store_that_vanishes_stops_the_service_serving_and_a_new_one_is_loaded
         refused = client.post("/predict", json={"instances": [[1.0] * 15]})
         assert refused.status_code == 503 and "no longer exists" in refused.json()["detail"]
         shutil.copy(models.tracking_uri.removeprefix("sqlite:///"), db)  # a new store
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert client.get("/model").json()["version"] == "1"
+
+
+def test_a_store_not_made_yet_is_waited_for_not_made_and_not_called_vanished(
+    models, monkeypatch, tmp_path
+):
+    """The image's service starts before the trainer has made the store: /ready names the model
+    it waits for, and the service does not create the store itself (two processes creating one
+    SQLite store at once crash in its migration)."""
+    import shutil
+
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    with TestClient(create_app(settings(f"models:/{NAME}@champion"))) as client:
+        wait_for(lambda: client.get("/ready").json().get("last_error"))
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and NAME in ready.json()["last_error"]
+        assert "does not exist yet" in ready.json()["last_error"]
+        assert "no longer" not in ready.json()["last_error"]
+        time.sleep(0.3)  # a few more polls
+        assert not db.exists()
+        shutil.copy(models.tracking_uri.removeprefix("sqlite:///"), db)  # the trainer made it
         wait_for(lambda: client.get("/ready").status_code == 200)
         assert client.get("/model").json()["version"] == "1"
