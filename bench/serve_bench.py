@@ -8,6 +8,11 @@ accept, so the bytes sent are identical. Prints requests per second and p50/p99 
 both and their ratio.
 
     .venv/bin/python bench/serve_bench.py [--seconds 10] [--connections 8]
+    .venv/bin/python bench/serve_bench.py --prediction-log   # our service, log off vs on
+
+--prediction-log measures what the prediction log costs instead: the lab3 service alone, with
+PREDICTION_LOG off and on, alternated (off, on, off, on, ...) so that the machine's drift falls on
+both; prints the median req/s of each and their ratio.
 
 Needs wrk (Debian: apt-get install wrk).
 """
@@ -117,6 +122,10 @@ def main() -> int:
         "--model-uri",
         help="serve this model instead of the champion, e.g. models:/temperature-classifier/3",
     )
+    cli.add_argument(
+        "--prediction-log", action="store_true", help="A/B of the prediction log: off vs on"
+    )
+    cli.add_argument("--rounds", type=int, default=3, help="--prediction-log: rounds of each")
     args = cli.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("serve_bench: wrk is not installed (apt-get install wrk)")
@@ -128,7 +137,9 @@ def main() -> int:
     bodies = request_bodies(args.rows)
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     results: dict[tuple[str, str], dict[str, float]] = {}
-    env = {"MODEL_URI": uri}
+    env = {"MODEL_URI": uri, "PREDICTION_LOG": ""}  # the comparison with MLflow: no log
+    if args.prediction_log:
+        return prediction_log_ab(uri, bodies, args, work)
     try:
         with loopback.model_service(work, env) as url:
             for label, body in bodies.items():
@@ -182,6 +193,36 @@ def main() -> int:
             f"{label}: lab3 / mlflow models serve = {ours['rps'] / theirs['rps']:.2f}x req/s, "
             f"p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms"
         )
+    return 0
+
+
+def prediction_log_ab(uri: str, bodies: dict[str, bytes], args, work: Path) -> int:
+    """The lab3 service with the prediction log off and on, alternated; median req/s of each."""
+    import statistics
+
+    rps: dict[tuple[str, str], list[float]] = {}
+    try:
+        for round_ in range(args.rounds):
+            for mode in ("off", "on"):
+                log = str(work / f"log-{round_}") if mode == "on" else ""
+                with loopback.model_service(work, {"MODEL_URI": uri, "PREDICTION_LOG": log}) as url:
+                    for label, body in bodies.items():
+                        found = drive(f"{url}/predict", body, args.seconds, args.connections, work)
+                        rps.setdefault((label, mode), []).append(found["rps"])
+                        said = f"round {round_ + 1}, log {mode:3} {label:>10}: {found['rps']:.0f}"
+                        print(f"{said} req/s", file=sys.stderr)
+        logged = sum(
+            len(path.read_bytes().splitlines()) for path in work.glob("log-*/predictions-*.jsonl")
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"model {uri}; wrk, {args.connections} connections, {args.seconds} s each, "
+        f"{args.rounds} rounds, {os.cpu_count()} cores; {logged} rows logged"
+    )
+    for label in bodies:
+        off, on = (statistics.median(rps[label, mode]) for mode in ("off", "on"))
+        print(f"{label:>10}: log off {off:8.0f} req/s, on {on:8.0f} req/s: on/off = {on / off:.3f}")
     return 0
 
 

@@ -1,9 +1,8 @@
 """Load params.yaml, apply ``-S section.key=value`` overrides, validate into frozen pydantic models.
 
-params.yaml is the only home of parameters (and of what each one means: its comments): these
-models declare names, types and limits but no default values, so the code can never disagree
-with the file. Every problem (an unknown or missing key, a wrong type, a value out of range) is
-found before any work starts and reported in one line naming the file, the key and the value.
+params.yaml is the only home of parameters and of what each means (its comments): these models
+declare names, types and limits but no defaults, so the code never disagrees with the file. Every
+problem is found before any work and reported in one line naming the file, key and value.
 """
 
 from __future__ import annotations
@@ -179,6 +178,12 @@ class ModelQualityParams(Section):
     data: DataCheckParams
 
 
+class MonitoringParams(Section):
+    prediction_log: str
+    rotate_mb: Annotated[float, above(0)]
+    keep_files: POSITIVE_INT
+
+
 class TrackingParams(Section):
     experiment: str  # "{dataset}" is replaced by the dataset name
     registered_model: str  # likewise
@@ -192,6 +197,7 @@ class Params(Section):
     model_testing: ModelTestingParams
     model_registration: dict[str, GateParams]  # one quality gate per dataset
     model_quality: ModelQualityParams
+    monitoring: MonitoringParams
     tracking: TrackingParams
 
     @property
@@ -212,8 +218,7 @@ class Params(Section):
         return self.dataset in IMAGE_DATASETS
 
     @property
-    def cnn(self) -> CnnParams:
-        """The CNN's settings for this (image) dataset: model_preparation.cnn.<dataset>."""
+    def cnn(self) -> CnnParams:  # model_preparation.cnn.<dataset>
         return self.model_preparation.cnn[self.dataset]
 
     @property
@@ -221,8 +226,7 @@ class Params(Section):
         return self.model_registration[self.dataset]
 
     def resolved_yaml(self) -> str:
-        """Every parameter as this run sees it (overrides applied, names filled in: the
-        experiment and registered model of this dataset), as params.yaml text."""
+        """Every parameter as this run sees it (overrides applied, names filled in)."""
         tree = self.model_dump()
         names = {"experiment": self.experiment_name, "registered_model": self.registered_model_name}
         tree["tracking"].update(names)
@@ -260,11 +264,8 @@ def _check_across(params: Params) -> list[tuple[str, str]]:
 
 def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read ``path``, apply ``section.key=value`` overrides, and validate types and meaning.
-
-    All problems are reported together in one ParamsError line naming the file (or the -S
-    option), the key and the value. Problems that only -S options caused are a command-line
-    mistake: UsageError (exit 2).
-    """
+    All problems are reported in one ParamsError line naming the file (or the -S option), the
+    key and the value; problems that only -S options caused are a UsageError (exit 2)."""
     try:
         raw = read_yaml(path.read_text())
     except FileNotFoundError:

@@ -18,6 +18,8 @@ schemathesis see the real contract. Concurrent predictions share model calls (ba
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,7 +35,10 @@ from lab3.service.inputs import InputError
 from lab3.service.middleware import Guard, Metrics
 from lab3.service.model import ServedModel, public
 from lab3.service.pages import add_pages
+from lab3.service.prediction_log import PredictionLog
 from lab3.service.schemas import (
+    IMAGE_OPENAPI,
+    PREDICT_OPENAPI,
     PREDICTION_ERRORS,
     Health,
     ImagePrediction,
@@ -54,14 +59,24 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     """The service for ``settings``. ``watcher`` defaults to one following settings.model_uri;
     it is started and stopped with the application (lifespan)."""
     watcher = watcher or ModelWatcher(settings.model_uri, settings.poll_interval_s)
-    metrics = Metrics(watcher)
+    log_settings = settings.prediction_log
+    log = (
+        PredictionLog(log_settings.folder, log_settings.rotate_mb, log_settings.keep_files)
+        if log_settings
+        else None
+    )
+    metrics = Metrics(watcher, log)
     batcher = Batcher(settings.max_batch_rows, on_call=metrics.model_call)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         watcher.start()
+        if log:
+            log.start()
         yield
         watcher.stop()
+        if log:
+            log.stop()
 
     app = FastAPI(
         title="Model service (lab3)",
@@ -80,7 +95,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
         return JSONResponse({"detail": exc.message}, exc.status)
 
     add_model_routes(app, watcher)
-    add_prediction_routes(app, settings, watcher, batcher)
+    add_prediction_routes(app, settings, watcher, batcher, log)
 
     @app.get(
         "/metrics",
@@ -145,7 +160,11 @@ def add_model_routes(app: FastAPI, watcher: ModelWatcher) -> None:
 
 
 def add_prediction_routes(
-    app: FastAPI, settings: Settings, watcher: ModelWatcher, batcher: Batcher
+    app: FastAPI,
+    settings: Settings,
+    watcher: ModelWatcher,
+    batcher: Batcher,
+    log: PredictionLog | None,
 ) -> None:
     """/predict (a batch of rows or images as JSON) and /predict/image (one PNG or JPEG)."""
 
@@ -169,7 +188,7 @@ def add_prediction_routes(
             batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
         else:
             batch = inputs.image_batch(payload, model.image_input_shape(), settings.max_batch_rows)
-        return await _answer(model, batch, batcher)
+        return await _answer(model, batch, batcher, request, log)
 
     @app.post(
         "/predict/image",
@@ -187,7 +206,7 @@ def add_prediction_routes(
         else:
             data, where = await request.body(), "body"
         batch = inputs.decode_image(data, model.image_input_shape(), where)
-        return await _answer(model, batch, batcher, single=True)
+        return await _answer(model, batch, batcher, request, log, single=True)
 
 
 def _require_type(request: Request, allowed: tuple[str, ...]) -> str:
@@ -227,12 +246,26 @@ async def _uploaded_file(request: Request) -> tuple[bytes, str]:
     return await upload.read(), f"file {upload.filename!r}"
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 async def _answer(
-    model: ServedModel, batch: np.ndarray, batcher: Batcher, single: bool = False
+    model: ServedModel,
+    batch: np.ndarray,
+    batcher: Batcher,
+    request: Request,
+    log: PredictionLog | None,
+    single: bool = False,
 ) -> Response:
     probabilities = np.asarray(await batcher.probabilities(model, batch), dtype=np.float64)
     predicted = probabilities.argmax(axis=1)
     labels = [model.classes[i] if i < len(model.classes) else str(i) for i in predicted]
+    # The caller's X-Request-ID (to match labels to predictions later), or a new one.
+    request_id = request.headers.get("x-request-id", "")
+    if not REQUEST_ID.fullmatch(request_id):
+        request_id = uuid.uuid4().hex
+    if log:
+        log.record(request_id, model, batch, probabilities, labels)
     body: dict[str, Any] = {"model": {"name": model.info.name, "version": model.info.version}}
     if single:
         first = probabilities[0].tolist()
@@ -242,107 +275,7 @@ async def _answer(
     # orjson straight to bytes (numpy arrays natively): FastAPI's jsonable_encoder would walk
     # every float in Python.
     return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        media_type="application/json",
+        headers={"X-Request-ID": request_id},
     )
-
-
-# --- OpenAPI descriptions of the hand-parsed bodies ----------------------------------------
-
-_ROW = {
-    "oneOf": [
-        {"type": "array", "items": {"type": ["number", "null"]}, "description": "signature order"},
-        {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
-    ]
-}
-PREDICT_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "description": "Exactly one of the three forms. Tabular models: rows of the "
-                    "signature's columns (GET /model lists them), null = missing reading. "
-                    "Image models: instances/inputs hold uint8 images (H, W, C).",
-                    "oneOf": [
-                        {
-                            "type": "object",
-                            "required": ["instances"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "instances": {"type": "array", "minItems": 1, "items": {}}
-                            },
-                        },
-                        {
-                            "type": "object",
-                            "required": ["dataframe_split"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "dataframe_split": {
-                                    "type": "object",
-                                    "required": ["data"],
-                                    "properties": {
-                                        "columns": {"type": "array", "items": {"type": "string"}},
-                                        "data": {"type": "array", "items": _ROW},
-                                    },
-                                }
-                            },
-                        },
-                        {
-                            "type": "object",
-                            "required": ["inputs"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "inputs": {
-                                    "oneOf": [
-                                        {"type": "array", "items": {}},
-                                        {
-                                            "type": "object",
-                                            "additionalProperties": {"type": "array"},
-                                        },
-                                    ]
-                                }
-                            },
-                        },
-                    ],
-                    "example": {
-                        "instances": [
-                            [
-                                1.5,
-                                2.0,
-                                1.8,
-                                2.2,
-                                2.5,
-                                2.4,
-                                2.9,
-                                3.1,
-                                3.0,
-                                2.7,
-                                2.8,
-                                3.3,
-                                3.0,
-                                2.9,
-                                3.2,
-                            ]
-                        ]
-                    },
-                }
-            }
-        },
-    },
-}
-IMAGE_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        },
-    },
-}

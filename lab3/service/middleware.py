@@ -8,8 +8,9 @@ import time
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from lab3.service.prediction_log import PredictionLog
 from lab3.service.watcher import ModelWatcher
 
 ENDPOINTS = ("/health", "/ready", "/model", "/predict", "/predict/image", "/metrics")
@@ -23,7 +24,7 @@ class BodyTooLarge(HTTPException):
 class Metrics:
     """Request counters and latency per endpoint, plus the watcher's state at scrape time."""
 
-    def __init__(self, watcher: ModelWatcher):
+    def __init__(self, watcher: ModelWatcher, log: PredictionLog | None = None):
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "service_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
@@ -52,11 +53,26 @@ class Metrics:
         )
 
         self.registry.register(_WatcherCollector(watcher))
+        if log is not None:
+            self.registry.register(_LogCollector(log))
 
     def model_call(self, requests: int, rows: int, seconds: float) -> None:
         self.batch_requests.observe(requests)
         self.rows.inc(rows)
         self.model_seconds.observe(seconds)
+
+
+class _LogCollector:
+    def __init__(self, log: PredictionLog):
+        self.log = log
+
+    def collect(self):
+        rows = CounterMetricFamily(
+            "service_prediction_log_rows", "Predicted rows by what the log did", labels=["outcome"]
+        )
+        for outcome, count in self.log.rows.items():
+            rows.add_metric([outcome], count)
+        yield rows
 
 
 class _WatcherCollector:

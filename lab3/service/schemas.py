@@ -80,3 +80,105 @@ PREDICTION_ERRORS = {
     "e422": "Body does not fit the model",
     "e503": "No model loaded yet",
 }
+
+
+# --- OpenAPI descriptions of the hand-parsed bodies ----------------------------------------
+
+ROW_SCHEMA = {
+    "oneOf": [
+        {"type": "array", "items": {"type": ["number", "null"]}, "description": "signature order"},
+        {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+    ]
+}
+PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": "Exactly one of the three forms. Tabular models: rows of the "
+                    "signature's columns (GET /model lists them), null = missing reading. "
+                    "Image models: instances/inputs hold uint8 images (H, W, C).",
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["instances"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "instances": {"type": "array", "minItems": 1, "items": {}}
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["dataframe_split"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "dataframe_split": {
+                                    "type": "object",
+                                    "required": ["data"],
+                                    "properties": {
+                                        "columns": {"type": "array", "items": {"type": "string"}},
+                                        "data": {"type": "array", "items": ROW_SCHEMA},
+                                    },
+                                }
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["inputs"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "inputs": {
+                                    "oneOf": [
+                                        {"type": "array", "items": {}},
+                                        {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "array"},
+                                        },
+                                    ]
+                                }
+                            },
+                        },
+                    ],
+                    "example": {
+                        "instances": [
+                            [
+                                1.5,
+                                2.0,
+                                1.8,
+                                2.2,
+                                2.5,
+                                2.4,
+                                2.9,
+                                3.1,
+                                3.0,
+                                2.7,
+                                2.8,
+                                3.3,
+                                3.0,
+                                2.9,
+                                3.2,
+                            ]
+                        ]
+                    },
+                }
+            }
+        },
+    },
+}
+IMAGE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+}

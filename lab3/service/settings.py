@@ -6,6 +6,9 @@ MLFLOW_TRACKING_URI  where models:/ URIs are resolved (MLflow reads it itself)
 POLL_INTERVAL_S      how often to ask the registry where the alias points (default 10)
 MAX_BATCH_ROWS       rows (or images) per /predict request (default 10000)
 MAX_BODY_BYTES       request body limit (default 16 MiB)
+PREDICTION_LOG       the prediction log's folder (default: params.yaml's
+                     monitoring.prediction_log, relative to the checkout); "" turns it off.
+                     Its rotation and retention come from params.yaml's monitoring section.
 """
 
 from __future__ import annotations
@@ -13,17 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab1.core.errors import PipelineError
 
 
-def default_model_uri() -> str:
-    """The champion of params.yaml's dataset, named as the pipeline registers it."""
-    from lab1.core.params import load_params
-    from lab1.core.paths import PATHS
-    from lab1.core.registry import CHAMPION
-
-    return f"models:/{load_params(PATHS.params).registered_model_name}@{CHAMPION}"
+@dataclass(frozen=True)
+class LogSettings:
+    folder: Path
+    rotate_mb: float
+    keep_files: int
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,31 @@ class Settings:
     poll_interval_s: float
     max_batch_rows: int
     max_body_bytes: int
+    prediction_log: LogSettings | None = None  # None: predictions are not logged
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings; a bad value raises PipelineError naming the variable and value."""
+        from lab1.core.params import load_params
+        from lab1.core.paths import PATHS
+        from lab1.core.registry import CHAMPION
+
         env = os.environ if env is None else env
+        params = load_params(PATHS.params)
+        # The default model: the champion of params.yaml's dataset, as the pipeline names it.
+        champion = f"models:/{params.registered_model_name}@{CHAMPION}"
+        monitoring = params.monitoring
+        folder = env.get("PREDICTION_LOG", monitoring.prediction_log)
         return cls(
-            model_uri=env.get("MODEL_URI") or default_model_uri(),
+            model_uri=env.get("MODEL_URI") or champion,
             poll_interval_s=_number(env, "POLL_INTERVAL_S", 10.0, float, minimum=0.05),
             max_batch_rows=_number(env, "MAX_BATCH_ROWS", 10_000, int, minimum=1),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", 16 * 2**20, int, minimum=1024),
+            prediction_log=LogSettings(
+                PATHS.root / folder, monitoring.rotate_mb, monitoring.keep_files
+            )
+            if folder
+            else None,
         )
 
 

@@ -1,0 +1,104 @@
+"""The prediction log: every predicted row as one JSON line (what came in, what went out, which
+model), rotated and pruned, and never the reason a prediction fails."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from lab3.service.app import create_app
+from lab3.service.settings import LogSettings, Settings
+from tests.lab3.conftest import NAME, rows, wait_for
+
+
+def served(models, folder, rotate_mb=16.0, keep_files=20, uri=None) -> TestClient:
+    settings = Settings(
+        model_uri=uri or str(models.folders["1"]),
+        poll_interval_s=0.1,
+        max_batch_rows=100,
+        max_body_bytes=64 * 1024,
+        prediction_log=LogSettings(folder, rotate_mb, keep_files),
+    )
+    return TestClient(create_app(settings))
+
+
+def logged(folder) -> list[dict]:
+    return [
+        json.loads(line)
+        for path in sorted(folder.glob("predictions-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_each_row_is_logged_with_its_inputs_answer_model_and_request_id(
+    models, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", models.tracking_uri)
+    sample = models.sample.head(4)
+    columns, data = list(sample.columns), rows(sample)
+    folder = tmp_path / "log"
+    with served(models, folder, uri=f"models:/{NAME}/1") as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        answer = client.post(
+            "/predict", json={"instances": data}, headers={"X-Request-ID": "week-1:42"}
+        )
+        unnamed = client.post("/predict", json={"instances": data[:1]})
+    assert answer.status_code == 200 and answer.headers["X-Request-ID"] == "week-1:42"
+    minted = unnamed.headers["X-Request-ID"]
+    assert len(minted) == 32  # none given: the service makes one and says it
+
+    lines = logged(folder)  # the client has stopped: the writer flushed everything
+    assert [(line["request_id"], line["row"]) for line in lines] == [
+        ("week-1:42", 0),
+        ("week-1:42", 1),
+        ("week-1:42", 2),
+        ("week-1:42", 3),
+        (minted, 0),
+    ]
+    got = answer.json()
+    for line, sent, probabilities, label in zip(
+        lines, data, got["probabilities"], got["labels"], strict=False
+    ):
+        assert line["model"] == NAME and line["version"] == "1"
+        assert list(line["inputs"]) == columns
+        assert list(line["inputs"].values()) == sent  # a missing reading stays null
+        np.testing.assert_allclose(list(line["probabilities"].values()), probabilities)
+        assert list(line["probabilities"]) == ["normal", "faulty"]
+        assert line["label"] == label
+        assert line["time"].endswith("Z")
+    assert any(value is None for row in data for value in row)
+
+
+def test_files_rotate_and_only_the_newest_are_kept(models, tmp_path):
+    data = rows(models.sample.head(1))
+    folder = tmp_path / "log"
+    with served(models, folder, rotate_mb=2 / 1024, keep_files=3) as client:  # 2 KiB files
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        for i in range(40):
+            headers = {"X-Request-ID": f"r{i}"}
+            assert client.post("/predict", json={"instances": data}, headers=headers).is_success
+            wait_for(lambda i=i: f'"r{i}"' in "".join(p.read_text() for p in folder.glob("*")))
+        metrics = client.get("/metrics").text
+    files = sorted(folder.glob("predictions-*.jsonl"))
+    assert len(files) == 3
+    assert all(path.stat().st_size < 2 * 1024 + 1024 for path in files)  # one line over at most
+    kept = [line["request_id"] for line in logged(folder)]
+    assert kept[-1] == "r39" and kept == sorted(kept, key=lambda r: int(r[1:]))  # the newest
+    assert 'service_prediction_log_rows_total{outcome="written"} 40.0' in metrics
+
+
+def test_an_unwritable_log_never_fails_a_prediction_and_is_said_once(models, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the log's folder cannot be made under a file")
+    data = rows(models.sample.head(2))
+    caplog.set_level(logging.WARNING, logger="lab3.service.prediction_log")
+    with served(models, blocker / "log") as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        for _ in range(5):
+            assert client.post("/predict", json={"instances": data}).status_code == 200
+        wait_for(lambda: 'outcome="failed"} 10.0' in client.get("/metrics").text)
+    said = [r.getMessage() for r in caplog.records if "prediction log" in r.getMessage()]
+    assert len(said) == 1 and str(blocker / "log") in said[0], said
