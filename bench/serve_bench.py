@@ -218,7 +218,7 @@ def prediction_log_ab(uri: str, bodies: dict[str, bytes], args, work: Path) -> i
         shutil.rmtree(work, ignore_errors=True)
     print(
         f"model {uri}; wrk, {args.connections} connections, {args.seconds} s each, "
-        f"{args.rounds} rounds, {os.cpu_count()} cores; {logged} rows logged"
+        f"{args.rounds} rounds, {os.cpu_count()} cores; {logged} requests logged"
     )
     for label in bodies:
         off, on = (statistics.median(rps[label, mode]) for mode in ("off", "on"))
