@@ -111,28 +111,36 @@ class PredictionLog:
         self._hand_over()
 
     def _hand_over(self) -> None:
-        while self._pending:
-            when, request_id, model, batch, probabilities, labels = self._pending.popleft()
+        """Everything queued as two messages: the requests' headers, then their arrays' bytes
+        (a copy, no per-value work; the pipe's write releases the GIL)."""
+        requests = [self._pending.popleft() for _ in range(len(self._pending))]
+        if not requests:
+            return
+        headers, blobs = [], []
+        for when, request_id, model, batch, probabilities, labels in requests:
             width = probabilities.shape[1]
             classes = model.classes if len(model.classes) == width else list(map(str, range(width)))
-            header = {
-                "time": when,
-                "request_id": request_id,
-                "model": model.info.name,
-                "version": model.info.version,
-                "columns": model.columns if model.kind == "tabular" else None,
-                "classes": classes,
-                "labels": labels,
-                "arrays": [[a.dtype.str, a.shape] for a in (batch, probabilities)],
-            }
-            try:  # raw bytes: a copy, no per-value work (the pipe's write releases the GIL)
-                self._sender.send_bytes(orjson.dumps(header))
-                self._sender.send_bytes(np.ascontiguousarray(batch).tobytes())
-                self._sender.send_bytes(np.ascontiguousarray(probabilities).tobytes())
-            except (OSError, ValueError) as exc:  # the writer died
-                if self._dropped == 0:
-                    logger.warning("prediction log %s: writer gone (%s)", self.folder, exc)
-                self._dropped += len(batch)
+            arrays = [np.ascontiguousarray(batch), np.ascontiguousarray(probabilities)]
+            headers.append(
+                {
+                    "time": when,
+                    "request_id": request_id,
+                    "model": model.info.name,
+                    "version": model.info.version,
+                    "columns": model.columns if model.kind == "tabular" else None,
+                    "classes": classes,
+                    "labels": labels,
+                    "arrays": [[a.dtype.str, a.shape] for a in arrays],
+                }
+            )
+            blobs += [a.tobytes() for a in arrays]
+        try:
+            self._sender.send_bytes(orjson.dumps(headers))
+            self._sender.send_bytes(b"".join(blobs))
+        except (OSError, ValueError) as exc:  # the writer died
+            if self._dropped == 0:
+                logger.warning("prediction log %s: writer gone (%s)", self.folder, exc)
+            self._dropped += sum(len(request[3]) for request in requests)
 
 
 # --- the writer process ------------------------------------------------------------------------
@@ -148,22 +156,24 @@ def write_forever(
     files = _Files(folder, rotate_bytes, keep_files)
     while True:
         try:
-            header = orjson.loads(receiver.recv_bytes())
-            raw = [receiver.recv_bytes() for _ in header["arrays"]]
+            headers = orjson.loads(receiver.recv_bytes())
+            data = memoryview(receiver.recv_bytes())
         except (EOFError, OSError):
             files.close()
             return
-        arrays = [
-            np.frombuffer(data, dtype=dtype).reshape(shape)
-            for data, (dtype, shape) in zip(raw, header.pop("arrays"), strict=True)
-        ]
-        rows = len(arrays[0])
-        if files.write(_line(header, *arrays)):
-            counts[WRITTEN] += rows
-        else:
-            counts[FAILED] += rows
-        if not receiver.poll():  # nothing more queued: make what was written readable
-            files.flush()
+        start = 0
+        for header in headers:
+            arrays = []
+            for dtype, shape in header.pop("arrays"):
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                arrays.append(np.frombuffer(data[start : start + size], dtype).reshape(shape))
+                start += size
+            rows = len(arrays[0])
+            if files.write(_line(header, *arrays)):
+                counts[WRITTEN] += rows
+            else:
+                counts[FAILED] += rows
+        files.flush()  # what was handed over is readable now
 
 
 def _line(header: dict[str, Any], batch: np.ndarray, probabilities: np.ndarray) -> bytes:
