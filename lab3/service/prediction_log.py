@@ -60,7 +60,7 @@ class PredictionLog:
         self._dropped = 0
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._writer = context.Process(
-            target=write_forever,
+            target=writer_process,
             args=(self._receiver, *self._settings, self._counts),
             name="prediction-log-writer",
             daemon=True,
@@ -146,13 +146,18 @@ class PredictionLog:
 # --- the writer process ------------------------------------------------------------------------
 
 
-def write_forever(
-    receiver: Connection, folder: Path, rotate_bytes: int, keep_files: int, counts
-) -> None:
-    """The writer process: one JSON line per request until the service closes its end."""
+def writer_process(*args: Any) -> None:
+    """The writer process's entry point: its log lines go to stderr, as the service's do."""
     from lab1.core.cli import setup_logging
 
     setup_logging()
+    write_forever(*args)
+
+
+def write_forever(
+    receiver: Connection, folder: Path, rotate_bytes: int, keep_files: int, counts
+) -> None:
+    """One JSON line per request handed over, until the service closes its end."""
     files = _Files(folder, rotate_bytes, keep_files)
     while True:
         try:

@@ -92,3 +92,51 @@ def test_an_unwritable_log_never_fails_a_prediction_and_is_said_once(models, tmp
     # The writer process logs to the service's stderr.
     said = [line for line in capfd.readouterr().err.splitlines() if "prediction log" in line]
     assert len(said) == 1 and str(blocker / "log") in said[0], said
+
+
+def test_the_writer_turns_handed_over_bytes_into_lines_tables_and_images(tmp_path):
+    """The writer's side of the hand-over, in this process: two requests (a table's rows and
+    an image batch) sent as the service sends them become two lines with the same values."""
+    import multiprocessing
+    import threading
+
+    import orjson
+
+    from lab3.service.prediction_log import write_forever
+
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    counts = [0, 0]  # written, failed
+    writer = threading.Thread(
+        target=write_forever, args=(receiver, tmp_path / "log", 2**20, 5, counts)
+    )
+    writer.start()
+    table = np.array([[1.5, np.nan], [2.0, 3.25]])
+    images = np.arange(2 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 2, 3)
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8]])
+    headers = [
+        {
+            "time": 0.0,
+            "request_id": id_,
+            "model": "m",
+            "version": "2",
+            "columns": columns,
+            "classes": ["a", "b"],
+            "labels": ["a", "b"],
+            "arrays": [[x.dtype.str, x.shape], [probabilities.dtype.str, probabilities.shape]],
+        }
+        for id_, columns, x in (("t", ["c1", "c2"], table), ("i", None, images))
+    ]
+    sender.send_bytes(orjson.dumps(headers))
+    # Each request's arrays in order: its inputs, then its probabilities.
+    sender.send_bytes(b"".join(a.tobytes() for a in (table, probabilities, images, probabilities)))
+    sender.close()
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    lines = logged(tmp_path / "log")
+    assert counts == [4, 0]
+    assert lines[0]["time"] == "1970-01-01T00:00:00.000Z"
+    assert lines[0]["inputs"] == [[1.5, None], [2.0, 3.25]] and lines[0]["columns"] == ["c1", "c2"]
+    assert lines[0]["probabilities"] == probabilities.tolist()
+    assert lines[1]["image_shape"] == [2, 2, 3]
+    assert lines[1]["image_means"] == images.astype(float).mean(axis=(1, 2)).tolist()
+    assert "inputs" not in lines[1]
