@@ -54,14 +54,13 @@ class PredictionLog:
 
     def __init__(self, folder: Path, rotate_mb: float, keep_files: int):
         self.folder = folder
-        self._settings = (folder, int(rotate_mb * 2**20), keep_files)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._counts = context.RawArray("q", 2)
         self._dropped = 0
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._writer = context.Process(
             target=writer_process,
-            args=(self._receiver, *self._settings, self._counts),
+            args=(self._receiver, folder, int(rotate_mb * 2**20), keep_files, self._counts),
             name="prediction-log-writer",
             daemon=True,
         )
