@@ -11,7 +11,8 @@ normalisation is the model's first layer, so it takes raw uint8 images (pt2 form
 Both are logged to MLflow with signature, input example and exact pip requirements.
 
 Reads:  data/processed/train.parquet + preprocessor.skops, or train.npz + normalization.json
-Writes: models/model/ (MLflow model), models/model.json (run id, model URI)
+Writes: models/model/ (MLflow model; temperature: with reference_profile.json, the training
+        data's profile for monitoring), models/model.json (run id, model URI)
 """
 
 from __future__ import annotations
@@ -59,8 +60,15 @@ def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str,
     # preprocessor and the estimator in one Pipeline, which takes raw reading windows.
     model = tables.train(train, load_preprocessor(PATHS.preprocessor), section)
     fit_seconds = time.perf_counter() - started
+    # What the model learned from, kept with it: monitoring compares served traffic with this.
+    profile = tables.reference_profile(model, train, params.data_preprocessing)
     info = run.log_sklearn_model(
-        model, tables.input_example(train), model_dir, list(CLASS_NAMES), params.logged_model_name
+        model,
+        tables.input_example(train),
+        model_dir,
+        list(CLASS_NAMES),
+        params.logged_model_name,
+        profile=profile,
     )
     train_accuracy = tables.accuracy(model, train)
     run.log_metrics({"fit_s": fit_seconds, "train_accuracy": train_accuracy})

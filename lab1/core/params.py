@@ -178,10 +178,20 @@ class ModelQualityParams(Section):
     data: DataCheckParams
 
 
+class DriftParams(Section):
+    ks_p_value: Annotated[float, PROBABILITY]
+    psi: Annotated[float, above(0)]
+    max_share: Annotated[float, PROBABILITY]
+
+
 class MonitoringParams(Section):
     prediction_log: str
     rotate_mb: Annotated[float, above(0)]
     keep_files: POSITIVE_INT
+    window_days: Annotated[float, above(0)]
+    min_rows: POSITIVE_INT
+    drift: DriftParams
+    max_missing_share: Annotated[float, PROBABILITY]
 
 
 class TrackingParams(Section):

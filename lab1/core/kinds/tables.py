@@ -163,6 +163,18 @@ def input_example(train: pd.DataFrame) -> pd.DataFrame:
     return train.loc[complete, inputs].head(5).reset_index(drop=True)
 
 
+def reference_profile(model: Any, train: pd.DataFrame, section: Any) -> dict[str, Any]:
+    """The training rows' profile for monitoring (lab1.core.profile): their features, classes
+    and the model's fault probability on them. ``section``: params.data_preprocessing."""
+    from lab1.core import profile
+    from lab1.core.processed import LABEL, input_columns
+
+    inputs = input_columns(train)
+    probabilities = model.predict_proba(train[inputs])[:, 1]
+    settings = {"window": section.window, "missing_rule": section.missing_rule, "columns": inputs}
+    return profile.build(train[inputs].to_numpy(), train[LABEL].to_numpy(), probabilities, settings)
+
+
 def accuracy(model: Any, frame: pd.DataFrame) -> float:
     from lab1.core.processed import LABEL, input_columns
 

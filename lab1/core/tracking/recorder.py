@@ -126,11 +126,19 @@ class Recorder:
         self.client.log_artifact(self._run(), path, artifact_path)
 
     def log_sklearn_model(
-        self, model_file: str, example: dict, local_dir: str, classes: list[str], name: str
+        self,
+        model_file: str,
+        example: dict,
+        local_dir: str,
+        classes: list[str],
+        name: str,
+        extra_files: list[str] = (),  # type: ignore[assignment]
     ) -> dict[str, str]:
-        """Log the model saved (skops) in ``model_file`` to this run as ``name``, and copy what
-        was logged to ``local_dir``; ``example``: a pandas "split" dict. Returns
-        ``{model_uri, model_id}``."""
+        """Log the model saved (skops) in ``model_file`` to this run as ``name``, with
+        ``extra_files`` among its artifacts, and copy what was logged to ``local_dir``;
+        ``example``: a pandas "split" dict. Returns ``{model_uri, model_id}``."""
+        import shutil
+
         import pandas as pd
 
         from lab1.core.model_io import load_skops_trusted, log_and_save
@@ -140,6 +148,9 @@ class Recorder:
             model, pd.DataFrame(**example), Path(local_dir), classes, self._run(),
             self.experiment_id, trusted, name,
         )  # fmt: skip
+        for path in extra_files:  # the logged model's own artifacts, and the local copy's
+            self.client.log_model_artifact(info.model_id, path)
+            shutil.copy(path, Path(local_dir) / Path(path).name)
         return {"model_uri": info.model_uri, "model_id": info.model_id}
 
     def gate_state(self, gate: dict[str, float], **args: Any) -> dict[str, Any]:

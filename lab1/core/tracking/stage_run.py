@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lab1.core.io import file_sha256, tree_sha256
+from lab1.core.io import file_sha256, tree_sha256, write_json
 from lab1.core.lineage import Ancestry
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
@@ -149,17 +149,28 @@ class StageRun:
         self._call("log_artifact", path=str(path), artifact_path=artifact_path)
 
     def log_sklearn_model(
-        self, model: Any, example: Any, local_dir: Path, classes: list[str], name: str
+        self,
+        model: Any,
+        example: Any,
+        local_dir: Path,
+        classes: list[str],
+        name: str,
+        profile: dict[str, Any] | None = None,
     ) -> dict[str, str]:
         """``mlflow.sklearn.log_model`` (skops format) as ``name``, and a copy of what was
-        logged in ``local_dir``; ``example``: a DataFrame of inputs. Returns
-        ``{model_uri, model_id}``."""
+        logged in ``local_dir``; ``example``: a DataFrame of inputs; ``profile``: the training
+        data's profile, stored with the model as PROFILE_FILE. Returns ``{model_uri, model_id}``."""
         from lab1.core.model_io import save_skops
+        from lab1.core.profile import PROFILE_FILE
 
         started = time.perf_counter()
         # The model crosses to the recorder in the safe format it is stored in.
         handoff = local_dir.parent / ".model-handoff.skops"
         save_skops(model, handoff)
+        extra_files = []
+        if profile is not None:
+            extra_files.append(str(local_dir.parent / PROFILE_FILE))
+            write_json(Path(extra_files[0]), profile)
         logged = self._call(
             "log_sklearn_model",
             reply=True,
@@ -168,8 +179,11 @@ class StageRun:
             local_dir=str(local_dir),
             classes=list(classes),
             name=name,
+            extra_files=extra_files,
         )
         handoff.unlink()
+        for path in extra_files:
+            Path(path).unlink()
         self.log_metrics({"log_model_s": time.perf_counter() - started})
         return dict(logged)
 
