@@ -6,7 +6,7 @@ PORT ?= 5000
 ENTRY ?= model_testing
 DATASET ?=  # empty: params.yaml's `dataset`
 
-.PHONY: help setup pipeline ui serve lineage mlflow-run test test-quick clean
+.PHONY: help setup pipeline ui serve simulate monitor lineage mlflow-run test test-quick clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -22,6 +22,12 @@ ui:  ## the MLflow UI on the project's store: http://127.0.0.1:5000 (the link pi
 
 serve:  ## the model service on the champion: http://127.0.0.1:8080 (demo page), /docs
 	$(PY) -m lab3.serve
+
+simulate:  ## with `make serve` running: a normal week of traffic, then a shifted one, monitored
+	$(PY) -m lab3.monitor.simulate
+
+monitor:  ## the served model's last 7 days against its training data: report, MLflow run
+	$(PY) -m lab3.monitor
 
 lineage:  ## how the champion was made, and the command that rebuilds it
 	$(PY) -m lab1.lineage

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--since", type=parse_time, help="ISO time (UTC); default: until - window")
     cli.add_argument("--until", type=parse_time, help="ISO time (UTC); default: now")
     cli.add_argument("--labels", type=Path, help="CSV: request_id, row, label[, fault_kind]")
-    cli.add_argument("--log-dir", type=Path, help="default: params.yaml prediction_log")
+    cli.add_argument(
+        "--log-dir", type=Path, help="default: $PREDICTION_LOG, else params.yaml prediction_log"
+    )
     cli.add_argument("--report", type=Path, help="the HTML page (default: reports/monitoring/)")
     cli.add_argument("--pushgateway", help="push the figures as gauges, e.g. http://127.0.0.1:9091")
     cli.add_argument("--retrain", action="store_true", help="on an alarm, run bash pipeline.sh")
@@ -66,8 +69,11 @@ def monitor(args: argparse.Namespace) -> int:
     settings = params.monitoring
     until = args.until or datetime.now(UTC)
     since = args.since or until - timedelta(days=settings.window_days)
-    window = f"{since:%Y-%m-%d %H:%M:%S} to {until:%Y-%m-%d %H:%M:%S} UTC"
-    log_dir = args.log_dir or PATHS.root / settings.prediction_log
+    ends = (f"{since:%Y-%m-%d %H:%M:%S}", f"{until:%Y-%m-%d %H:%M:%S} UTC")
+    window = f"{ends[0]} to {ends[1]}"
+    # PREDICTION_LOG: the variable the service takes its log folder from (lab3/service/settings.py)
+    log_dir = args.log_dir or Path(os.environ.get("PREDICTION_LOG") or settings.prediction_log)
+    log_dir = PATHS.root / log_dir  # a relative folder is the checkout's, as for the service
     served = traffic.read_log(log_dir, since, until)
     labels = traffic.read_labels(args.labels) if args.labels else None
     client = connect()
@@ -78,7 +84,7 @@ def monitor(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     title = f"Monitoring: {served.model} version {served.version}"
     path.write_text(report.render(result, title, window, {}), encoding="utf-8")
-    run_id = publish.record_run(client, params.experiment_name, version, result, window, path)
+    run_id = publish.record_run(client, params.experiment_name, version, result, ends, path)
     if args.pushgateway:
         publish.push_gauges(args.pushgateway, result)
     summary(result, path, run_id)

@@ -53,7 +53,12 @@ def logged_model_id(version: Any) -> str:
 
 
 def record_run(
-    client: Any, experiment: str, version: Any, result: Result, window: str, report: Path
+    client: Any,
+    experiment: str,
+    version: Any,
+    result: Result,
+    window: tuple[str, str],
+    report: Path,
 ) -> str:
     """A monitoring run tagged with the served version, its metrics also logged against the
     version's logged model (MLflow 3 shows them on the model's page), the report attached."""
@@ -65,12 +70,12 @@ def record_run(
     )
     tags = {
         "mlops.kind": "monitoring",
-        "mlflow.runName": f"monitoring {version.name} v{version.version}",
+        "mlflow.runName": f"monitoring v{version.version} until {window[1]}",
         "model.name": version.name,
         "model.version": str(version.version),
         "model.id": logged_model_id(version),
         "model.source_run_id": version.run_id or "",
-        "monitoring.window": window,
+        "monitoring.window": f"{window[0]} to {window[1]}",
         "monitoring.alarm": "; ".join(result.alarms) or "none",
     }
     run = client.create_run(experiment_id, tags=tags)

@@ -16,6 +16,7 @@ from tests.conftest import REPO, Project, clean_env, tool
 from tests.lab2.jenkinsfile import parse
 
 JENKINSFILE = REPO / "Jenkinsfile"
+MONITOR_JENKINSFILE = REPO / "lab2" / "monitor.Jenkinsfile"  # tests/lab3/test_monitor.py runs it
 ACCURACY_LINE = re.compile(r"^Model test accuracy is: \d\.\d{3}$")
 
 
@@ -29,8 +30,9 @@ def lint(path: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.tools
-def test_jenkinsfile_passes_the_linter():
-    done = lint(JENKINSFILE)
+@pytest.mark.parametrize("path", [JENKINSFILE, MONITOR_JENKINSFILE], ids=lambda p: p.name)
+def test_jenkinsfile_passes_the_linter(path):
+    done = lint(path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

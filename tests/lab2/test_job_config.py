@@ -45,6 +45,16 @@ def test_job_runs_the_jenkinsfile_from_scm_with_polling_and_webhook():
     assert triggers.find("com.cloudbees.jenkins.GitHubPushTrigger") is not None
 
 
+def test_the_monitoring_job_runs_its_jenkinsfile_every_morning(tmp_path):
+    render(tmp_path)
+    exported = LAB2 / "export" / "mlops-monitor" / "config.xml"
+    assert (tmp_path / "mlops-monitor" / "config.xml").read_text() == exported.read_text()
+    root = ET.parse(exported).getroot()
+    assert root.findtext("definition/scriptPath") == "lab2/monitor.Jenkinsfile"
+    assert (REPO / "lab2" / "monitor.Jenkinsfile").is_file()
+    assert root.findtext(".//hudson.triggers.TimerTrigger/spec") == "H 6 * * *"
+
+
 def test_a_broken_job_definition_is_rejected(tmp_path):
     broken = tmp_path / "jobs"
     broken.mkdir()
