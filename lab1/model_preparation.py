@@ -11,8 +11,8 @@ normalisation is the model's first layer, so it takes raw uint8 images (pt2 form
 Both are logged to MLflow with signature, input example and exact pip requirements.
 
 Reads:  data/processed/train.parquet + preprocessor.skops, or train.npz + normalization.json
-Writes: models/model/ (MLflow model; temperature: with reference_profile.json, the training
-        data's profile for monitoring), models/model.json (run id, model URI)
+Writes: models/model/ (MLflow model; temperature: + reference_profile.json, the training data's
+        profile for monitoring), models/model.json (run id, model URI)
 """
 
 from __future__ import annotations
@@ -62,14 +62,8 @@ def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str,
     fit_seconds = time.perf_counter() - started
     # What the model learned from, kept with it: monitoring compares served traffic with this.
     profile = tables.reference_profile(model, train, params.data_preprocessing)
-    info = run.log_sklearn_model(
-        model,
-        tables.input_example(train),
-        model_dir,
-        list(CLASS_NAMES),
-        params.logged_model_name,
-        profile=profile,
-    )
+    example, name = tables.input_example(train), params.logged_model_name
+    info = run.log_sklearn_model(model, example, model_dir, list(CLASS_NAMES), name, profile)
     train_accuracy = tables.accuracy(model, train)
     run.log_metrics({"fit_s": fit_seconds, "train_accuracy": train_accuracy})
     run.set_tags({"model_uri": info["model_uri"]})

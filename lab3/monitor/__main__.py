@@ -32,6 +32,7 @@ from lab1.core.cli import params_from_args, run_script, setup_logging, stage_par
 from lab1.core.errors import EXIT_OK, UsageError
 from lab1.core.paths import PATHS
 from lab3.monitor.traffic import parse_time
+from lab3.service.settings import is_database
 
 if TYPE_CHECKING:
     from lab3.monitor.checks import Result
@@ -49,7 +50,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--until", type=parse_time, help="ISO time (UTC); default: now")
     cli.add_argument("--labels", type=Path, help="CSV: request_id, row, label[, fault_kind]")
     cli.add_argument(
-        "--log-dir", type=Path, help="default: $PREDICTION_LOG, else params.yaml prediction_log"
+        "--log",
+        help="the prediction log: a folder or a postgresql:// URL (default: $PREDICTION_LOG, "
+        "else params.yaml monitoring.prediction_log)",
     )
     cli.add_argument("--report", type=Path, help="the HTML page (default: reports/monitoring/)")
     cli.add_argument("--pushgateway", help="push the figures as gauges, e.g. http://127.0.0.1:9091")
@@ -71,10 +74,9 @@ def monitor(args: argparse.Namespace) -> int:
     since = args.since or until - timedelta(days=settings.window_days)
     ends = (f"{since:%Y-%m-%d %H:%M:%S}", f"{until:%Y-%m-%d %H:%M:%S} UTC")
     window = f"{ends[0]} to {ends[1]}"
-    # PREDICTION_LOG: the variable the service takes its log folder from (lab3/service/settings.py)
-    log_dir = args.log_dir or Path(os.environ.get("PREDICTION_LOG") or settings.prediction_log)
-    log_dir = PATHS.root / log_dir  # a relative folder is the checkout's, as for the service
-    served = traffic.read_log(log_dir, since, until)
+    # PREDICTION_LOG: where the service writes its log (lab3/service/settings.py)
+    log = args.log or os.environ.get("PREDICTION_LOG") or settings.prediction_log
+    served = traffic.read_log(log if is_database(log) else PATHS.root / log, since, until)
     labels = traffic.read_labels(args.labels) if args.labels else None
     client = connect()
     version, profile = publish.served_version(client, served.model, served.version)

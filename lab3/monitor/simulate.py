@@ -106,6 +106,22 @@ def send_week(url: str, name: str, stations: list, labels: Path) -> str:
     return request_id
 
 
+def wait_ready(url: str, timeout_s: float = 120.0) -> None:
+    """Until the service has loaded its model (a service just started takes seconds)."""
+    deadline, said = time.monotonic() + timeout_s, False
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ready", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if not said:
+            logger.info("waiting for %s/ready (the service loads its model)", url)
+            said = True
+        time.sleep(0.5)
+    raise PipelineError(f"{url}: not ready after {timeout_s:.0f} s (start it: make serve)")
+
+
 def wait_logged(folder: Path, request_id: str, timeout_s: float = 15.0) -> None:
     """Until the service's log writer has written ``request_id`` (it hands over twice a second)."""
     needle = f'"request_id":"{request_id}"'.encode()
@@ -128,6 +144,7 @@ def simulate(args: argparse.Namespace) -> int:
     out = PATHS.root / OUT
     out.mkdir(parents=True, exist_ok=True)
     alarms: dict[str, list[bool]] = {kind: [] for kind in args.kinds}
+    wait_ready(args.url.rstrip("/"))
     for week in range(args.weeks):
         for kind in args.kinds:
             name = f"{kind}-{args.seed + week}"

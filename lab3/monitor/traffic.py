@@ -42,8 +42,29 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def read_log(folder: Path, since: datetime, until: datetime) -> Traffic:
-    """The log's rows answered in [since, until), of the version that answered most of them."""
+def read_log(source: Path | str, since: datetime, until: datetime) -> Traffic:
+    """The log's rows answered in [since, until), of the version that answered most of them.
+    ``source``: the log's folder, or a postgresql:// URL."""
+    if isinstance(source, str):
+        from lab3.service.prediction_table import read_window
+        from lab3.service.settings import shown
+
+        lines = [line for line in read_window(source, since, until) if "inputs" in line]
+        return _traffic_of_one_version(_some(lines, shown(source), since, until))
+    return _traffic_of_one_version(_some(_read_folder(source, since, until), source, since, until))
+
+
+def _some(lines: list[dict], source: object, since: datetime, until: datetime) -> list[dict]:
+    if not lines:
+        raise DataError(
+            f"{source}: no logged predictions between {since:%Y-%m-%d %H:%M:%S} and "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC (is the service's prediction log on? "
+            "params.yaml monitoring.prediction_log)"
+        )
+    return lines
+
+
+def _read_folder(folder: Path, since: datetime, until: datetime) -> list[dict]:
     lines, unreadable = [], 0
     for path in sorted(folder.glob("predictions-*.jsonl")):
         with path.open("rb") as file:
@@ -61,13 +82,7 @@ def read_log(folder: Path, since: datetime, until: datetime) -> Traffic:
                     lines.append(line)
     if unreadable:
         logger.warning("%s: %d unreadable log lines left out", folder, unreadable)
-    if not lines:
-        raise DataError(
-            f"{folder}: no logged predictions between {since:%Y-%m-%d %H:%M:%S} and "
-            f"{until:%Y-%m-%d %H:%M:%S} UTC (is the service's prediction log on? "
-            "params.yaml monitoring.prediction_log)"
-        )
-    return _traffic_of_one_version(lines)
+    return lines
 
 
 def _traffic_of_one_version(lines: list[dict]) -> Traffic:

@@ -59,12 +59,7 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     """The service for ``settings``. ``watcher`` defaults to one following settings.model_uri;
     it is started and stopped with the application (lifespan)."""
     watcher = watcher or ModelWatcher(settings.model_uri, settings.poll_interval_s)
-    log_settings = settings.prediction_log
-    log = (
-        PredictionLog(log_settings.folder, log_settings.rotate_mb, log_settings.keep_files)
-        if log_settings
-        else None
-    )
+    log = PredictionLog(settings.prediction_log) if settings.prediction_log else None
     metrics = Metrics(watcher, log)
     batcher = Batcher(settings.max_batch_rows, on_call=metrics.model_call)
 

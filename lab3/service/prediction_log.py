@@ -37,6 +37,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from lab3.service.settings import LogSettings, is_database, shown
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
@@ -52,15 +54,15 @@ WRITTEN, FAILED = 0, 1  # the writer process's counts, in memory shared with the
 class PredictionLog:
     """The service's side: a queue, and a thread that hands it to the writer process."""
 
-    def __init__(self, folder: Path, rotate_mb: float, keep_files: int):
-        self.folder = folder
+    def __init__(self, settings: LogSettings):
+        self.destination = shown(settings.destination)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._counts = context.RawArray("q", 2)
         self._dropped = 0
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._writer = context.Process(
             target=writer_process,
-            args=(self._receiver, folder, int(rotate_mb * 2**20), keep_files, self._counts),
+            args=(self._receiver, settings, self._counts),
             name="prediction-log-writer",
             daemon=True,
         )
@@ -99,7 +101,7 @@ class PredictionLog:
         """Queue one answered request (the request path: O(1), never raises)."""
         if len(self._pending) >= MAX_PENDING_REQUESTS:
             if self._dropped == 0:
-                logger.warning("prediction log %s: the writer is behind; dropping", self.folder)
+                logger.warning("prediction log %s: writer behind; dropping", self.destination)
             self._dropped += len(batch)
             return
         self._pending.append((time.time(), request_id, model, batch, probabilities, labels))
@@ -138,7 +140,7 @@ class PredictionLog:
             self._sender.send_bytes(b"".join(blobs))
         except (OSError, ValueError) as exc:  # the writer died
             if self._dropped == 0:
-                logger.warning("prediction log %s: writer gone (%s)", self.folder, exc)
+                logger.warning("prediction log %s: writer gone (%s)", self.destination, exc)
             self._dropped += sum(len(request[3]) for request in requests)
 
 
@@ -153,11 +155,15 @@ def writer_process(*args: Any) -> None:
     write_forever(*args)
 
 
-def write_forever(
-    receiver: Connection, folder: Path, rotate_bytes: int, keep_files: int, counts
-) -> None:
+def write_forever(receiver: Connection, settings: LogSettings, counts) -> None:
     """One JSON line per request handed over, until the service closes its end."""
-    files = _Files(folder, rotate_bytes, keep_files)
+    if is_database(settings.destination):
+        from lab3.service.prediction_table import Table
+
+        files: _Files | Table = Table(str(settings.destination), settings.keep_days)
+    else:
+        rotate_bytes = int(settings.rotate_mb * 2**20)
+        files = _Files(Path(settings.destination), rotate_bytes, settings.keep_files)
     while True:
         try:
             headers = orjson.loads(receiver.recv_bytes())
@@ -177,7 +183,9 @@ def write_forever(
                 counts[WRITTEN] += rows
             else:
                 counts[FAILED] += rows
-        files.flush()  # what was handed over is readable now
+        lost = files.flush()  # what was handed over is readable now
+        counts[WRITTEN] -= lost
+        counts[FAILED] += lost
 
 
 def _line(header: dict[str, Any], batch: np.ndarray, probabilities: np.ndarray) -> bytes:
@@ -216,14 +224,17 @@ class _Files:
         self._failing = False
         return True
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write out what is buffered; returns the rows lost (a file's loss is not counted:
+        it is said, and the next request opens a new file)."""
         if self._file is None:
-            return
+            return 0
         try:
             self._file.flush()
         except OSError as exc:
-            self._file = None  # the next request opens a new file
+            self._file = None
             self._failed(exc)
+        return 0
 
     def close(self) -> None:
         self.flush()

@@ -7,13 +7,15 @@ POLL_INTERVAL_S      how often to ask the registry where the alias points (defau
 MAX_BATCH_ROWS       rows (or images) per /predict request (default 10000)
 MAX_BODY_BYTES       request body limit (default 16 MiB)
 PREDICTION_LOG       the prediction log's folder (default: params.yaml's
-                     monitoring.prediction_log, relative to the checkout); "" turns it off.
-                     Its rotation and retention come from params.yaml's monitoring section.
+                     monitoring.prediction_log, relative to the checkout), or a PostgreSQL URL
+                     (postgresql://user:password@host:port/db: the stack's database); ""
+                     turns it off. Rotation and retention: params.yaml's monitoring section.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +25,10 @@ from lab1.core.errors import PipelineError
 
 @dataclass(frozen=True)
 class LogSettings:
-    folder: Path
+    destination: Path | str  # a folder, or a postgresql:// URL
     rotate_mb: float
     keep_files: int
+    keep_days: float = 30.0  # a table's retention
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,25 @@ class Settings:
             max_batch_rows=_number(env, "MAX_BATCH_ROWS", 10_000, int, minimum=1),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", 16 * 2**20, int, minimum=1024),
             prediction_log=LogSettings(
-                PATHS.root / folder, monitoring.rotate_mb, monitoring.keep_files
+                folder if is_database(folder) else PATHS.root / folder,
+                monitoring.rotate_mb,
+                monitoring.keep_files,
+                monitoring.keep_days,
             )
             if folder
             else None,
         )
+
+
+def is_database(destination: Path | str) -> bool:
+    """Whether a prediction log destination is a PostgreSQL URL rather than a folder."""
+    return str(destination).startswith(("postgresql://", "postgres://"))
+
+
+def shown(destination: Path | str) -> str:
+    """A log destination as log lines may show it: a database URL without its password."""
+    text = str(destination)
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", text) if is_database(text) else text
 
 
 def _number(env: Mapping[str, str], name: str, default, kind, minimum):

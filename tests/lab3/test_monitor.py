@@ -123,7 +123,7 @@ def test_the_report_reads_in_a_browser_without_the_network(trained, simulated):
         assert driver.find_elements("css selector", "tr.moved")
 
 
-def test_a_real_prometheus_scrapes_the_gauges(trained, simulated, tmp_path):
+def test_a_real_prometheus_scrapes_the_gauges(trained, simulated, tmp_path, monkeypatch):
     gateway_port, prometheus_port = free_port(), free_port()
     shipped = (Path(trained.root) / "lab3" / "monitor" / "prometheus.yml").read_text()
     config = tmp_path / "prometheus.yml"
@@ -147,10 +147,19 @@ def test_a_real_prometheus_scrapes_the_gauges(trained, simulated, tmp_path):
         wait_http(gateway, f"http://127.0.0.1:{gateway_port}/-/ready")
         wait_http(prometheus, f"http://127.0.0.1:{prometheus_port}/-/ready")
         since, until = week_window(trained, "shifted")
+        # In this process, as the subprocess tests above cannot count towards coverage.
+        from lab3.monitor.__main__ import main as monitor_main
+
         labels = trained.root / "reports/monitoring/simulation/shifted-0.labels.csv"
-        pushed = monitor(trained, "--since", since, "--until", until, "--labels", str(labels),
-                         "--pushgateway", f"http://127.0.0.1:{gateway_port}")  # fmt: skip
-        assert pushed.returncode == 3, pushed.stderr[-2000:]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained.root}/.mlflow/mlflow.db")
+        code = monitor_main([
+            "--params", str(trained.root / "params.yaml"),
+            "--log", str(trained.root / "reports" / "predictions"),
+            "--report", str(tmp_path / "report.html"),
+            "--since", since, "--until", until, "--labels", str(labels),
+            "--pushgateway", f"http://127.0.0.1:{gateway_port}",
+        ])  # fmt: skip
+        assert code == 3 and "Look at this model" in (tmp_path / "report.html").read_text()
         run = max(monitoring_runs(trained), key=lambda r: r.info.start_time)
         series = scraped(prometheus_port, "monitoring_drift_share")
         assert series["metric"]["version"] == run.data.tags["model.version"]

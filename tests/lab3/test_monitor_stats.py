@@ -103,9 +103,9 @@ def test_bad_input_is_one_line_naming_what_is_wrong(tmp_path):
     labels.write_text("request_id,row,label\nr1,0,broken\n")
     window = ["--since", "2026-12-01T00:00", "--until", "2026-12-02T00:00"]
     cases = {
-        "bad label": (["--log-dir", str(log), "--labels", str(labels), *window], 1,
+        "bad label": (["--log", str(log), "--labels", str(labels), *window], 1,
                       f"{labels}:2: label 'broken'"),
-        "empty window": (["--log-dir", str(log), "--since", "2025-01-01", "--until",
+        "empty window": (["--log", str(log), "--since", "2025-01-01", "--until",
                           "2025-01-02"], 1, f"{log}: no logged predictions between 2025-01-01"),
         "bad time": (["--since", "last tuesday"], 2, "--since: invalid"),
     }  # fmt: skip

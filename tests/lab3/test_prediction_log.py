@@ -10,6 +10,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from lab3.service.app import create_app
+from lab3.service.prediction_log import write_forever
 from lab3.service.settings import LogSettings, Settings
 from tests.lab3.conftest import NAME, rows, wait_for
 
@@ -107,7 +108,7 @@ def test_the_writer_turns_handed_over_bytes_into_lines_tables_and_images(tmp_pat
     receiver, sender = multiprocessing.Pipe(duplex=False)
     counts = [0, 0]  # written, failed
     writer = threading.Thread(
-        target=write_forever, args=(receiver, tmp_path / "log", 2**20, 5, counts)
+        target=write_forever, args=(receiver, LogSettings(tmp_path / "log", 1.0, 5), counts)
     )
     writer.start()
     table = np.array([[1.5, np.nan], [2.0, 3.25]])
@@ -140,3 +141,71 @@ def test_the_writer_turns_handed_over_bytes_into_lines_tables_and_images(tmp_pat
     assert lines[1]["image_shape"] == [2, 2, 3]
     assert lines[1]["image_means"] == images.astype(float).mean(axis=(1, 2)).tolist()
     assert "inputs" not in lines[1]
+
+
+def hand_over(sender, request_id: str, table: np.ndarray) -> None:
+    """One tabular request, sent to a writer as the service's hand-over thread sends it."""
+    import orjson
+
+    probabilities = np.column_stack([1 - table[:, :1].clip(0, 1), table[:, :1].clip(0, 1)])
+    header = {
+        "time": time.time(),
+        "request_id": request_id,
+        "model": NAME,
+        "version": "1",
+        "columns": [f"c{i}" for i in range(table.shape[1])],
+        "classes": ["normal", "faulty"],
+        "labels": ["normal"] * len(table),
+        "arrays": [[a.dtype.str, a.shape] for a in (table, probabilities)],
+    }
+    sender.send_bytes(orjson.dumps([header]))
+    sender.send_bytes(table.tobytes() + probabilities.tobytes())
+
+
+def test_the_log_goes_to_postgresql_and_a_dead_database_fails_no_prediction(
+    models, tmp_path, monkeypatch, caplog
+):
+    import multiprocessing
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from lab3.monitor.traffic import read_log
+    from tests.loopback import postgres
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", models.tracking_uri)
+    data = rows(models.sample.head(3))
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    counts = [0, 0]  # written, failed
+    with postgres("predictions", "logger", "s3cret-pw") as uri:
+        url = uri.replace("postgresql+psycopg://", "postgresql://")
+        settings = Settings.from_env({"PREDICTION_LOG": url, "MODEL_URI": f"models:/{NAME}/1"})
+        assert settings.prediction_log.destination == url  # a URL, not a folder under the checkout
+        # The service, its writer process and the table.
+        with TestClient(create_app(settings)) as client:
+            wait_for(lambda: client.get("/ready").status_code == 200)
+            for i in range(4):
+                headers = {"X-Request-ID": f"pg-{i}"}
+                assert client.post("/predict", json={"instances": data}, headers=headers).is_success
+            wait_for(lambda: 'outcome="written"} 12.0' in client.get("/metrics").text)
+        served = read_log(url, since, datetime.now(UTC))  # what monitoring reads back
+        assert [key[0] for key in served.keys] == [f"pg-{i}" for i in range(4) for _ in range(3)]
+        assert served.version == "1" and served.inputs.shape == (12, 15)
+        assert np.array_equal(np.isnan(served.inputs[:3]), np.isnan(np.array(data, dtype=float)))
+        # The writer's side in this process: rows while the database is up...
+        writer = threading.Thread(
+            target=write_forever, args=(receiver, LogSettings(url, 16.0, 20, 30.0), counts)
+        )
+        writer.start()
+        hand_over(sender, "up", np.ones((2, 15)))
+        wait_for(lambda: counts[0] == 2)
+    # ...and after it stopped: the rows are counted as failed, said once, without the password.
+    hand_over(sender, "down-1", np.ones((3, 15)))
+    wait_for(lambda: counts[1] == 3)
+    hand_over(sender, "down-2", np.ones((4, 15)))
+    sender.close()
+    writer.join(timeout=30)
+    assert counts == [2, 7]
+    said = [r.getMessage() for r in caplog.records if "prediction log" in r.getMessage()]
+    assert len(said) == 1 and "logger:***@127.0.0.1" in said[0], said
+    assert "s3cret-pw" not in caplog.text
