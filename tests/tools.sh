@@ -10,6 +10,8 @@
 #                    packages; the dnsname CNI plugin lets compose services find each other by name
 #   chromium, chromium-driver  Debian's headless browser and its matching WebDriver: the tests
 #                    of web pages (the MLflow UI, the service's pages; tests/browser.py)
+#   prometheus, prometheus-pushgateway  Debian's: the monitoring test pushes gauges to the
+#                    gateway and queries them back from a real Prometheus (tests/lab3/test_monitor.py)
 # jenkins-jobs comes with the Python environment (requirements.lock, extra "ci").
 # Missing system packages are installed with apt-get when running as root; otherwise this stops
 # with the command to run, because the tests would otherwise fail for want of a tool.
@@ -31,6 +33,9 @@ command -v mmdebstrap >/dev/null || packages+=(mmdebstrap)
 # The tests of web pages (tests/browser.py); fonts so that pages render text as a user sees it.
 command -v chromium >/dev/null || packages+=(chromium fonts-dejavu-core)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
+# The monitoring test (tests/lab3/test_monitor.py): a real Prometheus scraping a Pushgateway.
+command -v prometheus >/dev/null || packages+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || packages+=(prometheus-pushgateway)
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/tools.sh: missing ${packages[*]}; run: sudo apt-get install ${packages[*]}" >&2
