@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
 from lab1.core.errors import EXIT_OK, UsageError
+from lab1.core.io import atomic_path
 from lab1.core.paths import PATHS
 from lab3.monitor.traffic import parse_time
 from lab3.service.settings import is_database
@@ -82,14 +83,17 @@ def monitor(args: argparse.Namespace) -> int:
     version, profile = publish.served_version(client, served.model, served.version)
     gate = params.model_registration[params.dataset]
     result = checks.run_checks(served, profile, settings, gate, labels)
+    run = publish.start_run(client, params.experiment_name, version, ends)
     path = args.report or PATHS.root / REPORTS / f"{until:%Y%m%dT%H%M%S}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     title = f"Monitoring: {served.model} version {served.version}"
-    path.write_text(report.render(result, title, window, {}), encoding="utf-8")
-    run_id = publish.record_run(client, params.experiment_name, version, result, ends, path)
+    about = (window, publish.lineage(version), publish.links(client, run, version))
+    with atomic_path(path) as partial:  # never a half-written report
+        partial.write_text(report.render(result, title, *about), encoding="utf-8")
+    publish.finish_run(client, run, version, result, path)
     if args.pushgateway:
         publish.push_gauges(args.pushgateway, result)
-    summary(result, path, run_id)
+    summary(result, path, run.run_id)
     if not result.alarms:
         return EXIT_OK
     if args.retrain:

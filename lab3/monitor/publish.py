@@ -52,22 +52,10 @@ def logged_model_id(version: Any) -> str:
     return str(version.model_id or version.source.removeprefix("models:/"))
 
 
-def record_run(
-    client: Any,
-    experiment: str,
-    version: Any,
-    result: Result,
-    window: tuple[str, str],
-    report: Path,
-) -> str:
-    """A monitoring run tagged with the served version, its metrics also logged against the
-    version's logged model (MLflow 3 shows them on the model's page), the report attached."""
-    import mlflow
-
-    experiment_id = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
-    )
+def start_run(client: Any, experiment: str, version: Any, window: tuple[str, str]) -> Any:
+    """The monitoring run, tagged with the served version (its metrics come in finish_run)."""
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     tags = {
         "mlops.kind": "monitoring",
         "mlflow.runName": f"monitoring v{version.version} until {window[1]}",
@@ -76,13 +64,45 @@ def record_run(
         "model.id": logged_model_id(version),
         "model.source_run_id": version.run_id or "",
         "monitoring.window": f"{window[0]} to {window[1]}",
-        "monitoring.alarm": "; ".join(result.alarms) or "none",
     }
-    run = client.create_run(experiment_id, tags=tags)
-    with mlflow.start_run(run_id=run.info.run_id):
+    return client.create_run(experiment_id, tags=tags).info
+
+
+def finish_run(client: Any, run: Any, version: Any, result: Result, report: Path) -> None:
+    """The run's alarm, its metrics (also logged against the version's logged model: MLflow 3
+    shows them on the model's page) and the report."""
+    import mlflow
+
+    client.set_tag(run.run_id, "monitoring.alarm", "; ".join(result.alarms) or "none")
+    with mlflow.start_run(run_id=run.run_id):
         mlflow.log_metrics(result.metrics(), model_id=logged_model_id(version))
         mlflow.log_artifact(str(report))
-    return str(run.info.run_id)
+
+
+def links(client: Any, run: Any, version: Any) -> dict[str, str]:
+    """Where a reader of the report goes next, in the MLflow UI."""
+    from lab1.core.tracking.ui import run_link, ui_base
+
+    found = {
+        "this monitoring run": run_link(run.experiment_id, run.run_id),
+        f"version {version.version} in the registry": (
+            f"{ui_base()}/#/models/{version.name}/versions/{version.version}"
+        ),
+    }
+    if version.run_id:
+        training = client.get_run(version.run_id).info
+        found["the run that trained it"] = run_link(training.experiment_id, version.run_id)
+    return found
+
+
+def lineage(version: Any) -> str:
+    """What the registry says the version was made from, in one sentence."""
+    tags = version.tags or {}
+    return (
+        f"Trained from data {tags.get('data.digest', '?')} at commit "
+        f"{tags.get('git.commit', '?')[:12]}; test accuracy {tags.get('test.accuracy', '?')} "
+        f"when registered."
+    )
 
 
 def push_gauges(gateway: str, result: Result) -> None:

@@ -89,8 +89,9 @@ def drift_rows(result: Result) -> str:
     return "".join(out)
 
 
-def render(result: Result, title: str, window: str, links: dict[str, str]) -> str:
-    """The whole page. ``links``: name → URL (the model version and this run in MLflow)."""
+def render(result: Result, title: str, window: str, lineage: str, links: dict[str, str]) -> str:
+    """The whole page. ``lineage``: what the version was made from; ``links``: name → URL
+    (this run, the version and its training run in the MLflow UI)."""
     t = result.traffic
     linked = " · ".join(f'<a href="{escape(u)}">{escape(n)}</a>' for n, u in links.items())
     other = f" ({t.left_out} rows of other versions left out)" if t.left_out else ""
@@ -99,7 +100,8 @@ def render(result: Result, title: str, window: str, links: dict[str, str]) -> st
 <style>{STYLE}</style></head><body>
 <h1>{escape(title)}</h1>
 <p>Model <b>{escape(t.model)} version {escape(t.version)}</b>, {result.rows} rows served
-{escape(window)}{escape(other)}. {linked}</p>
+{escape(window)}{escape(other)}. {escape(lineage)}</p>
+<p>In MLflow: {linked}</p>
 {verdict(result)}
 <h2>Quality on served traffic</h2>
 {quality_table(result)}

@@ -121,6 +121,11 @@ def test_the_report_reads_in_a_browser_without_the_network(trained, simulated):
         driver.get((reports / "shifted-0.html").as_uri())
         assert "measures moved" in page_text(driver) or "answers drifted" in page_text(driver)
         assert driver.find_elements("css selector", "tr.moved")
+        # Tied to the version: its lineage, and links to it and its runs in the MLflow UI.
+        assert "Trained from data" in page_text(driver)
+        hrefs = [a.get_attribute("href") for a in driver.find_elements("css selector", "a")]
+        assert any("/#/models/temperature-classifier/versions/" in h for h in hrefs), hrefs
+        assert sum("/runs/" in h for h in hrefs) == 2  # this monitoring run, the training run
 
 
 def test_a_real_prometheus_scrapes_the_gauges(trained, simulated, tmp_path, monkeypatch):
