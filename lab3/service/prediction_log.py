@@ -171,7 +171,7 @@ def write_forever(receiver: Connection, settings: LogSettings, counts) -> None:
         except (EOFError, OSError):
             files.close()
             return
-        start = 0
+        start, accepted, failed = 0, 0, 0
         for header in headers:
             arrays = []
             for dtype, shape in header.pop("arrays"):
@@ -180,12 +180,13 @@ def write_forever(receiver: Connection, settings: LogSettings, counts) -> None:
                 start += size
             rows = len(arrays[0])
             if files.write(_line(header, *arrays)):
-                counts[WRITTEN] += rows
+                accepted += rows
             else:
-                counts[FAILED] += rows
+                failed += rows
         lost = files.flush()  # what was handed over is readable now
-        counts[WRITTEN] -= lost
-        counts[FAILED] += lost
+        # Counted once written: a table's insert can still fail at the flush.
+        counts[WRITTEN] += accepted - lost
+        counts[FAILED] += failed + lost
 
 
 def _line(header: dict[str, Any], batch: np.ndarray, probabilities: np.ndarray) -> bytes:
