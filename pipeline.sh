@@ -183,7 +183,15 @@ bootstrap
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 cd "$ROOT"
 
-mapfile -t STAGES < <("$PY" -m lab1.core.stages)
+# A short check runs to its end even on Ctrl-C: an interpreter interrupted while it starts up
+# prints a traceback of its own ("init_import_site"), which no code of ours can catch. The signal
+# is not lost: this script's trap acts on it as soon as the check returns.
+check() { ( trap '' INT; exec "$PY" "$@" ); }
+
+# A command substitution, not `< <(...)`: bash waits for it before acting on a Ctrl-C, where a
+# process substitution would be left writing into a closed pipe (BrokenPipeError).
+stage_list="$(check -m lab1.core.stages)"
+mapfile -t STAGES <<< "$stage_list"
 
 run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
   local name="$1"
@@ -201,12 +209,12 @@ run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
 
 # Every option and parameter is checked before any work: one line, and exit 2 for a mistake on
 # the command line (1 for one in params.yaml).
-case "$MODE" in setup|end|clean) ;; *) "$PY" -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
+case "$MODE" in setup|end|clean) ;; *) check -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
 
 lock_workspace() {  # one pipeline per checkout (lab1/core/workspace.py): held on fd 9 until exit
   mkdir -p "$ROOT/.mlops"
   exec 9>>"$ROOT/.mlops/workspace.lock"
-  "$PY" -m lab1.core.workspace --fd 9 --owner-pid $$
+  check -m lab1.core.workspace --fd 9 --owner-pid $$
   export MLOPS_WORKSPACE_LOCK_FD=9
 }
 
@@ -229,7 +237,7 @@ case "$MODE" in
   begin) exec "$PY" -m lab1.pipeline_run begin --context "${PASS[@]}" >/dev/null ;;
   end) exec "$PY" -m lab1.pipeline_run end --status "$END_STATUS" ;;
   stage)
-    "$PY" -m lab1.core.stages --check "$STAGE" || exit 2
+    check -m lab1.core.stages --check "$STAGE" || exit 2
     CHILD=""
     trap '[ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 143' TERM
     rc=0

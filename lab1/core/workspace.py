@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ def lock_fd(fd: int, what: str, pid: int) -> None:
             "(one pipeline per checkout: they share data/, models/ and reports/)",
             _holder(),
         )
+        # pipeline.sh starts this check with Ctrl-C ignored (an interpreter interrupted while
+        # it starts up prints a traceback no code can catch); the wait must stay interruptible.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         fcntl.flock(fd, fcntl.LOCK_EX)
         logger.info("workspace free after %.1f s; going on", time.monotonic() - started)
     record = {"what": what, "pid": pid, "since": time.strftime("%H:%M:%S")}
