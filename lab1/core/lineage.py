@@ -37,7 +37,7 @@ from lab1.core.paths import PATHS
 from lab1.core.stage_io import STAGE_IO, flatten
 from lab1.core.stages import STAGES
 from lab1.core.tracking.tags import git
-from lab1.core.tracking.ui import ML_VIEW, run_link, ui_base
+from lab1.core.tracking.ui import run_link, version_link
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -263,7 +263,7 @@ def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, An
             "decision": tags.get("gate.decision"),
             "reason": tags.get("gate.reason"),
             "fingerprint": tags.get("model.fingerprint"),
-            "url": f"{ui_base()}/#/models/{version.name}/versions/{version.version}?{ML_VIEW}",
+            "url": version_link(version.name, version.version),
         },
         "code": {
             "commit": tags.get("git.commit"),

@@ -54,8 +54,8 @@ def logged_model_id(version: Any) -> str:
 
 def start_run(client: Any, experiment: str, version: Any, window: tuple[str, str]) -> Any:
     """The monitoring run, tagged with the served version (its metrics come in finish_run)."""
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    from lab1.core.tracking.store import experiment_id
+
     tags = {
         "mlops.kind": "monitoring",
         "mlflow.runName": f"monitoring v{version.version} until {window[1]}",
@@ -65,7 +65,7 @@ def start_run(client: Any, experiment: str, version: Any, window: tuple[str, str
         "model.source_run_id": version.run_id or "",
         "monitoring.window": f"{window[0]} to {window[1]}",
     }
-    return client.create_run(experiment_id, tags=tags).info
+    return client.create_run(experiment_id(client, experiment), tags=tags).info
 
 
 def finish_run(client: Any, run: Any, version: Any, result: Result, report: Path) -> None:
@@ -81,13 +81,11 @@ def finish_run(client: Any, run: Any, version: Any, result: Result, report: Path
 
 def links(client: Any, run: Any, version: Any) -> dict[str, str]:
     """Where a reader of the report goes next, in the MLflow UI."""
-    from lab1.core.tracking.ui import run_link, ui_base
+    from lab1.core.tracking.ui import run_link, version_link
 
     found = {
         "this monitoring run": run_link(run.experiment_id, run.run_id),
-        f"version {version.version} in the registry": (
-            f"{ui_base()}/#/models/{version.name}/versions/{version.version}"
-        ),
+        f"version {version.version} in the registry": version_link(version.name, version.version),
     }
     if version.run_id:
         training = client.get_run(version.run_id).info

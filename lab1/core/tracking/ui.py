@@ -62,6 +62,11 @@ def run_link(experiment_id: str, run_id: str) -> str:
     return f"{ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
 
 
+def version_link(name: str, version: str | int) -> str:
+    """A registry version's page in the MLflow UI, in the model-training view."""
+    return f"{ui_base()}/#/models/{name}/versions/{version}?{ML_VIEW}"
+
+
 def runs_link(experiment_id: str) -> str:
     """An experiment's runs table in the model-training view, with the pipeline-story columns."""
     return f"{ui_base()}/#/experiments/{experiment_id}/runs?{ML_VIEW}&viewStateShareKey={VIEW_KEY}"
