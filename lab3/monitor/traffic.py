@@ -68,9 +68,11 @@ def _read_folder(folder: Path, since: datetime, until: datetime) -> list[dict]:
     lines, unreadable = [], 0
     for path in sorted(folder.glob("predictions-*.jsonl")):
         with path.open("rb") as file:
-            for raw in file:
-                if len(raw) > MAX_LINE_BYTES or not raw.endswith(b"\n"):
-                    unreadable += 1  # a line cut short by a killed writer, or not ours
+            cut = False  # in the middle of a line over the limit: never held whole in memory
+            for raw in iter(lambda: file.readline(MAX_LINE_BYTES), b""):
+                if cut or not raw.endswith(b"\n"):
+                    unreadable += not cut  # a line cut short by a killed writer, or not ours
+                    cut = not raw.endswith(b"\n")
                     continue
                 try:
                     line = orjson.loads(raw)

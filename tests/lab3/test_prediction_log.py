@@ -211,3 +211,31 @@ def test_the_log_goes_to_postgresql_and_a_dead_database_fails_no_prediction(
     said = [r.getMessage() for r in caplog.records if "prediction log" in r.getMessage()]
     assert len(said) == 1 and "logger:***@127.0.0.1" in said[0], said
     assert "s3cret-pw" not in caplog.text
+
+
+def test_monitoring_leaves_out_cut_and_overlong_lines_without_reading_them_whole(
+    tmp_path, monkeypatch, caplog
+):
+    from datetime import UTC, datetime
+
+    from lab3.monitor import traffic
+
+    monkeypatch.setattr(traffic, "MAX_LINE_BYTES", 200)
+    good = json.dumps({"time": "2026-12-01T00:00:00Z", "inputs": [[1.0]]})
+    # An overlong line whose tail, read on its own, would be a valid row: it must not count.
+    overlong = '{"pad": "' + "x" * 300 + '", ' + good[1:]
+    (tmp_path / "predictions-1.jsonl").write_text(f"{good}\n{overlong}\n{good}\n{good[:20]}")
+    window = (datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
+    read: list[bytes] = []
+    real_open = traffic.Path.open
+
+    def spying_open(path, *args, **kwargs):  # every chunk read, to check none is over the limit
+        file = real_open(path, *args, **kwargs)
+        readline = file.readline
+        file.readline = lambda size=-1: read.append(readline(size)) or read[-1]
+        return file
+
+    monkeypatch.setattr(traffic.Path, "open", spying_open)
+    assert len(traffic._read_folder(tmp_path, *window)) == 2
+    assert max(map(len, read)) <= 200
+    assert "2 unreadable log lines left out" in caplog.text
