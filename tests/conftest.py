@@ -53,9 +53,21 @@ def tool(name: str) -> str:
     return str(path)
 
 
+# The heavy tier (`bash tests/run.sh --integration`): tests that need what tests/tools.sh or the
+# image lock installs, or that start servers, containers, browsers or kill processes. A test
+# carrying one of these markers is in that tier without saying so; anything else slow says
+# `@pytest.mark.integration` itself. The README's test command runs the rest.
+INTEGRATION_MARKERS = {"integration", "container", "browser", "tools", "mounts", "images", "faults"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the tier markers must be there
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the `gpu` tests where no CUDA device is present (never a skip: on a machine with
-    an NVIDIA GPU they run); the run's summary says how many were deselected and why."""
+    """Put the heavy tests in the integration tier; deselect the `gpu` tests where no CUDA
+    device is present (never a skip: on a machine with an NVIDIA GPU they run); the run's
+    summary says how many were deselected and why."""
+    for item in items:
+        if INTEGRATION_MARKERS & {mark.name for mark in item.iter_markers()}:
+            item.add_marker(pytest.mark.integration)
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu or _cuda_available():
         return

@@ -217,6 +217,31 @@ def test_a_scaler_fitted_on_train_and_test_is_caught(trained, tmp_path):
     assert data_checks(project, tmp_path) == {"test_the_scaler_was_fitted_on_train_only": "failure"}
 
 
+def test_another_scaler_fitted_on_train_passes(trained, tmp_path):
+    """The leakage check holds for any scaler, not only StandardScaler (it once read `mean_`)."""
+    import skops.io
+    from sklearn.preprocessing import MinMaxScaler
+
+    from lab1.core.processed import input_columns, load_preprocessor
+
+    project = variant(trained, tmp_path)
+    processed = project.root / "data" / "processed"
+    train = pd.read_parquet(processed / "train.parquet")
+    test = pd.read_parquet(processed / "test.parquet")
+    other = load_preprocessor(processed / "preprocessor.skops")
+    other.steps[-1] = ("scale", MinMaxScaler())
+    other.fit(train[input_columns(train)])
+    skops.io.dump(other, processed / "preprocessor.skops")
+    for name, frame in (("train", train), ("test", test)):
+        features = [c for c in frame.columns if c.startswith("f_")]
+        frame[features] = other.transform(frame[input_columns(frame)])
+        frame.to_parquet(processed / f"{name}.parquet", index=False)
+    junit = tmp_path / "data.xml"
+    done = run_suite(project.root, "-m", "data_quality", junit=junit)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert set(outcomes(junit).values()) == {"passed"}
+
+
 def test_a_label_copied_into_the_features_is_caught(trained, tmp_path):
     project = variant(trained, tmp_path)
     path = project.root / "data" / "processed" / "train.parquet"
