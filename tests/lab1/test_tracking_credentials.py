@@ -57,7 +57,7 @@ def test_the_server_check_sends_the_uris_credentials_as_basic_auth(monkeypatch):
     with health_server("admin", SECRET) as (port, seen):
         check_store(f"http://admin:{SECRET}@127.0.0.1:{port}/")
         # Percent-encoded, as a URI should carry an "@": decoded before it is sent.
-        check_store(f"http://admin:se%40cret@127.0.0.1:{port}")
+        check_store(f"http://admin:long-se%40cret-pw@127.0.0.1:{port}")
         with pytest.raises(PipelineError) as wrong:
             check_store(f"http://admin:other@127.0.0.1:{port}")
     assert len(seen) == 3
@@ -133,3 +133,43 @@ def test_links_to_the_mlflow_ui_carry_no_credentials(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"https://admin:{SECRET}@mlflow.example:5000/")
     assert ui_base() == "https://mlflow.example:5000"
     assert run_link("1", "abc").startswith("https://mlflow.example:5000/#/")
+
+
+@pytest.mark.integration
+def test_a_uri_with_credentials_works_against_mlflows_basic_auth_server(tmp_path, monkeypatch):
+    """The real `mlflow server --app-name basic-auth` (lab3's config): connect() with the
+    admin's credentials in the URI passes the server check and MLflow's own client uses them;
+    a wrong password is one line without it."""
+    import os
+
+    from lab1.core.tracking.store import connect
+    from tests import loopback
+
+    ini = (REPO / "lab3" / "mlflow" / "basic_auth.ini").read_text()
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(ini.replace("/mlflow/auth/", f"{tmp_path}/"))
+    port = loopback.free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": f"long-{SECRET}-pw",  # MLflow wants 12 characters
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key",
+    }
+    argv = [loopback.mlflow_command(), "server", "--app-name", "basic-auth",
+            "--backend-store-uri", f"sqlite:///{tmp_path}/db", "--host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    with loopback.running("mlflow-auth", argv, port, "/health", tmp_path / "server.log", env=env):
+        monkeypatch.setenv(
+            "MLFLOW_TRACKING_URI", f"http://admin:long-se%40cret-pw@127.0.0.1:{port}"
+        )
+        client = connect()
+        created = client.create_experiment("with-credentials")
+        assert client.get_experiment(created).name == "with-credentials"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://admin:wr@ng@127.0.0.1:{port}")
+        with pytest.raises(PipelineError) as refused:
+            connect()
+    assert f"http://***@127.0.0.1:{port}" in str(refused.value)
+    assert "ng@" not in str(refused.value) and "admin" not in str(refused.value), refused.value
