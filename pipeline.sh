@@ -231,7 +231,7 @@ case "$MODE" in
     for made in data models reports .mlflow .mlops; do
       if [ -e "$ROOT/$made" ]; then rm -rf "${ROOT:?}/$made"; log "removed $made/"; fi
     done
-    [ -z "${MLFLOW_TRACKING_URI:-}" ] || log "the tracking server at $MLFLOW_TRACKING_URI is not touched"
+    [ -z "${MLFLOW_TRACKING_URI:-}" ] || log "the tracking server of MLFLOW_TRACKING_URI is not touched"
     exit 0
     ;;
   begin) exec "$PY" -m lab1.pipeline_run begin --context "${PASS[@]}" >/dev/null ;;

@@ -19,7 +19,9 @@ history is never touched) this script:
 
 An s3:// remote takes its credentials where DVC and boto3 look for them: AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials), and the endpoint from --endpoint-url or
-AWS_ENDPOINT_URL (none: AWS itself). The bucket is checked before any work, so a wrong bucket,
+AWS_ENDPOINT_URL (none: AWS itself). Keys given in the endpoint's URL (http://KEY:SECRET@host, as
+for MinIO) go only to .dvc/config.local, which git never sees, never into a commit or a message.
+The bucket is checked before any work, so a wrong bucket,
 wrong keys or an unreachable endpoint is one line within seconds.
 
 The table of versions goes to stdout; the commands it runs are logged to stderr.
@@ -40,6 +42,7 @@ import pandas as pd
 
 from lab1.core.cli import setup_logging
 from lab1.core.errors import EXIT_ERROR, PipelineError
+from lab1.core.tracking.store import without_credentials
 
 logger = logging.getLogger("lab4.dataset_versions")
 
@@ -87,21 +90,39 @@ BUILDERS = {"v1": version_1, "v2": version_2, "v3": version_3}
 # --- git and DVC ---------------------------------------------------------------------------
 
 
-def run(repo: Path, *argv: str) -> str:
-    """Run a git or dvc command in ``repo``; a failure raises PipelineError with its message."""
-    logger.info("$ %s", " ".join(argv))
+def run(repo: Path, *argv: str, secret: str = "") -> str:
+    """Run a git or dvc command in ``repo``; a failure raises PipelineError with its message.
+    ``secret`` (an argument of argv) is shown as *** in the log and the error."""
+    command = " ".join("***" if secret and arg == secret else arg for arg in argv)
+    logger.info("$ %s", command)
     done = subprocess.run(argv, cwd=repo, capture_output=True, text=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         # DVC's first "ERROR:" line is the cause; its last lines are an advert for its support.
         errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
         reason = errors[0] if errors else lines[-1] if lines else ""
-        raise PipelineError(f"{repo}: `{' '.join(argv)}` failed: {reason}")
+        if secret:
+            reason = reason.replace(secret, "***")
+        raise PipelineError(f"{repo}: `{command}` failed: {reason}")
     return done.stdout
 
 
-def dvc(repo: Path, *args: str) -> str:
-    return run(repo, str(Path(sys.executable).parent / "dvc"), *args)
+def dvc(repo: Path, *args: str, secret: str = "") -> str:
+    return run(repo, str(Path(sys.executable).parent / "dvc"), *args, secret=secret)
+
+
+def split_endpoint(endpoint_url: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """--endpoint-url as (the URL without credentials, (access key id, secret) from its
+    http://KEY:SECRET@host form, or None)."""
+    from urllib.parse import unquote, urlsplit
+
+    if not endpoint_url:
+        return None, None
+    parts = urlsplit(endpoint_url)
+    if "@" not in parts.netloc:
+        return endpoint_url, None
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return bare, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def content_hash(repo: Path) -> str:
@@ -112,9 +133,12 @@ def content_hash(repo: Path) -> str:
     return record["outs"][0]["md5"]
 
 
-def check_s3_bucket(remote: str, endpoint_url: str | None) -> None:
+def check_s3_bucket(
+    remote: str, endpoint_url: str | None, keys: tuple[str, str] | None = None
+) -> None:
     """Fail fast, before any work, if an s3:// remote's bucket cannot be reached with these
-    credentials. DVC would say the same only at the first `dvc push`, after retrying for seconds."""
+    credentials (``keys``, else boto3's own). DVC would say the same only at the first
+    `dvc push`, after retrying for seconds."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -122,7 +146,14 @@ def check_s3_bucket(remote: str, endpoint_url: str | None) -> None:
     bucket = remote.removeprefix("s3://").split("/")[0]
     # Two attempts, short timeouts: an unreachable endpoint is reported in seconds, not minutes.
     config = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2})
-    s3 = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+    key_id, secret = keys or (None, None)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        config=config,
+        aws_access_key_id=key_id or None,
+        aws_secret_access_key=secret or None,
+    )
     where = f"{remote} (endpoint {s3.meta.endpoint_url})"
     try:
         s3.head_bucket(Bucket=bucket)
@@ -142,8 +173,11 @@ def check_s3_bucket(remote: str, endpoint_url: str | None) -> None:
         raise PipelineError(f"{where}: {exc}") from None
 
 
-def prepare(repo: Path, remote: str, endpoint_url: str | None) -> None:
-    """A git repository with DVC initialised and ``remote`` as its default remote."""
+def prepare(
+    repo: Path, remote: str, endpoint_url: str | None, keys: tuple[str, str] | None = None
+) -> None:
+    """A git repository with DVC initialised and ``remote`` as its default remote; ``keys``
+    (access key id, secret) only in .dvc/config.local, which DVC keeps out of git."""
     repo.mkdir(parents=True, exist_ok=True)
     if not (repo / ".git").exists():
         run(repo, "git", "init", "-q", "-b", "main")
@@ -154,6 +188,9 @@ def prepare(repo: Path, remote: str, endpoint_url: str | None) -> None:
     dvc(repo, "remote", "add", "--force", "--default", "storage", remote)
     if endpoint_url:
         dvc(repo, "remote", "modify", "storage", "endpointurl", endpoint_url)
+    if keys:
+        for option, value in zip(("access_key_id", "secret_access_key"), keys, strict=True):
+            dvc(repo, "remote", "modify", "--local", "storage", option, value, secret=value)
     run(repo, "git", "add", ".dvc")
     if run(repo, "git", "status", "--porcelain", ".dvc").strip():
         run(repo, "git", "commit", "-q", "-m", "DVC set up with remote 'storage'")
@@ -234,16 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("-v", "--verbose", action="store_true")
     args = cli.parse_args(argv)
     setup_logging(args.verbose)
+    endpoint_url, keys = split_endpoint(args.endpoint_url)
     try:
         if args.remote and args.remote.startswith("s3://"):
-            check_s3_bucket(args.remote, args.endpoint_url)
+            check_s3_bucket(args.remote, endpoint_url, keys)
         if args.repo and args.remote:
             repo, remote = args.repo.resolve(), args.remote
         else:  # a scratch folder, made only now that the remote answered
             work = Path(tempfile.mkdtemp(prefix="dataset-versions-"))
             repo = (args.repo or work / "repo").resolve()
             remote = args.remote or str(work / "dvc-remote")
-        prepare(repo, remote, args.endpoint_url)
+        prepare(repo, remote, endpoint_url, keys)
         pushed = make_versions(repo, base_table())
         branch = run(repo, "git", "rev-parse", "--abbrev-ref", "HEAD").strip()
         rows = []
@@ -258,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         logger.error("%s", exc)
         return EXIT_ERROR
-    sys.stdout.write(f"repository {repo}\nremote {remote}\n")
+    sys.stdout.write(f"repository {repo}\nremote {without_credentials(remote)}\n")
     for tag, found, check in rows:
         sys.stdout.write(f"{tag}  {found}  {check}\n")
     return 0 if all(check == "ok" for *_, check in rows) else EXIT_ERROR

@@ -71,14 +71,24 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Every log line, ours and the libraries' (MLflow's, uvicorn's), with a URI's credentials
+    hidden (tracking.store.without_credentials): MLFLOW_TRACKING_URI may hold a password."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from lab1.core.tracking.store import without_credentials
+
+        return without_credentials(super().format(record))
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr: stdout is reserved for the accuracy line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
     logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
     # MLflow and its HTTP stack are chatty at INFO; their warnings still show.
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):

@@ -55,7 +55,7 @@ def resolve(client: MlflowClient, uri: str) -> ModelVersion:
     """The registry version ``uri`` names: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
     from mlflow.exceptions import MlflowException
 
-    from lab1.core.tracking.store import tracking_uri
+    from lab1.core.tracking.store import store_name
 
     alias, version = ALIAS_URI.match(uri), VERSION_URI.match(uri)
     try:
@@ -65,9 +65,39 @@ def resolve(client: MlflowClient, uri: str) -> ModelVersion:
             return client.get_model_version(version["name"], version["version"])
     except MlflowException as exc:
         raise PipelineError(
-            f"{uri}: not in the registry at {tracking_uri()} ({exc.message})"
+            f"{uri}: not in the registry at {store_name()} ({exc.message})"
         ) from None
     raise PipelineError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+
+
+def recorded_files_sha256(client: MlflowClient, version: ModelVersion) -> str | None:
+    """The sha256 of a version's model files, recorded on its LoggedModel when it was logged
+    (model_io.FILES_SHA256), or None for a model logged before they were."""
+    from mlflow.exceptions import MlflowException
+
+    from lab1.core.model_io import FILES_SHA256
+
+    # A version registered from a LoggedModel may leave ``model_id`` empty: ``source`` names it.
+    model_id = version.model_id or str(version.source).removeprefix("models:/")
+    try:
+        return client.get_logged_model(model_id).tags.get(FILES_SHA256)
+    except MlflowException:  # registered from a run's folder (runs:/...), not a LoggedModel
+        return None
+
+
+def download_checked(client: MlflowClient, version: ModelVersion, into: str) -> str:
+    """Download ``version``'s model into the folder ``into`` and check its files against the
+    sums recorded when it was logged (model_io.check_files); returns the model's folder."""
+    from pathlib import Path
+
+    import mlflow.artifacts
+
+    from lab1.core.model_io import check_files
+
+    uri = f"models:/{version.name}/{version.version}"
+    local = mlflow.artifacts.download_artifacts(uri, dst_path=into)
+    check_files(Path(local), recorded_files_sha256(client, version), uri)
+    return local
 
 
 def champion(client: MlflowClient, name: str) -> ModelVersion | None:
@@ -166,11 +196,8 @@ def gate_state(
     if current is not None and not is_champion:
         model_dir = None
         if current.tags.get(TEST_DIGEST) != test_digest:
-            import mlflow.artifacts
-
-            model_dir = mlflow.artifacts.download_artifacts(
-                f"models:/{name}/{current.version}",
-                dst_path=tempfile.mkdtemp(prefix="mlops-champion-"),
+            model_dir = download_checked(
+                client, current, tempfile.mkdtemp(prefix="mlops-champion-")
             )
         state["champion"] = {
             "version": current.version,

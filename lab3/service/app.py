@@ -105,10 +105,11 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
 
 
 def served_by(watcher: ModelWatcher) -> ServedModel:
-    """The model being served, or 503 with why there is none yet."""
+    """The model being served, or 503 with why there is none yet (public: no credentials or
+    absolute paths, as /ready)."""
     model = watcher.current
     if model is None:
-        raise HTTPException(503, f"no model loaded yet ({watcher.last_error or 'loading'})")
+        raise HTTPException(503, public(f"no model loaded yet ({watcher.last_error or 'loading'})"))
     return model
 
 

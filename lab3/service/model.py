@@ -5,7 +5,9 @@ Two kinds, told apart by the MLmodel's flavours:
   tabular  the scikit-learn Pipeline (skops): a row of named float columns in, class out
   image    the PyTorch CNN (pt2): uint8 images (N, H, W, C) in, class probabilities out
 Loading goes through lab1.core.model_io, the one place that knows the formats and the skops trust
-policy, so the service never unpickles anything.
+policy, so the service never unpickles anything. A registry version's files are checked against
+the sha256 recorded when it was logged before any is read, and a loaded model must answer its
+own input example (sound probabilities) before it is served: a valid but altered file is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] | None = None  # lineage.version_lineage, for registry versions
     loaded_at: str = ""
+    files_sha256: str | None = None  # registry versions: model_io.FILES_SHA256 (not shown)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +129,8 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
+    from lab1.core.model_io import check_files, read_mlmodel
+
     started = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix="served-model-"))
     try:
@@ -140,8 +145,16 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
                 raise DataError(f"{uri}: cannot fetch the model ({exc})") from None
         if not (local / "MLmodel").exists():
             raise DataError(f"{uri}: no MLmodel file (not an MLflow model)")
-        mlmodel = Model.load(str(local))
+        if info.version is not None:  # a registry version: its files as they were logged
+            check_files(local, info.files_sha256, uri)
+        try:
+            mlmodel = Model.from_dict(read_mlmodel(local, uri))
+        except DataError:
+            raise
+        except Exception as exc:  # MLflow's own errors for fields of the wrong shape
+            raise DataError(f"{uri}/MLmodel: not a valid MLflow model ({one_line(exc)})") from None
         served = _build(local, mlmodel, info)
+        _answers_its_example(served, local, mlmodel)
     finally:
         # Everything needed is in memory now; the download is not kept.
         shutil.rmtree(staging, ignore_errors=True)
@@ -184,6 +197,37 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
             raise DataError(f"{info.uri}: the model's metadata names no classes")
         return ServedModel(native, "image", classes, info, image_shape=tuple(shape[1:]))
     raise DataError(f"{info.uri}: flavours {sorted(mlmodel.flavors)}: not a model this serves")
+
+
+def _answers_its_example(served: ServedModel, local: Path, mlmodel: Any) -> None:
+    """The model predicts the input example logged with it: one probability per class for each
+    row, finite, summing to 1; else a DataError line. A model that fails here would fail every
+    request (a file whose class was swapped for another trusted one loads, then cannot predict)."""
+    where = served.info.uri
+    try:
+        example = mlmodel.load_input_example(str(local))
+    except Exception as exc:
+        raise DataError(f"{where}: its input example cannot be read ({one_line(exc)})") from None
+    if example is None:
+        raise DataError(f"{where}: the model has no input example to check it with")
+    try:
+        if served.kind == "tabular":
+            x = np.asarray(example[served.columns], dtype=np.float64)
+        else:
+            x = np.asarray(example, dtype=np.uint8)
+        answer = np.asarray(served.probabilities(x), dtype=np.float64)
+    except Exception as exc:
+        raise DataError(
+            f"{where}: the model fails on its own input example ({type(exc).__name__}: "
+            f"{one_line(exc)}); not serving it"
+        ) from None
+    shape = (len(x), len(served.classes))
+    if answer.shape != shape or not np.isfinite(answer).all():
+        raise DataError(f"{where}: the model answers its input example with {answer.shape} "
+                        f"values, not {shape} finite probabilities; not serving it")  # fmt: skip
+    if not np.allclose(answer.sum(axis=1), 1.0, atol=1e-6):
+        raise DataError(f"{where}: the model's probabilities for its input example do not sum "
+                        "to 1; not serving it")  # fmt: skip
 
 
 # What the service shows about itself (GET /ready, GET /model) is public: a URI's credentials

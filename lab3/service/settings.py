@@ -15,12 +15,12 @@ PREDICTION_LOG       the prediction log's folder (default: params.yaml's
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab1.core.errors import PipelineError
+from lab1.core.tracking.store import without_credentials
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,8 @@ def is_database(destination: Path | str) -> bool:
 
 
 def shown(destination: Path | str) -> str:
-    """A log destination as log lines may show it: a database URL without its password."""
-    text = str(destination)
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", text) if is_database(text) else text
+    """A log destination as log lines may show it: a database URL without its credentials."""
+    return without_credentials(str(destination))
 
 
 def _number(env: Mapping[str, str], name: str, default, kind, minimum):

@@ -161,7 +161,7 @@ class ModelWatcher:
         elif version:
             found = client.get_model_version(version["name"], version["version"])
         from lab1.core.lineage import version_lineage
-        from lab1.core.registry import version_metrics
+        from lab1.core.registry import recorded_files_sha256, version_metrics
 
         tags = found.tags or {}
         uri = f"models:/{found.name}/{found.version}"
@@ -175,6 +175,7 @@ class ModelWatcher:
             data_digest=tags.get("data.digest"),
             metrics=version_metrics(found),
             lineage=version_lineage(client, found),  # what `python -m lab1.lineage` prints
+            files_sha256=recorded_files_sha256(client, found),
         )
         return Target(uri, info)
 

@@ -37,11 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from lab1.core.tracking import tracking_uri
+    from lab1.core.tracking.store import store_name
 
     return [
         f"lab5 quality: model {config.getoption('--model-uri') or 'the champion'}; "
-        f"data {PATHS.raw}, {PATHS.processed}; registry {tracking_uri()}"
+        f"data {PATHS.raw}, {PATHS.processed}; registry {store_name()}"
     ]
 
 

@@ -115,3 +115,30 @@ def test_bad_input_is_one_line_naming_what_is_wrong(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], (name, done.stderr)
         assert done.stdout == "" and "Traceback" not in done.stderr
+
+
+def test_an_unanswering_tracking_server_is_named_without_its_password(tmp_path):
+    """MLFLOW_TRACKING_URI=http://user:password@host: the monitor's one line hides the password."""
+    from tests.loopback import free_port
+
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "predictions-20261201T032000Z.jsonl").write_text(
+        '{"time": "2026-12-01T03:20:00.123Z", "request_id": "r1", "model": "m", "version": "1", '
+        '"columns": ["t_0"], "inputs": [[1.0]], "classes": ["normal", "faulty"], '
+        '"probabilities": [[0.9, 0.1]], "labels": ["normal"]}\n'
+    )
+    port = free_port()
+    uri = f"http://admin:se@cret@127.0.0.1:{port}"
+    done = subprocess.run(
+        [sys.executable, "-m", "lab3.monitor", "--log", str(log), "--since", "2026-12-01T00:00",
+         "--until", "2026-12-02T00:00"],
+        cwd=REPO,
+        env=clean_env(PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=uri),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"http://***@127.0.0.1:{port}: the tracking server does not answer" in done.stderr
+    assert "cret" not in done.stderr + done.stdout and "admin" not in done.stderr, done.stderr

@@ -209,7 +209,7 @@ def test_the_log_goes_to_postgresql_and_a_dead_database_fails_no_prediction(
     writer.join(timeout=30)
     assert counts == [2, 7]
     said = [r.getMessage() for r in caplog.records if "prediction log" in r.getMessage()]
-    assert len(said) == 1 and "logger:***@127.0.0.1" in said[0], said
+    assert len(said) == 1 and "//***@127.0.0.1" in said[0], said
     assert "s3cret-pw" not in caplog.text
 
 

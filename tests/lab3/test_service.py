@@ -350,6 +350,52 @@ def test_ready_never_shows_the_credentials_of_the_tracking_uri(monkeypatch):
     assert "127.0.0.1:9" in body and "s3cret" not in body and "admin:" not in body, body
 
 
+def test_503_answers_and_the_log_never_show_credentials_or_absolute_paths(tmp_path):
+    """A real `python -m lab3.serve` whose tracking server (with credentials in its URI) does
+    not answer: /model, /predict and /predict/image say why (503) without the password, and so
+    does its stderr. With an embedded store not made yet, the 503s name the file, not its path."""
+    import urllib.error
+    import urllib.request
+
+    from tests.loopback import LOCAL, free_port, model_service
+
+    port = free_port()
+    env = {
+        "MLFLOW_TRACKING_URI": f"http://admin:se@cret@127.0.0.1:{port}/",
+        "MODEL_URI": f"models:/{NAME}@champion",
+    }
+    requests = [
+        ("/model", None, {}),
+        ("/predict", b"{}", {"content-type": "application/json"}),
+        ("/predict/image", b"x", {"content-type": "image/png"}),
+    ]
+    with model_service(tmp_path, env, ready=False) as url:
+        wait_for(lambda: json.loads(LOCAL.open(f"{url}/health").read())["status"] == "ok")
+        for path, data, headers in requests:
+            request = urllib.request.Request(f"{url}{path}", data=data, headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                LOCAL.open(request, timeout=10)
+            body = refused.value.read().decode()
+            assert refused.value.code == 503, (path, body)
+            assert f"127.0.0.1:{port}" in body and "does not answer" in body, (path, body)
+            assert "cret" not in body and "admin" not in body, (path, body)
+    log = (tmp_path / "service.log").read_text()
+    assert "does not answer" in log and "cret" not in log and "admin" not in log, log
+
+    store = tmp_path / "nowhere" / "mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+        with TestClient(create_app(settings(f"models:/{NAME}@champion"))) as client:
+            wait_for(lambda: client.get("/ready").json()["last_error"])
+            for path, data, headers in requests:
+                answer = client.request(
+                    "GET" if data is None else "POST", path, content=data, headers=headers
+                )
+                detail = answer.json()["detail"]
+                assert answer.status_code == 503 and "mlflow.db" in detail, (path, detail)
+                assert str(tmp_path) not in detail, (path, detail)
+
+
 def test_every_answer_has_the_shape_its_openapi_schema_documents(local):
     """No response is documented as a bare string: each JSON answer has a typed schema, and the
     real answers (200s and errors) validate against it."""

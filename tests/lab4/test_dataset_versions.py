@@ -219,3 +219,34 @@ def test_a_bad_s3_remote_is_one_line_within_seconds_before_any_work(
     assert len(errors) == 1 and said in errors[0] and remote[0] in errors[0], done.stderr
     assert elapsed < 15, f"{elapsed:.1f} s"
     assert not repo.exists()  # refused before any work
+
+
+@pytest.mark.e2e
+def test_keys_in_the_endpoint_url_reach_only_dvc_config_local(s3, tmp_path):
+    """--endpoint-url http://KEY:SECRET@host (as for MinIO): the keys work, with none in the
+    environment, and go only to .dvc/config.local: never into a commit, stdout or the log."""
+    from urllib.parse import quote
+
+    endpoint, good = s3
+    key, secret = good["AWS_ACCESS_KEY_ID"], good["AWS_SECRET_ACCESS_KEY"]
+    with_keys = endpoint.replace("://", f"://{quote(key, safe='')}:{quote(secret, safe='')}@")
+    repo = tmp_path / "repo"
+    env = env_without_aws(HOME=str(tmp_path), AWS_DEFAULT_REGION=good["AWS_DEFAULT_REGION"])
+    done = run_exercise(
+        "--repo",
+        str(repo),
+        "--remote",
+        f"s3://{BUCKET}/keyed",
+        "--endpoint-url",
+        with_keys,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = git(repo, "log", "-p", "--all").stdout
+    committed = (repo / ".dvc" / "config").read_text()
+    for shown in (done.stdout, done.stderr, history, committed):
+        assert secret not in shown and key not in shown, shown
+    assert f"endpointurl = {endpoint}" in committed, committed
+    local = (repo / ".dvc" / "config.local").read_text()
+    assert key in local and secret in local
+    assert git(repo, "check-ignore", ".dvc/config.local").returncode == 0

@@ -33,9 +33,11 @@ def store_name(uri: str | None = None) -> str:
     return str(sqlite_file(uri)) if is_embedded(uri) else without_credentials(uri)
 
 
-def without_credentials(text: str) -> str:
-    """``text`` with the credentials of any URI in it (scheme://user:password@host) hidden."""
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", text)
+def without_credentials(text: str, hidden: str = "***@") -> str:
+    """``text`` with the credentials of any URI in it (scheme://user:password@host) replaced by
+    ``hidden`` ("" for a link): the one scrubber for every message a user or client sees. Up to
+    the last "@" before the path, as urllib and requests split a URI: a password may hold one."""
+    return re.sub(r"(?<=://)[^/\s]+@", hidden, text)
 
 
 def is_embedded(uri: str) -> bool:
@@ -110,7 +112,7 @@ def _check_server(uri: str) -> None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
+        with urllib.request.urlopen(_health_request(uri), timeout=PROBE_TIMEOUT_S):
             return
     except urllib.error.HTTPError as exc:  # `mlflow server` answers /health with 200 "OK"
         why = f"HTTP {exc.code} {exc.reason} for /health: a proxy, or not an MLflow server"
@@ -118,10 +120,30 @@ def _check_server(uri: str) -> None:
         reason = getattr(exc, "reason", exc)
         why = one_line(reason) if isinstance(reason, BaseException) else str(reason)
     raise PipelineError(
-        f"MLFLOW_TRACKING_URI={uri}: the tracking server does not answer ({why}); check that "
-        "`mlflow server` runs there, the host and port, and any proxy (or unset the variable "
-        "for the embedded store)"
+        f"MLFLOW_TRACKING_URI={store_name(uri)}: the tracking server does not answer ({why}); "
+        "check that `mlflow server` runs there, the host and port, and any proxy (or unset the "
+        "variable for the embedded store)"
     )
+
+
+def _health_request(uri: str) -> Any:
+    """GET /health of the server at ``uri``. urllib would take "user:password@host" for a host
+    name; MLflow (requests) sends such credentials, or MLFLOW_TRACKING_USERNAME and _PASSWORD
+    first, as basic auth: so does this, to the URI without them."""
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    request = urllib.request.Request(f"{bare.rstrip('/')}/health")
+    env = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    url = [urllib.parse.unquote(part or "") for part in (parts.username, parts.password)]
+    user, password = env if all(env) else url
+    if user or password:
+        pair = f"{user}:{password}"
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
+    return request
 
 
 def connect() -> MlflowClient:
@@ -150,14 +172,14 @@ def connect() -> MlflowClient:
             client = MlflowClient(uri, registry_uri=uri)
             client.search_registered_models(max_results=1)
     except Exception as exc:  # SQLAlchemy's and MLflow's errors for a broken or locked store
-        where = str(sqlite_file(uri)) if is_embedded(uri) else f"MLFLOW_TRACKING_URI={uri}"
+        where = store_name(uri) if is_embedded(uri) else f"MLFLOW_TRACKING_URI={store_name(uri)}"
         advice = (
             f"move it aside (mv {where} {where}.broken) to start a new store"
             if is_embedded(uri)
             else "check the server's log"
         )
         raise PipelineError(
-            f"{where}: not a usable MLflow store ({one_line(exc)}); {advice}"
+            f"{where}: not a usable MLflow store ({without_credentials(one_line(exc))}); {advice}"
         ) from None
     return client
 

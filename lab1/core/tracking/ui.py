@@ -51,10 +51,13 @@ VIEW_COLUMNS = [
 
 def ui_base() -> str:
     """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally. (Read
-    from the environment: the embedded store, the default, is never an http URI; so this module
-    imports nothing of the store's, which imports it.)"""
+    from the environment: the embedded store, the default, is never an http URI.) Without the
+    URI's credentials: links are shown and stored."""
+    from lab1.core.tracking.store import without_credentials  # a link: the browser asks
+
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    http = uri.startswith(("http://", "https://"))
+    return without_credentials(uri, hidden="").rstrip("/") if http else LOCAL_UI
 
 
 def run_link(experiment_id: str, run_id: str) -> str:
