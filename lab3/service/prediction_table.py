@@ -38,7 +38,7 @@ PRUNE_EVERY_S = 3600.0
 
 
 class Table:
-    """What _Files is for a folder: ``write(line)``, ``flush()``, ``close()``."""
+    """What _Files is for a folder: ``write(line, rows)``, ``flush()``, ``close()``."""
 
     def __init__(self, url: str, keep_days: float):
         self.url, self.keep_days = url, keep_days
@@ -50,14 +50,15 @@ class Table:
         self._next_prune = 0.0
         self._failing = False
 
-    def write(self, line: bytes) -> bool:
-        """Buffer one line; flush() inserts them. False when the database is known to be down."""
+    def write(self, line: bytes, rows: int) -> bool:
+        """Buffer one line of ``rows`` predicted rows; flush() inserts them. False when the
+        database is known to be down."""
         if self._connection is None and time.monotonic() < self._next_try:
             return False
         record = orjson.loads(line)
         fields = (record["time"], record["request_id"], record["model"], str(record["version"]))
         self._rows.append((*fields, line.decode()))
-        self._answers += len(record["probabilities"])
+        self._answers += rows
         return True
 
     def flush(self) -> int:
