@@ -20,8 +20,10 @@ from the event loop: 1,000-row batches lost 17 % of their throughput (bench/serv
 full disk or a folder that vanished never fails a prediction: the rows are counted
 (`service_prediction_log_rows{outcome="failed"}` in /metrics; "written" only once a write
 holding them succeeded), said once per streak of failures, and never cost the log its history
-(a failed write neither rotates nor prunes); a removed folder is made again. When the queue
-is full (the disk is slower than the traffic), rows are dropped and counted the same way.
+(a failed write neither rotates nor prunes); a removed folder is made again. What waits for
+the writer is held to ``max_pending_mb`` (its arrays' bytes, queued or being handed over): past
+that (the writer is stopped, or slower than the traffic), rows are dropped, counted
+(`outcome="dropped"`) and said once per streak.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING_REQUESTS = 10_000  # past this, the writer is too slow: drop, count, say once
+REQUEST_BYTES = 1024  # what a queued request holds besides its arrays (its header, labels list)
 HAND_OVER_EVERY_S = 0.5
 BUFFER_BYTES = 2**20  # the writer's lines, written out at least this often
 WRITTEN, FAILED = 0, 1  # the writer process's counts, in memory shared with the service
@@ -62,7 +64,11 @@ class PredictionLog:
         self.destination = shown(settings.destination)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._counts = context.RawArray("q", 2)
+        self._max_pending = int(settings.max_pending_mb * 2**20)
+        self._lock = threading.Lock()  # the request path and the hand-over thread share these:
+        self._pending_bytes = 0  # what waits for the writer: queued, or being handed over
         self._dropped = 0
+        self._dropping = False  # in a streak of drops (said once)
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._writer = context.Process(
             target=writer_process,
@@ -103,12 +109,20 @@ class PredictionLog:
         labels: list[str],
     ) -> None:
         """Queue one answered request (the request path: O(1), never raises)."""
-        if len(self._pending) >= MAX_PENDING_REQUESTS:
-            if self._dropped == 0:
-                logger.warning("prediction log %s: writer behind; dropping", self.destination)
-            self._dropped += len(batch)
-            return
-        self._pending.append((time.time(), request_id, model, batch, probabilities, labels))
+        size = batch.nbytes + probabilities.nbytes + 8 * len(labels) + REQUEST_BYTES
+        with self._lock:
+            if self._pending_bytes + size > self._max_pending:
+                self._drop(len(batch), "writer behind (monitoring.max_pending_mb held)")
+                return
+            self._pending_bytes += size
+        self._pending.append((time.time(), request_id, model, batch, probabilities, labels, size))
+
+    def _drop(self, rows: int, why: str) -> None:
+        """Count rows that will never be logged (under self._lock); say it once per streak."""
+        if not self._dropping:
+            logger.warning("prediction log %s: %s; dropping rows", self.destination, why)
+            self._dropping = True
+        self._dropped += rows
 
     def _hand_over_forever(self) -> None:
         while not self._stopping.wait(HAND_OVER_EVERY_S):
@@ -121,8 +135,8 @@ class PredictionLog:
         requests = [self._pending.popleft() for _ in range(len(self._pending))]
         if not requests:
             return
-        headers, blobs = [], []
-        for when, request_id, model, batch, probabilities, labels in requests:
+        headers, blobs, size, rows = [], [], 0, 0
+        for when, request_id, model, batch, probabilities, labels, nbytes in requests:
             width = probabilities.shape[1]
             classes = model.classes if len(model.classes) == width else list(map(str, range(width)))
             arrays = [np.ascontiguousarray(batch), np.ascontiguousarray(probabilities)]
@@ -138,14 +152,21 @@ class PredictionLog:
                     "arrays": [[a.dtype.str, a.shape] for a in arrays],
                 }
             )
-            blobs += [a.tobytes() for a in arrays]
+            blobs += [a.data for a in arrays]
+            size, rows = size + nbytes, rows + len(batch)
+        data = b"".join(blobs)  # the one copy; the arrays themselves go now
+        del requests, blobs, arrays, batch, probabilities
         try:
             self._sender.send_bytes(orjson.dumps(headers))
-            self._sender.send_bytes(b"".join(blobs))
+            self._sender.send_bytes(data)
         except (OSError, ValueError) as exc:  # the writer died
-            if self._dropped == 0:
-                logger.warning("prediction log %s: writer gone (%s)", self.destination, exc)
-            self._dropped += sum(len(request[3]) for request in requests)
+            with self._lock:
+                self._pending_bytes -= size
+                self._drop(rows, f"writer gone ({exc})")
+            return
+        with self._lock:
+            self._pending_bytes -= size
+            self._dropping = False
 
 
 # --- the writer process ------------------------------------------------------------------------

@@ -369,3 +369,33 @@ def test_a_really_full_disk_keeps_the_history_and_the_log_recovers(tmp_path, cap
     said = [line for line in capfd.readouterr().err.splitlines() if "prediction log" in line]
     assert len(said) == 2, said  # the streak, and its end
     assert "No space left on device" in said[0] and "800 rows were not logged" in said[1]
+
+
+def test_what_waits_for_a_stopped_writer_is_held_to_its_bytes_then_dropped_and_counted(
+    tmp_path, caplog
+):
+    import os
+    import signal
+
+    from lab3.service.prediction_log import PredictionLog
+
+    model, table = fake_model(15), np.ones((1000, 15))  # 120 KB of inputs a request
+    probabilities, labels = np.full((1000, 2), 0.5), ["normal"] * 1000
+    log = PredictionLog(LogSettings(tmp_path / "log", 16.0, 20, max_pending_mb=2.0))
+    log.start()
+    os.kill(log._writer.pid, signal.SIGSTOP)  # a writer stuck on a dead disk
+    try:
+        for i in range(100):
+            log.record(f"r{i}", model, table, probabilities, labels)
+            time.sleep(0.01)  # hand-overs happen meanwhile: what they hold counts too
+    finally:
+        os.kill(log._writer.pid, signal.SIGCONT)
+    dropped = log.rows["dropped"]
+    log.stop()
+    written = log.rows["written"]
+    assert written + dropped == 100_000 and log.rows["failed"] == 0
+    # At most 2 MiB waited: 14 requests of 1000 rows (146 KB each, with their answers).
+    assert 1000 <= written <= 14_000, log.rows
+    assert sum(len(line["inputs"]) for line in logged(tmp_path / "log")) == written
+    said = [r.getMessage() for r in caplog.records if "dropping" in r.getMessage()]
+    assert len(said) == 1 and "max_pending_mb" in said[0], said
