@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -117,13 +118,18 @@ class Table:
             self._failing = True
 
 
-def read_window(url: str, since: Any, until: Any) -> list[dict]:
-    """The logged lines answered in [since, until), oldest first (monitoring's reader)."""
+def read_window(url: str, since: Any, until: Any) -> Iterator[Any]:
+    """The logged lines answered in [since, until), oldest first (monitoring's reader), a few
+    thousand at a time (a server-side cursor): never the whole window's JSON at once."""
     import psycopg
 
-    with psycopg.connect(url, connect_timeout=5) as connection:
-        found = connection.execute(
+    with (
+        psycopg.connect(url, connect_timeout=5) as connection,
+        connection.cursor(name="window") as cursor,
+    ):
+        cursor.itersize = 2000
+        cursor.execute(
             "SELECT line FROM predictions WHERE time >= %s AND time < %s ORDER BY time",
             (since, until),
         )
-        return [row[0] for row in found]
+        yield from (row[0] for row in cursor)

@@ -223,25 +223,30 @@ def test_monitoring_leaves_out_cut_and_overlong_lines_without_reading_them_whole
 
     from lab3.monitor import traffic
 
-    monkeypatch.setattr(traffic, "MAX_LINE_BYTES", 200)
-    good = json.dumps({"time": "2026-12-01T00:00:00Z", "inputs": [[1.0]]})
+    monkeypatch.setattr(traffic, "MAX_LINE_BYTES", 400)
+    good = json.dumps(
+        {"time": "2026-12-01T00:00:00Z", "request_id": "r", "model": "m", "version": "1",
+         "columns": ["c"], "inputs": [[1.0]], "classes": ["normal", "faulty"],
+         "probabilities": [[0.9, 0.1]], "labels": ["normal"]}
+    )  # fmt: skip
     # An overlong line whose tail, read on its own, would be a valid row: it must not count.
-    overlong = '{"pad": "' + "x" * 300 + '", ' + good[1:]
+    overlong = '{"pad": "' + "x" * 500 + '", ' + good[1:]
     (tmp_path / "predictions-1.jsonl").write_text(f"{good}\n{overlong}\n{good}\n{good[:20]}")
     window = (datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
     read: list[bytes] = []
-    real_open = traffic.Path.open
+    real_open = traffic.open_regular
 
-    def spying_open(path, *args, **kwargs):  # every chunk read, to check none is over the limit
-        file = real_open(path, *args, **kwargs)
+    def spying_open(path):  # every chunk read, to check none is over the limit
+        file = real_open(path)
         readline = file.readline
-        file.readline = lambda size=-1: read.append(readline(size)) or read[-1]
+        file.readline = lambda size=-1: read.append(readline(size)) or read[-1]  # type: ignore[method-assign]
         return file
 
-    monkeypatch.setattr(traffic.Path, "open", spying_open)
-    assert len(traffic._read_folder(tmp_path, *window)) == 2
-    assert max(map(len, read)) <= 200
-    assert "2 unreadable log lines left out" in caplog.text
+    monkeypatch.setattr(traffic, "open_regular", spying_open)
+    served = traffic.read_log(tmp_path, *window)
+    assert len(served.keys) == 2 and served.skipped == 2
+    assert max(map(len, read)) <= 400
+    assert "2 log lines left out" in caplog.text
 
 
 # A full disk, in a child process (its file-size limit is the full disk: a write past it fails
