@@ -65,18 +65,16 @@ def read_log(source: Path | str, since: datetime, until: datetime) -> Traffic:
     else:
         _read_folder(source, window)
         shown_source = source
-    if window.skipped:
-        logger.warning(
-            "%s: %d log lines left out (cut short, not JSON, or not of the log's form)",
-            shown_source,
-            window.skipped,
-        )
-    if not window.versions:
+    skipped = f"{window.skipped} log lines left out (cut short, not JSON, or not of the log's form)"
+    if not window.versions:  # one line: the lines left out are part of the reason
         raise DataError(
             f"{shown_source}: no logged predictions between {since:%Y-%m-%d %H:%M:%S} and "
-            f"{until:%Y-%m-%d %H:%M:%S} UTC (is the service's prediction log on? "
-            "params.yaml monitoring.prediction_log)"
-        )
+            f"{until:%Y-%m-%d %H:%M:%S} UTC "
+            + (f"({skipped})" if window.skipped else "(is the service's prediction log on? "
+               "params.yaml monitoring.prediction_log)")
+        )  # fmt: skip
+    if window.skipped:
+        logger.warning("%s: %s", shown_source, skipped)
     return window.traffic()
 
 

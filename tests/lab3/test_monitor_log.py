@@ -168,6 +168,9 @@ def test_a_missing_folder_is_not_an_empty_window(tmp_path):
     assert f"{tmp_path / 'nowhere'}: the prediction log's folder does not exist" in said
     with pytest.raises(DataError, match="no logged predictions between"):
         traffic.read_log(tmp_path, *WINDOW)  # there, but nothing in the window
+    write_log(tmp_path / "bad", [line(inputs="abc")])
+    with pytest.raises(DataError, match=r"UTC \(1 log lines left out \(cut short"):
+        traffic.read_log(tmp_path / "bad", *WINDOW)  # nothing but a bad line: said in one line
 
 
 def test_a_fault_kind_that_is_not_a_name_is_refused_before_any_work(tmp_path):
