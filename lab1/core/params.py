@@ -189,6 +189,7 @@ class MonitoringParams(Section):
     rotate_mb: Annotated[float, above(0)]
     keep_files: POSITIVE_INT
     keep_days: Annotated[float, above(0)]
+    max_pending_mb: Annotated[float, above(0)]
     window_days: Annotated[float, above(0)]
     min_rows: POSITIVE_INT
     drift: DriftParams

@@ -77,8 +77,8 @@ def monitor(args: argparse.Namespace) -> int:
     window = f"{ends[0]} to {ends[1]}"
     # PREDICTION_LOG: where the service writes its log (lab3/service/settings.py)
     log = args.log or os.environ.get("PREDICTION_LOG") or settings.prediction_log
+    labels = traffic.read_labels(args.labels) if args.labels else None  # refused before any work
     served = traffic.read_log(log if is_database(log) else PATHS.root / log, since, until)
-    labels = traffic.read_labels(args.labels) if args.labels else None
     client = connect()
     version, profile = publish.served_version(client, served.model, served.version)
     gate = params.model_registration[params.dataset]

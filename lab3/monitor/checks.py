@@ -46,6 +46,7 @@ class Drift:
     drifted: bool
     reference_shares: list[float]
     current_shares: list[float]
+    computable: bool = True  # False: NaN among the values (inputs far outside any weather)
 
 
 @dataclass
@@ -76,17 +77,24 @@ class Result:
             "missing_share": self.missing_share,
             "faulty_answer_share": float(self.traffic.predicted.mean()),
             "alarm": float(bool(self.alarms)),
+            "log_lines_left_out": self.traffic.skipped,
             **self.quality,
         }
 
 
 def measure_drift(name: str, reference: dict[str, Any], values: np.ndarray, drift: Any) -> Drift:
+    """Whether one measure moved. A measure that is not computable (extreme inputs, such as
+    1e308, overflow into NaN) counts as moved, deliberately: training never made such values,
+    and a NaN statistic compares false with every threshold, which read as "the same"."""
     statistic, p_value = profiles.ks(reference, values)
     psi = profiles.psi(reference, values)
     edges = [-np.inf, *reference["edges"], np.inf]
     current = (np.histogram(values, bins=edges)[0] / values.size).tolist()
-    moved = p_value < drift.ks_p_value and psi > drift.psi
-    return Drift(name, statistic, p_value, psi, moved, reference["shares"], current)
+    computable = not np.isnan(values).any() and np.isfinite([statistic, p_value, psi]).all()
+    moved = not computable or (p_value < drift.ks_p_value and psi > drift.psi)
+    return Drift(
+        name, statistic, p_value, psi, bool(moved), reference["shares"], current, bool(computable)
+    )
 
 
 def run_checks(
@@ -98,13 +106,17 @@ def run_checks(
 ) -> Result:
     rule = profile["settings"]["missing_rule"]
     reference = profile["measures"]
-    drift = [
-        measure_drift(name, reference[name], values, settings.drift)
-        for name, values in profiles.measures(traffic.inputs, rule).items()
-    ]
-    prediction = measure_drift(
-        profiles.PREDICTION, reference[profiles.PREDICTION], traffic.probabilities, settings.drift
-    )
+    with np.errstate(all="ignore"):  # an overflow is a NaN measure, reported as such
+        drift = [
+            measure_drift(name, reference[name], values, settings.drift)
+            for name, values in profiles.measures(traffic.inputs, rule).items()
+        ]
+        prediction = measure_drift(
+            profiles.PREDICTION,
+            reference[profiles.PREDICTION],
+            traffic.probabilities,
+            settings.drift,
+        )
     result = Result(
         traffic=traffic,
         rows=len(traffic.keys),
@@ -168,7 +180,9 @@ def alarms(result: Result, settings: MonitoringParams, gate: GateParams) -> list
     if result.rows < settings.min_rows:
         return []
     found = []
-    moved = [d.name for d in result.drift if d.drifted]
+    moved = [
+        d.name + ("" if d.computable else " (not computable)") for d in result.drift if d.drifted
+    ]
     if result.drift_share > settings.drift.max_share:
         found.append(
             f"the inputs drifted: {len(moved)} of {len(result.drift)} measures moved "

@@ -80,6 +80,8 @@ def drift_rows(result: Result) -> str:
     out = []
     for d in [*result.drift, result.prediction]:
         moved = "moved" if d.drifted else "same"
+        if not d.computable:
+            moved = "moved: not computable (NaN from extreme inputs)"
         out.append(
             f'<tr class="{"moved" if d.drifted else ""}"><td>{escape(MEANINGS[d.name])}<br>'
             f'<small>{escape(d.name)}</small></td><td>{moved}</td><td class="num">{d.psi:.3f}</td>'
@@ -95,12 +97,19 @@ def render(result: Result, title: str, window: str, lineage: str, links: dict[st
     t = result.traffic
     linked = " · ".join(f'<a href="{escape(u)}">{escape(n)}</a>' for n, u in links.items())
     other = f" ({t.left_out} rows of other versions left out)" if t.left_out else ""
+    skipped = (
+        f"<p><b>{t.skipped} log lines were left out</b>: cut short, not JSON, or not of the "
+        "log's form (a field missing or of the wrong type).</p>"
+        if t.skipped
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>{STYLE}</style></head><body>
 <h1>{escape(title)}</h1>
 <p>Model <b>{escape(t.model)} version {escape(t.version)}</b>, {result.rows} rows served
 {escape(window)}{escape(other)}. {escape(lineage)}</p>
+{skipped}
 <p>In MLflow: {linked}</p>
 {verdict(result)}
 <h2>Quality on served traffic</h2>

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
-from collections import Counter
+import os
+import re
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import orjson
@@ -18,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 2**20  # the service's body limit is far below this
 MAX_LABEL_FILE_BYTES = 256 * 2**20
+FAULT_KIND = re.compile(r"[A-Za-z0-9_-]{0,64}")
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Traffic:
     probabilities: np.ndarray  # the model's probability of "faulty"
     predicted: np.ndarray  # 1 = answered "faulty"
     left_out: int  # rows answered by other versions in the window
+    skipped: int = 0  # log lines left out: cut short, not JSON, or not of the log's form
 
 
 def parse_time(text: str) -> datetime:
@@ -44,83 +50,199 @@ def parse_time(text: str) -> datetime:
 
 def read_log(source: Path | str, since: datetime, until: datetime) -> Traffic:
     """The log's rows answered in [since, until), of the version that answered most of them.
-    ``source``: the log's folder, or a postgresql:// URL."""
+    ``source``: the log's folder, or a postgresql:// URL. Read line by line, keeping only the
+    window's rows, as arrays: memory goes with the window, not the log. A line that is not a
+    prediction line of the log's form (cut, not JSON, a field of the wrong type) is left out
+    and counted (``Traffic.skipped``)."""
+    window = _Window(since, until)
     if isinstance(source, str):
         from lab3.service.prediction_table import read_window
         from lab3.service.settings import shown
 
-        lines = [line for line in read_window(source, since, until) if "inputs" in line]
-        return _traffic_of_one_version(_some(lines, shown(source), since, until))
-    return _traffic_of_one_version(_some(_read_folder(source, since, until), source, since, until))
-
-
-def _some(lines: list[dict], source: object, since: datetime, until: datetime) -> list[dict]:
-    if not lines:
+        for line in read_window(source, since, until):
+            window.add(line)
+        shown_source: object = shown(source)
+    else:
+        _read_folder(source, window)
+        shown_source = source
+    skipped = f"{window.skipped} log lines left out (cut short, not JSON, or not of the log's form)"
+    if not window.versions:  # one line: the lines left out are part of the reason
         raise DataError(
-            f"{source}: no logged predictions between {since:%Y-%m-%d %H:%M:%S} and "
-            f"{until:%Y-%m-%d %H:%M:%S} UTC (is the service's prediction log on? "
-            "params.yaml monitoring.prediction_log)"
+            f"{shown_source}: no logged predictions between {since:%Y-%m-%d %H:%M:%S} and "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC "
+            + (f"({skipped})" if window.skipped else "(is the service's prediction log on? "
+               "params.yaml monitoring.prediction_log)")
+        )  # fmt: skip
+    if window.skipped:
+        logger.warning("%s: %s", shown_source, skipped)
+    return window.traffic()
+
+
+LINE_TIME = re.compile(rb'^\{"time":"([^"]{1,40})"')  # how the service's writer starts a line
+
+
+def _read_folder(folder: Path, window: _Window) -> None:
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(
+            f"{folder}: the prediction log's folder {what} (PREDICTION_LOG or params.yaml "
+            "monitoring.prediction_log; the service makes it when it first logs)"
         )
-    return lines
-
-
-def _read_folder(folder: Path, since: datetime, until: datetime) -> list[dict]:
-    lines, unreadable = [], 0
     for path in sorted(folder.glob("predictions-*.jsonl")):
-        with path.open("rb") as file:
+        with open_regular(path) as file:
             cut = False  # in the middle of a line over the limit: never held whole in memory
             for raw in iter(lambda: file.readline(MAX_LINE_BYTES), b""):
                 if cut or not raw.endswith(b"\n"):
-                    unreadable += not cut  # a line cut short by a killed writer, or not ours
+                    window.skipped += not cut  # a line cut short by a killed writer, or not ours
                     cut = not raw.endswith(b"\n")
+                    continue
+                stamp = LINE_TIME.match(raw)  # out of the window: not parsed at all
+                if stamp and not window.holds(stamp.group(1).decode(errors="replace")):
                     continue
                 try:
                     line = orjson.loads(raw)
-                    moment = parse_time(line["time"])
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    unreadable += 1
+                except orjson.JSONDecodeError:
+                    window.skipped += 1
                     continue
-                if since <= moment < until and "inputs" in line:
-                    lines.append(line)
-    if unreadable:
-        logger.warning("%s: %d unreadable log lines left out", folder, unreadable)
-    return lines
+                window.add(line)
 
 
-def _traffic_of_one_version(lines: list[dict]) -> Traffic:
-    served = Counter(
-        (line["model"], str(line["version"])) for line in lines for _ in line["inputs"]
-    )
-    (model, version), _count = served.most_common(1)[0]
-    mine = [line for line in lines if (line["model"], str(line["version"])) == (model, version)]
-    faulty = mine[0]["classes"].index("faulty")
-    inputs = [row for line in mine for row in line["inputs"]]
-    return Traffic(
-        model=model,
-        version=version,
-        columns=list(mine[0]["columns"]),
-        keys=[(line["request_id"], i) for line in mine for i in range(len(line["inputs"]))],
-        inputs=np.array([[np.nan if v is None else v for v in row] for row in inputs], float),
-        probabilities=np.array([p[faulty] for line in mine for p in line["probabilities"]]),
-        predicted=np.array([label == "faulty" for line in mine for label in line["labels"]], int),
-        left_out=sum(served.values()) - served[(model, version)],
-    )
+def open_regular(path: Path) -> IO[bytes]:
+    """Open a file for reading, refusing anything but a regular file (after links): a FIFO
+    named like a log file would be read forever, a device without end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{path}: not a regular file (a FIFO, device or folder); refused")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+NUMBER = (int, float)
+
+
+class _Window:
+    """The window's rows, per (model, version), as they are read."""
+
+    def __init__(self, since: datetime, until: datetime):
+        self.since, self.until = since, until
+        self.skipped = 0
+        self.versions: dict[tuple[str, str], _Rows] = {}
+
+    def holds(self, text: str) -> bool:
+        """Whether a line's time is in the window (an unreadable time: to be parsed whole)."""
+        try:
+            return self.since <= parse_time(text) < self.until
+        except ValueError:
+            return True
+
+    def add(self, line: object) -> None:
+        """One logged line: kept if in the window, counted as skipped if not of the form."""
+        try:  # the time first: a line out of the window is not looked at further
+            if not isinstance(line, dict):
+                raise TypeError("not an object")
+            if not self.since <= parse_time(_typed(line["time"], str)) < self.until:
+                return
+            found = _checked(line)
+        except (KeyError, TypeError, ValueError, IndexError):
+            self.skipped += 1
+            return
+        if found is None:  # an image model's line: not monitored here
+            return
+        key, columns, request_id, inputs, faulty, predicted = found
+        rows = self.versions.setdefault(key, _Rows(columns))
+        if columns != rows.columns:  # one version, one set of columns
+            self.skipped += 1
+            return
+        rows.add(request_id, inputs, faulty, predicted)
+
+    def traffic(self) -> Traffic:
+        counts = {key: rows.count for key, rows in self.versions.items()}
+        (model, version) = max(counts, key=counts.__getitem__)
+        mine = self.versions[(model, version)]
+        return Traffic(
+            model=model,
+            version=version,
+            columns=list(mine.columns),
+            keys=mine.keys,
+            inputs=np.concatenate(mine.inputs),
+            probabilities=np.concatenate(mine.probabilities),
+            predicted=np.concatenate(mine.predicted),
+            left_out=sum(counts.values()) - mine.count,
+            skipped=self.skipped,
+        )
+
+
+class _Rows:
+    def __init__(self, columns: tuple[str, ...]):
+        self.columns = columns
+        self.count = 0
+        self.keys: list[tuple[str, int]] = []
+        self.inputs: list[np.ndarray] = []
+        self.probabilities: list[np.ndarray] = []
+        self.predicted: list[np.ndarray] = []
+
+    def add(self, request_id: str, inputs: np.ndarray, faulty: np.ndarray, predicted: np.ndarray):
+        self.keys += [(request_id, i) for i in range(len(inputs))]
+        self.inputs.append(inputs)
+        self.probabilities.append(faulty)
+        self.predicted.append(predicted)
+        self.count += len(inputs)
+
+
+def _checked(line: dict) -> tuple | None:
+    """A line's fields, checked (a wrong type raises); None for an image model's line."""
+    model, version = _typed(line["model"], str), line["version"]
+    if not isinstance(version, str | int) or isinstance(version, bool):
+        raise TypeError("version")
+    if "inputs" not in line and "image_shape" in line:
+        return None
+    columns = tuple(_typed(c, str) for c in _typed(line["columns"], list))
+    classes = [_typed(c, str) for c in _typed(line["classes"], list)]
+    faulty = classes.index("faulty")
+    inputs = _table(line["inputs"], len(columns), allow_null=True)
+    probabilities = _table(line["probabilities"], len(classes), allow_null=False)
+    labels = [_typed(label, str) for label in _typed(line["labels"], list)]
+    if not len(inputs) == len(probabilities) == len(labels) or not len(inputs):
+        raise ValueError("rows")
+    predicted = np.array([label == "faulty" for label in labels], int)
+    request_id = _typed(line["request_id"], str)
+    return (model, str(version)), columns, request_id, inputs, probabilities[:, faulty], predicted
+
+
+def _typed(value, kind):
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(kind.__name__)
+    return value
+
+
+def _table(rows: list, width: int, allow_null: bool) -> np.ndarray:
+    """Rows of ``width`` numbers (null: missing, where allowed) as a float array."""
+    allowed = (*NUMBER, type(None)) if allow_null else NUMBER
+    rows = _typed(rows, list)
+    for row in rows:
+        if len(_typed(row, list)) != width:
+            raise ValueError("width")
+        for value in row:
+            if not isinstance(value, allowed) or isinstance(value, bool):
+                raise TypeError("value")
+    return np.array(rows, dtype=float).reshape(len(rows), width)  # null becomes NaN
 
 
 def read_labels(path: Path) -> dict[tuple[str, int], tuple[int, str]]:
     """A labels file: CSV with columns request_id, row (the row within the request; 0 if
     absent), label (faulty/normal or 1/0) and optionally fault_kind. Returns
     ``{(request_id, row): (label, fault_kind)}``. A bad value is a DataError naming its line."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the labels file ({exc.strerror})") from None
-    if size > MAX_LABEL_FILE_BYTES:
-        raise DataError(
-            f"{path}: {size} bytes, over the {MAX_LABEL_FILE_BYTES} a labels file may be"
-        )
     labels = {}
-    with path.open(newline="", encoding="utf-8", errors="replace") as file:
+    with io.TextIOWrapper(open_regular(path), "utf-8", "replace", newline="") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > MAX_LABEL_FILE_BYTES:
+            raise DataError(
+                f"{path}: {size} bytes, over the {MAX_LABEL_FILE_BYTES} a labels file may be"
+            )
         reader = csv.DictReader(file)
         missing = {"request_id", "label"} - set(reader.fieldnames or [])
         if missing:
@@ -132,5 +254,10 @@ def read_labels(path: Path) -> dict[tuple[str, int], tuple[int, str]]:
                 field, value = ("label", record["label"]) if label is None else ("row", row)
                 raise DataError(f"{path}:{number}: {field} {value!r} (label: faulty/normal or 1/0)")
             kind = (record.get("fault_kind") or "").strip()
+            if not FAULT_KIND.fullmatch(kind):  # it names metrics (recall_<kind>) and files
+                raise DataError(
+                    f"{path}:{number}: fault_kind {kind[:80]!r} (letters, digits, _ and -, "
+                    "at most 64)"
+                )
             labels[(record["request_id"], int(row))] = (label, kind)
     return labels

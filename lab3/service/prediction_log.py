@@ -18,21 +18,26 @@ from the event loop: 1,000-row batches lost 17 % of their throughput (bench/serv
 --prediction-log). Files rotate at
 ``rotate_mb`` and only the newest ``keep_files`` are kept (params.yaml's `monitoring` section). A
 full disk or a folder that vanished never fails a prediction: the rows are counted
-(`service_prediction_log_rows{outcome="failed"}` in /metrics) and said once per streak of
-failures. When the queue is full (the disk is slower than the traffic), rows are dropped and
-counted the same way.
+(`service_prediction_log_rows{outcome="failed"}` in /metrics; "written" only once a write
+holding them succeeded), said once per streak of failures, and never cost the log its history
+(a failed write neither rotates nor prunes); a removed folder is made again. What waits for
+the writer is held to ``max_pending_mb`` (its arrays' bytes, queued or being handed over): past
+that (the writer is stopped, or slower than the traffic), rows are dropped, counted
+(`outcome="dropped"`) and said once per streak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -46,8 +51,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING_REQUESTS = 10_000  # past this, the writer is too slow: drop, count, say once
+REQUEST_BYTES = 1024  # what a queued request holds besides its arrays (its header, labels list)
 HAND_OVER_EVERY_S = 0.5
+BUFFER_BYTES = 2**20  # the writer's lines, written out at least this often
 WRITTEN, FAILED = 0, 1  # the writer process's counts, in memory shared with the service
 
 
@@ -58,7 +64,11 @@ class PredictionLog:
         self.destination = shown(settings.destination)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._counts = context.RawArray("q", 2)
+        self._max_pending = int(settings.max_pending_mb * 2**20)
+        self._lock = threading.Lock()  # the request path and the hand-over thread share these:
+        self._pending_bytes = 0  # what waits for the writer: queued, or being handed over
         self._dropped = 0
+        self._dropping = False  # in a streak of drops (said once)
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._writer = context.Process(
             target=writer_process,
@@ -99,12 +109,20 @@ class PredictionLog:
         labels: list[str],
     ) -> None:
         """Queue one answered request (the request path: O(1), never raises)."""
-        if len(self._pending) >= MAX_PENDING_REQUESTS:
-            if self._dropped == 0:
-                logger.warning("prediction log %s: writer behind; dropping", self.destination)
-            self._dropped += len(batch)
-            return
-        self._pending.append((time.time(), request_id, model, batch, probabilities, labels))
+        size = batch.nbytes + probabilities.nbytes + 8 * len(labels) + REQUEST_BYTES
+        with self._lock:
+            if self._pending_bytes + size > self._max_pending:
+                self._drop(len(batch), "writer behind (monitoring.max_pending_mb held)")
+                return
+            self._pending_bytes += size
+        self._pending.append((time.time(), request_id, model, batch, probabilities, labels, size))
+
+    def _drop(self, rows: int, why: str) -> None:
+        """Count rows that will never be logged (under self._lock); say it once per streak."""
+        if not self._dropping:
+            logger.warning("prediction log %s: %s; dropping rows", self.destination, why)
+            self._dropping = True
+        self._dropped += rows
 
     def _hand_over_forever(self) -> None:
         while not self._stopping.wait(HAND_OVER_EVERY_S):
@@ -117,8 +135,8 @@ class PredictionLog:
         requests = [self._pending.popleft() for _ in range(len(self._pending))]
         if not requests:
             return
-        headers, blobs = [], []
-        for when, request_id, model, batch, probabilities, labels in requests:
+        headers, blobs, size, rows = [], [], 0, 0
+        for when, request_id, model, batch, probabilities, labels, nbytes in requests:
             width = probabilities.shape[1]
             classes = model.classes if len(model.classes) == width else list(map(str, range(width)))
             arrays = [np.ascontiguousarray(batch), np.ascontiguousarray(probabilities)]
@@ -134,14 +152,21 @@ class PredictionLog:
                     "arrays": [[a.dtype.str, a.shape] for a in arrays],
                 }
             )
-            blobs += [a.tobytes() for a in arrays]
+            blobs += [a.data for a in arrays]
+            size, rows = size + nbytes, rows + len(batch)
+        data = b"".join(blobs)  # the one copy; the arrays themselves go now
+        del requests, blobs, arrays, batch, probabilities
         try:
             self._sender.send_bytes(orjson.dumps(headers))
-            self._sender.send_bytes(b"".join(blobs))
+            self._sender.send_bytes(data)
         except (OSError, ValueError) as exc:  # the writer died
-            if self._dropped == 0:
-                logger.warning("prediction log %s: writer gone (%s)", self.destination, exc)
-            self._dropped += sum(len(request[3]) for request in requests)
+            with self._lock:
+                self._pending_bytes -= size
+                self._drop(rows, f"writer gone ({exc})")
+            return
+        with self._lock:
+            self._pending_bytes -= size
+            self._dropping = False
 
 
 # --- the writer process ------------------------------------------------------------------------
@@ -179,12 +204,12 @@ def write_forever(receiver: Connection, settings: LogSettings, counts) -> None:
                 arrays.append(np.frombuffer(data[start : start + size], dtype).reshape(shape))
                 start += size
             rows = len(arrays[0])
-            if files.write(_line(header, *arrays)):
+            if files.write(_line(header, *arrays), rows):
                 accepted += rows
             else:
                 failed += rows
-        lost = files.flush()  # what was handed over is readable now
-        # Counted once written: a table's insert can still fail at the flush.
+        lost = files.flush()  # what was handed over is on disk (or in the table) now
+        # Counted once written: a row is buffered first, and its write or insert can fail.
         counts[WRITTEN] += accepted - lost
         counts[FAILED] += failed + lost
 
@@ -208,58 +233,103 @@ def _line(header: dict[str, Any], batch: np.ndarray, probabilities: np.ndarray) 
 
 
 class _Files:
-    """The log's files: rotated at ``rotate_bytes``, the newest ``keep_files`` kept. A failure
-    is said once per streak of failures, not once per request."""
+    """The log's files: rotated at ``rotate_bytes``, the newest ``keep_files`` kept.
+
+    Lines are buffered and written out with plain ``os.write`` calls: a row counts as written
+    only once the call that holds it returned. A write that fails (a full disk) is cut back
+    off the file, so a file holds whole lines only, and it never opens a new file or prunes
+    an old one: a full disk used to open a file per failure and prune the real history away.
+    A file whose folder was removed is noticed (no links left) and a new one made. A failure
+    is said once per streak, and the end of the streak once."""
 
     def __init__(self, folder: Path, rotate_bytes: int, keep_files: int):
         self.folder, self.rotate_bytes, self.keep_files = folder, rotate_bytes, keep_files
-        self._file: IO[bytes] | None = None
-        self._failing = False
+        self._fd: int | None = None
+        self._size = 0  # of the current file
+        self._prune_due = False  # a new file was opened: prune once a write into it succeeds
+        self._lines: list[bytes] = []
+        self._buffered = 0  # bytes
+        self._rows = 0  # in the buffered lines
+        self._lost = 0  # rows lost since the last flush()
+        self._failing = 0  # rows lost in the current streak of failures
 
-    def write(self, line: bytes) -> bool:
-        try:
-            self._current().write(line)
-        except OSError as exc:
-            self._failed(exc)
-            return False
-        self._failing = False
+    def write(self, line: bytes, rows: int) -> bool:
+        """Buffer one line of ``rows`` predicted rows; it is written out by flush(), or before
+        once the current file or the buffer is full."""
+        self._lines.append(line)
+        self._buffered += len(line)
+        self._rows += rows
+        if self._size + self._buffered >= self.rotate_bytes or self._buffered >= BUFFER_BYTES:
+            self._write_out()
         return True
 
     def flush(self) -> int:
-        """Write out what is buffered; returns the rows lost (a file's loss is not counted:
-        it is said, and the next request opens a new file)."""
-        if self._file is None:
-            return 0
-        try:
-            self._file.flush()
-        except OSError as exc:
-            self._file = None
-            self._failed(exc)
-        return 0
+        """Write out what is buffered; returns the rows lost since the last flush."""
+        self._write_out()
+        lost, self._lost = self._lost, 0
+        return lost
 
     def close(self) -> None:
         self.flush()
-        if self._file is not None:
-            self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
-    def _failed(self, exc: OSError) -> None:
+    def _write_out(self) -> None:
+        data, rows = b"".join(self._lines), self._rows
+        self._lines, self._buffered, self._rows = [], 0, 0
+        if not data:
+            return
+        try:
+            fd = self._current()
+            try:
+                done = 0
+                while done < len(data):  # a write may take only part of it
+                    done += os.write(fd, data[done:])
+            except OSError:
+                with contextlib.suppress(OSError):  # no half line left in the file
+                    os.ftruncate(fd, self._size)
+                raise
+        except OSError as exc:
+            self._failed(exc, rows)
+            return
+        self._size += len(data)
+        if self._prune_due:
+            self._prune()
+        if self._failing:
+            logger.warning(
+                "prediction log %s: writing again (%d rows were not logged)",
+                self.folder,
+                self._failing,
+            )
+            self._failing = 0
+
+    def _failed(self, exc: OSError, rows: int) -> None:
         if not self._failing:
             logger.warning(
                 "prediction log %s: %s; predictions go on, unlogged rows are counted in /metrics",
                 self.folder,
                 exc.strerror or exc,
             )
-            self._failing = True
+        self._failing += rows
+        self._lost += rows
 
-    def _current(self) -> IO[bytes]:
-        if self._file is not None and self._file.tell() < self.rotate_bytes:
-            return self._file
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def _current(self) -> int:
+        """The file to write into: the current one, unless it is full or was removed."""
+        if self._fd is not None:
+            if self._size < self.rotate_bytes and os.fstat(self._fd).st_nlink > 0:
+                return self._fd
+            os.close(self._fd)
+            self._fd = None
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self._file = open(self.folder / f"predictions-{stamp}.jsonl", "ab")  # noqa: SIM115
+        path = self.folder / f"predictions-{stamp}.jsonl"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        self._prune_due = True
+        return self._fd
+
+    def _prune(self) -> None:
+        self._prune_due = False
         for old in sorted(self.folder.glob("predictions-*.jsonl"))[: -self.keep_files]:
             old.unlink(missing_ok=True)
-        return self._file

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ PRUNE_EVERY_S = 3600.0
 
 
 class Table:
-    """What _Files is for a folder: ``write(line)``, ``flush()``, ``close()``."""
+    """What _Files is for a folder: ``write(line, rows)``, ``flush()``, ``close()``."""
 
     def __init__(self, url: str, keep_days: float):
         self.url, self.keep_days = url, keep_days
@@ -50,14 +51,15 @@ class Table:
         self._next_prune = 0.0
         self._failing = False
 
-    def write(self, line: bytes) -> bool:
-        """Buffer one line; flush() inserts them. False when the database is known to be down."""
+    def write(self, line: bytes, rows: int) -> bool:
+        """Buffer one line of ``rows`` predicted rows; flush() inserts them. False when the
+        database is known to be down."""
         if self._connection is None and time.monotonic() < self._next_try:
             return False
         record = orjson.loads(line)
         fields = (record["time"], record["request_id"], record["model"], str(record["version"]))
         self._rows.append((*fields, line.decode()))
-        self._answers += len(record["probabilities"])
+        self._answers += rows
         return True
 
     def flush(self) -> int:
@@ -116,13 +118,18 @@ class Table:
             self._failing = True
 
 
-def read_window(url: str, since: Any, until: Any) -> list[dict]:
-    """The logged lines answered in [since, until), oldest first (monitoring's reader)."""
+def read_window(url: str, since: Any, until: Any) -> Iterator[Any]:
+    """The logged lines answered in [since, until), oldest first (monitoring's reader), a few
+    thousand at a time (a server-side cursor): never the whole window's JSON at once."""
     import psycopg
 
-    with psycopg.connect(url, connect_timeout=5) as connection:
-        found = connection.execute(
+    with (
+        psycopg.connect(url, connect_timeout=5) as connection,
+        connection.cursor(name="window") as cursor,
+    ):
+        cursor.itersize = 2000
+        cursor.execute(
             "SELECT line FROM predictions WHERE time >= %s AND time < %s ORDER BY time",
             (since, until),
         )
-        return [row[0] for row in found]
+        yield from (row[0] for row in cursor)

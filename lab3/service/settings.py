@@ -29,6 +29,7 @@ class LogSettings:
     rotate_mb: float
     keep_files: int
     keep_days: float = 30.0  # a table's retention
+    max_pending_mb: float = 64.0  # what may wait for the writer (params.yaml says why)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Settings:
                 monitoring.rotate_mb,
                 monitoring.keep_files,
                 monitoring.keep_days,
+                monitoring.max_pending_mb,
             )
             if folder
             else None,

@@ -3,10 +3,13 @@ which model), rotated and pruned, and never the reason a prediction fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from lab3.service.app import create_app
@@ -220,22 +223,184 @@ def test_monitoring_leaves_out_cut_and_overlong_lines_without_reading_them_whole
 
     from lab3.monitor import traffic
 
-    monkeypatch.setattr(traffic, "MAX_LINE_BYTES", 200)
-    good = json.dumps({"time": "2026-12-01T00:00:00Z", "inputs": [[1.0]]})
+    monkeypatch.setattr(traffic, "MAX_LINE_BYTES", 400)
+    good = json.dumps(
+        {"time": "2026-12-01T00:00:00Z", "request_id": "r", "model": "m", "version": "1",
+         "columns": ["c"], "inputs": [[1.0]], "classes": ["normal", "faulty"],
+         "probabilities": [[0.9, 0.1]], "labels": ["normal"]}
+    )  # fmt: skip
     # An overlong line whose tail, read on its own, would be a valid row: it must not count.
-    overlong = '{"pad": "' + "x" * 300 + '", ' + good[1:]
+    overlong = '{"pad": "' + "x" * 500 + '", ' + good[1:]
     (tmp_path / "predictions-1.jsonl").write_text(f"{good}\n{overlong}\n{good}\n{good[:20]}")
     window = (datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
     read: list[bytes] = []
-    real_open = traffic.Path.open
+    real_open = traffic.open_regular
 
-    def spying_open(path, *args, **kwargs):  # every chunk read, to check none is over the limit
-        file = real_open(path, *args, **kwargs)
+    def spying_open(path):  # every chunk read, to check none is over the limit
+        file = real_open(path)
         readline = file.readline
-        file.readline = lambda size=-1: read.append(readline(size)) or read[-1]
+        file.readline = lambda size=-1: read.append(readline(size)) or read[-1]  # type: ignore[method-assign]
         return file
 
-    monkeypatch.setattr(traffic.Path, "open", spying_open)
-    assert len(traffic._read_folder(tmp_path, *window)) == 2
-    assert max(map(len, read)) <= 200
-    assert "2 unreadable log lines left out" in caplog.text
+    monkeypatch.setattr(traffic, "open_regular", spying_open)
+    served = traffic.read_log(tmp_path, *window)
+    assert len(served.keys) == 2 and served.skipped == 2
+    assert max(map(len, read)) <= 400
+    assert "2 log lines left out" in caplog.text
+
+
+# A full disk, in a child process (its file-size limit is the full disk: a write past it fails
+# with EFBIG, as one on a full disk fails with ENOSPC): the writer's files, flushed as the writer
+# flushes them, while writes fail, after they work again, and after the folder was removed.
+FULL_DISK_DRIVER = """
+import json, logging, resource, shutil, signal, sys
+from pathlib import Path
+from lab3.service.prediction_log import _Files
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+folder = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+files = _Files(folder, rotate_bytes=6000, keep_files=3)
+line = b'{"rows": "' + b"x" * 987 + b'"}\\n'  # 1,000 bytes
+outcome = {}
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4500, hard))  # room for 4 lines and half of one
+lost = []
+for _ in range(20):  # 20 hand-overs of 2 lines of 3 rows each
+    files.write(line, 3)
+    files.write(line, 3)
+    lost.append(files.flush())
+outcome["lost"] = lost
+outcome["files"] = {p.name: p.stat().st_size for p in sorted(folder.iterdir())}
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
+files.write(line, 3)
+outcome["lost_after"] = files.flush()
+shutil.rmtree(folder)  # the folder removed under the writer
+files.write(line, 3)
+outcome["lost_removed"] = files.flush()
+outcome["files_removed"] = {p.name: p.stat().st_size for p in sorted(folder.iterdir())}
+files.close()
+print(json.dumps(outcome))
+"""
+
+
+def test_a_full_disk_loses_no_history_counts_what_never_reached_it_and_says_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.project import REPO, clean_env
+
+    folder = tmp_path / "log"
+    folder.mkdir()
+    history = [f"predictions-202611{day}T000000000000Z.jsonl" for day in ("01", "02")]
+    for name in history:
+        (folder / name).write_bytes(b'{"old": 1}\n' * 10)
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_DRIVER, str(folder)],
+        cwd=REPO,
+        env=clean_env(PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    # The first two hand-overs fit; each later one fails whole and its 6 rows are counted lost.
+    assert outcome["lost"] == [0, 0] + [6] * 18
+    # The history is all there, beside the one file written to (whole lines only: a failed
+    # write is cut back off); no file opened per failure, none pruned.
+    files = outcome["files"]
+    assert len(files) == 3 and all(files[name] == 110 for name in history), files
+    assert [size for name, size in files.items() if name not in history] == [4000]
+    assert outcome["lost_after"] == 0
+    # The removed folder is made again, with a new file holding the line.
+    assert outcome["lost_removed"] == 0
+    assert list(outcome["files_removed"].values()) == [1000]
+    said = done.stderr.strip().splitlines()
+    assert len(said) == 2, said  # one line for the streak of 18 failures, one when it ended
+    assert "File too large" in said[0] and str(folder) in said[0]
+    assert "writing again (108 rows were not logged)" in said[1]
+
+
+def fake_model(columns: int):
+    """What the log reads of a served model."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        classes=["normal", "faulty"],
+        info=SimpleNamespace(name=NAME, version="1"),
+        columns=[f"c{i}" for i in range(columns)],
+        kind="tabular",
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.mounts
+def test_a_really_full_disk_keeps_the_history_and_the_log_recovers(tmp_path, capfd):
+    """The service's log on a small tmpfs (root, as tests/lab1/test_full_disk.py), filled."""
+    from lab3.service.prediction_log import PredictionLog
+    from tests.lab1.test_full_disk import tmpfs
+
+    model, table = fake_model(15), np.ones((100, 15))
+    probabilities, labels = np.full((100, 2), 0.5), ["normal"] * 100
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        folder = disk / "log"
+        folder.mkdir()
+        history = folder / "predictions-20261101T000000000000Z.jsonl"
+        history.write_bytes(b'{"old": 1}\n' * 100)
+        log = PredictionLog(LogSettings(folder, rotate_mb=0.01, keep_files=3))
+        log.start()
+        try:
+            filler = disk / "filler"  # the disk filled to the last byte
+            with open(filler, "wb", buffering=0) as sink, contextlib.suppress(OSError):
+                while True:
+                    sink.write(b"\0" * 4096)
+            for i in range(8):  # each on its own hand-over: a streak of 8 failures
+                log.record(f"full-{i}", model, table, probabilities, labels)
+                wait_for(lambda i=i: log.rows["failed"] == 100 * (i + 1))
+            assert log.rows == {"written": 0, "dropped": 0, "failed": 800}
+            assert history.stat().st_size == 1100  # the history is kept
+            others = [p for p in folder.iterdir() if p != history]
+            assert len(others) <= 1 and all(p.stat().st_size == 0 for p in others), others
+            filler.unlink()  # space again
+            log.record("after", model, table, probabilities, labels)
+            wait_for(lambda: log.rows["written"] == 100)
+            shutil.rmtree(folder)  # the folder removed under the service
+            log.record("removed", model, table, probabilities, labels)
+            wait_for(lambda: log.rows["written"] == 200)
+            assert [line["request_id"] for line in logged(folder)] == ["removed"]
+        finally:
+            log.stop()
+    said = [line for line in capfd.readouterr().err.splitlines() if "prediction log" in line]
+    assert len(said) == 2, said  # the streak, and its end
+    assert "No space left on device" in said[0] and "800 rows were not logged" in said[1]
+
+
+def test_what_waits_for_a_stopped_writer_is_held_to_its_bytes_then_dropped_and_counted(
+    tmp_path, caplog
+):
+    import os
+    import signal
+
+    from lab3.service.prediction_log import PredictionLog
+
+    model, table = fake_model(15), np.ones((1000, 15))  # 120 KB of inputs a request
+    probabilities, labels = np.full((1000, 2), 0.5), ["normal"] * 1000
+    log = PredictionLog(LogSettings(tmp_path / "log", 16.0, 20, max_pending_mb=2.0))
+    log.start()
+    os.kill(log._writer.pid, signal.SIGSTOP)  # a writer stuck on a dead disk
+    try:
+        for i in range(100):
+            log.record(f"r{i}", model, table, probabilities, labels)
+            time.sleep(0.01)  # hand-overs happen meanwhile: what they hold counts too
+    finally:
+        os.kill(log._writer.pid, signal.SIGCONT)
+    dropped = log.rows["dropped"]
+    log.stop()
+    written = log.rows["written"]
+    assert written + dropped == 100_000 and log.rows["failed"] == 0
+    # At most 2 MiB waited: 14 requests of 1000 rows (146 KB each, with their answers).
+    assert 1000 <= written <= 14_000, log.rows
+    assert sum(len(line["inputs"]) for line in logged(tmp_path / "log")) == written
+    said = [r.getMessage() for r in caplog.records if "dropping" in r.getMessage()]
+    assert len(said) == 1 and "max_pending_mb" in said[0], said
