@@ -15,7 +15,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-MISSING_RULES = ("interpolate", "window_median")
+from lab1.core.params import MISSING_RULES
+
 FEATURE_NAMES = (
     "day_missing",
     "n_missing",

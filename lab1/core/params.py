@@ -38,6 +38,7 @@ SEED = Annotated[int, at_least(0)]
 DATASETS = ("temperature", "cifar10", "fashion_mnist")
 IMAGE_DATASETS = ("cifar10", "fashion_mnist")
 FAULT_KINDS = ("spike", "stuck", "drift", "missing")  # the sensor faults data_creation injects
+MISSING_RULES = ("interpolate", "window_median")  # how features.py fills missing readings
 
 
 class Section(BaseModel):
@@ -88,7 +89,7 @@ class AugmentationParams(Section):
 
 class DataPreprocessingParams(Section):
     window: POSITIVE_INT
-    missing_rule: Annotated[str, one_of("interpolate", "window_median")]
+    missing_rule: Annotated[str, one_of(*MISSING_RULES)]
     augmentation: dict[str, AugmentationParams]
 
 
