@@ -6,7 +6,7 @@ PORT ?= 5000
 ENTRY ?= model_testing
 DATASET ?=  # empty: params.yaml's `dataset`
 
-.PHONY: help setup pipeline ui serve simulate monitor lineage mlflow-run test test-quick clean
+.PHONY: help setup pipeline ui serve simulate monitor lineage mlflow-run test test-integration clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -36,11 +36,11 @@ mlflow-run:  ## one stage through MLflow Projects into the project's store (ENTR
 	MLFLOW_TRACKING_URI=$(STORE) $(PY) -m mlflow run . -e $(ENTRY) --env-manager local \
 	  --experiment-name "$$($(PY) -m lab1.core.cli --experiment-name)"
 
-test:  ## the full test command (the README's; CI runs it)
+test:  ## the README's test command: the quick tier (lint, types, unit, stages in-process, one pipeline.sh)
 	bash tests/run.sh
 
-test-quick:  ## the fast unit tests only (no end-to-end, browser, container, fault or tool tests)
-	$(PY) -m pytest -q -m "not e2e and not faults and not tools and not browser and not container and not images"
+test-integration:  ## the heavy tier: containers, servers, DVC on S3, Jenkins steps, browsers, CNN, interrupts
+	bash tests/run.sh --integration
 
 clean:  ## remove what runs made (data, models, reports, the embedded MLflow store); keeps .venv
 	bash pipeline.sh --clean

@@ -211,3 +211,79 @@ def run_stage_in_process(
 def changed(section: Any, **changes: Any) -> Any:
     """A params section with some values changed (params models are frozen)."""
     return section.model_copy(update=changes)
+
+
+def param_change(
+    key: str, value: Any = None, *, text: str | None = None, rename: str | None = None
+) -> Callable[[Path], None]:
+    """An edit of one key of a project's params.yaml, keeping its other lines and comments, that
+    reads the current value instead of pinning the file's text (so a new fault kind or station
+    changes no test). ``key`` is dotted (``data_creation.temperature.years``); the new value is
+    ``value`` (a Python value, or a function of the current one, written as JSON, which YAML
+    reads), or ``text`` (raw YAML, possibly broken on purpose); ``rename`` renames the key."""
+    import json
+
+    import yaml
+
+    def edit(root: Path) -> None:
+        path = root / "params.yaml"
+        lines = path.read_text().splitlines(keepends=True)
+        parts = key.split(".")
+        line_no, indent, depth = _find_key(lines, parts)
+        name, inner = parts[depth - 1], parts[depth:]  # inner: keys inside a {flow: mapping}
+        line = lines[line_no]
+        head, rest = line[: indent + len(name) + 1], line[indent + len(name) + 1 :]
+        old_text, hash_, comment = rest.partition(" #")
+        if rename:
+            assert not inner, key
+            head = " " * indent + rename + ":"
+        if text is not None:
+            new_text = text
+        elif value is None:
+            new_text = old_text.strip()
+        else:
+            current = yaml.safe_load(old_text) if old_text.strip() else None
+            if inner:
+                if not isinstance(current, dict):
+                    raise KeyError(f"params.yaml has no key {key}")
+                target = current
+                for part in inner[:-1]:
+                    target = target[part]
+                old = target[inner[-1]]
+                target[inner[-1]] = value(old) if callable(value) else value
+                new = current
+            else:
+                new = value(current) if callable(value) else value
+            new_text = json.dumps(new)
+        ending = "\n" if line.endswith("\n") else ""
+        spaces = len(old_text) - len(old_text.rstrip())
+        tail = " " * spaces + hash_ + comment.rstrip("\n") if hash_ else ""
+        lines[line_no] = f"{head} {new_text}{tail}{ending}"
+        path.write_text("".join(lines))
+
+    return edit
+
+
+def _find_key(lines: list[str], parts: list[str]) -> tuple[int, int, int]:
+    """(line number, indentation, how many of ``parts`` it matched) of the deepest key of
+    ``parts`` that has a line of its own in a YAML file's ``lines``."""
+    start, parent_indent, found = 0, -1, None
+    for depth, part in enumerate(parts, 1):
+        child_indent = None
+        for number in range(start, len(lines)):
+            stripped = lines[number].lstrip(" ")
+            if not stripped.strip() or stripped.startswith("#"):
+                continue
+            indent = len(lines[number]) - len(stripped)
+            if indent <= parent_indent:
+                break  # out of the parent's block
+            child_indent = indent if child_indent is None else child_indent
+            if indent == child_indent and stripped.startswith(f"{part}:"):
+                found, start, parent_indent = (number, indent, depth), number + 1, indent
+                break
+        if found is None or found[2] != depth:
+            if found is None:
+                raise KeyError(f"params.yaml has no key {'.'.join(parts)}")
+            return found
+    assert found is not None
+    return found

@@ -30,7 +30,7 @@ import pytest
 from lab1.core.io import tree_sha256
 from lab1.core.stages import STAGES
 from tests.conftest import SMALL, Project, clean_env, copy_project, error_lines
-from tests.project import reseal_raw, vouch_for
+from tests.project import param_change, reseal_raw, vouch_for
 
 NAME = "temperature-classifier"
 OUTPUTS = ("data/raw", "data/processed", "models", "reports")
@@ -51,16 +51,6 @@ class Case:
 
 
 # --- how to break things ---------------------------------------------------------------------
-
-
-def params_edit(old: str, new: str) -> Callable[[Path], None]:
-    def edit(root: Path) -> None:
-        path = root / "params.yaml"
-        text = path.read_text()
-        assert old in text, old
-        path.write_text(text.replace(old, new, 1))
-
-    return edit
 
 
 def write(relative: str, content: bytes | str, *vouch: str) -> Callable[[Path], None]:
@@ -143,76 +133,78 @@ CASES = [
         "years-zero",
         "data_creation",
         rf"params.yaml: {T}.years: 0 must be >= 1",
-        break_it=params_edit("years: 3", "years: 0"),
+        break_it=param_change("data_creation.temperature.years", 0),
         small=False,
     ),
     Case(
         "impossible-date",
         "data_creation",
         r"start_date: '2021-02-30' is not a calendar date",
-        break_it=params_edit('start_date: "2021-01-01"', 'start_date: "2021-02-30"'),
+        break_it=param_change("data_creation.temperature.start_date", "2021-02-30"),
     ),
     Case(
         "fault-fraction",
         "data_creation",
         r"faults.fraction: 0.9 must be in \(0, 0.6\)",
-        break_it=params_edit("fraction: 0.3", "fraction: 0.9"),
+        break_it=param_change("data_creation.temperature.faults.fraction", 0.9),
     ),
     Case(
         "no-fault-kinds",
         "data_creation",
         r"faults.kinds: \[\] must not be empty",
-        break_it=params_edit("kinds: [spike, stuck, drift, missing]", "kinds: []"),
+        break_it=param_change("data_creation.temperature.faults.kinds", []),
     ),
     Case(
         "station-twice",
         "data_creation",
         r"stations: .* lists davos more than once",
-        break_it=params_edit("stations: [yakutsk,", "stations: [davos, yakutsk,"),
+        break_it=param_change("data_creation.temperature.stations", lambda s: ["davos", *s]),
     ),
     Case(
         "test-station-unknown",
         "data_creation",
         r"test_stations: has 'oslo', which is not in",
-        break_it=params_edit("test_stations: [moscow,", "test_stations: [oslo,"),
+        break_it=param_change(
+            "data_creation.temperature.test_stations", lambda s: ["oslo", *s[1:]]
+        ),
     ),
     Case(
         "window-zero",
         "data_preprocessing",
         r"data_preprocessing.window: 0 must be >= 1",
-        break_it=params_edit("window: 7", "window: 0"),
+        break_it=param_change("data_preprocessing.window", 0),
     ),
     Case(
         "negative-learning-rate",
         "model_preparation",
         r"hist_gradient_boosting.learning_rate: -0.1 must be > 0",
-        break_it=params_edit("learning_rate: 0.08", "learning_rate: -0.1"),
+        break_it=param_change("model_preparation.hist_gradient_boosting.learning_rate", -0.1),
     ),
     Case(
         "threshold-above-one",
         "model_testing",
         r"model_testing.threshold: 1.5 must be in \[0, 1\]",
-        break_it=params_edit("threshold: 0.5", "threshold: 1.5"),
+        break_it=param_change("model_testing.threshold", 1.5),
     ),
     Case(
         "gate-above-one",
         "model_registration",
         r"model_registration.temperature.min_accuracy: 2.0 must be in \[0, 1\]",
-        break_it=params_edit("min_accuracy: 0.90", "min_accuracy: 2"),
+        break_it=param_change("model_registration.temperature.min_accuracy", 2),
     ),
     Case(
         "key-typo",
         "model_testing",
         r"model_testing.treshold: unknown key \(did you mean 'threshold'\?\)",
-        break_it=params_edit("threshold: 0.5", "treshold: 0.5"),
+        break_it=param_change("model_testing.threshold", rename="treshold"),
     ),
     Case(
         "two-problems",
         "data_creation",
         r"2 problems: .*seed: -3 must be >= 0; .*years: -1 must be >= 1",
         break_it=lambda root: (
-            params_edit("years: 3", "years: -1")(root),
-            params_edit("seed: 42\n  temperature", "seed: -3\n  temperature")(root),
+            param_change("data_creation.temperature.years", -1)(root),
+            param_change("data_creation.seed", -3)(root),
         ),
         small=False,
     ),
@@ -220,31 +212,31 @@ CASES = [
         "garbled-yaml",
         "data_creation",
         r"params.yaml: not valid YAML",
-        break_it=params_edit("dataset: temperature", "dataset: [temperature"),
+        break_it=param_change("dataset", text="[temperature"),
     ),
     Case(
         "logistic-C-zero",
         "model_preparation",
         r"logistic_regression.C: 0.0 must be > 0",
-        break_it=params_edit("C: 1.0", "C: 0"),
+        break_it=param_change("model_preparation.logistic_regression.C", 0),
     ),
     Case(
         "one-leaf-node",
         "model_preparation",
         r"max_leaf_nodes: 1 must be >= 2",
-        break_it=params_edit("max_leaf_nodes: 31", "max_leaf_nodes: 1"),
+        break_it=param_change("model_preparation.hist_gradient_boosting.max_leaf_nodes", 1),
     ),
     Case(
         "dropout-one",
         "model_preparation",
         r"cnn.fashion_mnist.dropout: 1.0 must be in \[0, 1\)",
-        break_it=params_edit("dropout: 0.3", "dropout: 1.0"),
+        break_it=param_change("model_preparation.cnn.fashion_mnist.dropout", 1.0),
     ),
     Case(
         "wrong-type",
         "data_preprocessing",
         r"data_preprocessing.window: 'seven' must be int",
-        break_it=params_edit("window: 7", "window: seven"),
+        break_it=param_change("data_preprocessing.window", text="seven"),
     ),
     # the command line: exit 2
     Case(

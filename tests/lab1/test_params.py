@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab1.core.errors import ParamsError, UsageError
 from lab1.core.params import Params, load_params
@@ -67,15 +68,18 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
-    text = PATHS.params.read_text().replace("  threshold: 0.5", "  threshold: 0.5\n  treshold: 1")
-    path = write(tmp_path, text)
+    data = yaml.safe_load(PATHS.params.read_text())
+    data["model_testing"]["treshold"] = 1  # a misspelt key beside the right one
+    path = write(tmp_path, yaml.safe_dump(data))
     match = rf"{path}: model_testing\.treshold: unknown key \(did you mean 'threshold'\?\)"
     with pytest.raises(ParamsError, match=match):
         load_params(path)
 
 
 def test_missing_key_in_file(tmp_path):
-    path = write(tmp_path, PATHS.params.read_text().replace("  threshold: 0.5", ""))
+    data = yaml.safe_load(PATHS.params.read_text())
+    data["model_testing"] = None  # its only key deleted
+    path = write(tmp_path, yaml.safe_dump(data))
     with pytest.raises(ParamsError, match=r"model_testing: must be a mapping, got None"):
         load_params(path)
 

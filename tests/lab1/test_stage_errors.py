@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL, Project, copy_project, error_lines
-from tests.project import reseal_raw, vouch_for
+from tests.project import param_change, reseal_raw, vouch_for
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +173,7 @@ def test_unknown_params_key_fails_before_any_work(project):
 
 
 def test_wrong_type_in_params_file(project):
-    params = project.root / "params.yaml"
-    params.write_text(params.read_text().replace("  window: 7", "  window: seven"))
+    param_change("data_preprocessing.window", text="seven")(project.root)
     done = project.run("data_preprocessing")
     assert_clean_failure(done, "params.yaml: data_preprocessing.window: 'seven' must be int")
 

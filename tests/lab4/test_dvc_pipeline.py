@@ -17,6 +17,7 @@ from lab1.core.stages import STAGES
 from lab4 import dvc_pipeline
 from tests.conftest import Project, clean_env, copy_project
 from tests.lab4.conftest import BUCKET, env_without_aws
+from tests.project import param_change
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -47,8 +48,7 @@ def ran(output: str) -> list[str]:
 def reproduced(tmp_path_factory) -> Project:
     """A git clone-like copy of the project on which `dvc repro` ran all five stages."""
     project = Project(copy_project(tmp_path_factory.mktemp("dvc") / "project"))
-    params = project.root / "params.yaml"
-    params.write_text(params.read_text().replace("    years: 3", "    years: 1"))
+    param_change("data_creation.temperature.years", 1)(project.root)
     for args in (
         ["init", "-q", "-b", "main"],
         ["add", "-A"],
