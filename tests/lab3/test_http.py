@@ -114,3 +114,108 @@ def test_a_head_under_the_limit_is_served_however_it_arrives(port):
             while chunk := sock.recv(65536):
                 answers += chunk
     assert b"HTTP/1.1 431 " in answers and answers.count(b"HTTP/1.1 200 ") < 2, answers[:300]
+
+
+# --- time limits and the connection cap (params.yaml's serving section) ---------------------
+
+QUICK = {"max_connections": 20, "head_timeout_s": 0.5, "body_timeout_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def quick_port(models):
+    """A server with short limits, so that the tests need not wait 10 s for a timeout."""
+    from lab3.service.http import Limits, limited
+
+    with uvicorn_serving(models.folders["1"], limited(Limits(**QUICK))) as serving:
+        yield serving
+
+
+def wait_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and the seconds that took."""
+    started = time.perf_counter()
+    sock.settimeout(timeout)
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received, time.perf_counter() - started
+
+
+def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed_at_the_deadline(quick_port):
+    """A slow-loris client: one byte of its head every 0.1 s keeps an idle timer from ever
+    firing; the head's deadline does not move. It was held open forever."""
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=5) as sock:
+        started = time.perf_counter()
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for byte in b"X-Slow: " + b"a" * 40:
+                time.sleep(0.1)
+                sock.sendall(bytes([byte]))
+        answer, _ = wait_answer(sock)
+        seconds = time.perf_counter() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"not complete within 0.5 s" in answer
+    assert 0.4 < seconds < 2.5, seconds
+
+
+def test_a_connection_that_sends_nothing_is_closed_silently_after_the_head_timeout(quick_port):
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=5) as sock:
+        answer, seconds = wait_answer(sock)
+    assert answer == b"" and 0.4 < seconds < 2.5, (answer, seconds)
+
+
+def test_a_body_that_never_ends_gets_408_and_the_application_no_traceback(quick_port, caplog):
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=5) as sock:
+        sock.sendall(head + b'{"instances": [[1.0,')
+        answer, seconds = wait_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"body: not complete" in answer, answer
+    assert 0.4 < seconds < 2.5, seconds
+    assert status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
+def test_past_the_cap_the_longest_waiting_half_sent_head_makes_room(quick_port):
+    """40 half-sent heads against a cap of 20: a quick client is still served, because each new
+    connection closes the one that has waited longest; the process never holds more than the
+    cap."""
+    socks = []
+    try:
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", quick_port), timeout=5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            socks.append(sock)
+        assert status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+        closed = 0
+        for sock in socks[:21]:  # the oldest: closed to make room, without an answer
+            sock.settimeout(0.5)
+            with contextlib.suppress(ConnectionResetError):
+                closed += sock.recv(64) == b""
+        assert closed == 21, closed
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(quick_port):
+    """Connections whose requests are in progress (head complete, body still coming) are never
+    closed to make room: the newcomer is refused instead."""
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    socks = []
+    try:
+        for _ in range(QUICK["max_connections"]):
+            sock = socket.create_connection(("127.0.0.1", quick_port), timeout=5)
+            sock.sendall(head)
+            socks.append(sock)
+        time.sleep(0.1)
+        assert status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 503
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_for(lambda: status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200)
