@@ -118,15 +118,25 @@ def test_a_head_under_the_limit_is_served_however_it_arrives(port):
 
 # --- time limits and the connection cap (params.yaml's serving section) ---------------------
 
-QUICK = {"max_connections": 20, "head_timeout_s": 0.5, "body_timeout_s": 0.5}
+QUICK = {"max_connections": 1000, "head_timeout_s": 0.5, "body_timeout_s": 0.5}
+CAPPED = {"max_connections": 20, "head_timeout_s": 60, "body_timeout_s": 60}
 
 
 @pytest.fixture(scope="module")
 def quick_port(models):
-    """A server with short limits, so that the tests need not wait 10 s for a timeout."""
+    """A server with short time limits, so that the tests need not wait 10 s for a timeout."""
     from lab3.service.http import Limits, limited
 
     with uvicorn_serving(models.folders["1"], limited(Limits(**QUICK))) as serving:
+        yield serving
+
+
+@pytest.fixture(scope="module")
+def capped_port(models):
+    """A server with a low cap, and time limits that never fire during a test."""
+    from lab3.service.http import Limits, limited
+
+    with uvicorn_serving(models.folders["1"], limited(Limits(**CAPPED))) as serving:
         yield serving
 
 
@@ -178,17 +188,17 @@ def test_a_body_that_never_ends_gets_408_and_the_application_no_traceback(quick_
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
 
-def test_past_the_cap_the_longest_waiting_half_sent_head_makes_room(quick_port):
+def test_past_the_cap_the_longest_waiting_half_sent_head_makes_room(capped_port):
     """40 half-sent heads against a cap of 20: a quick client is still served, because each new
-    connection closes the one that has waited longest; the process never holds more than the
-    cap."""
+    connection closes the one that has waited longest (test_abuse.py counts the process's open
+    files with thousands)."""
     socks = []
     try:
         for _ in range(40):
-            sock = socket.create_connection(("127.0.0.1", quick_port), timeout=5)
+            sock = socket.create_connection(("127.0.0.1", capped_port), timeout=5)
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
             socks.append(sock)
-        assert status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+        assert status_of(capped_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200
         closed = 0
         for sock in socks[:21]:  # the oldest: closed to make room, without an answer
             sock.settimeout(0.5)
@@ -200,7 +210,7 @@ def test_past_the_cap_the_longest_waiting_half_sent_head_makes_room(quick_port):
             sock.close()
 
 
-def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(quick_port):
+def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(capped_port):
     """Connections whose requests are in progress (head complete, body still coming) are never
     closed to make room: the newcomer is refused instead."""
     head = (
@@ -209,13 +219,13 @@ def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(quick_port):
     )
     socks = []
     try:
-        for _ in range(QUICK["max_connections"]):
-            sock = socket.create_connection(("127.0.0.1", quick_port), timeout=5)
+        for _ in range(CAPPED["max_connections"]):
+            sock = socket.create_connection(("127.0.0.1", capped_port), timeout=5)
             sock.sendall(head)
             socks.append(sock)
         time.sleep(0.1)
-        assert status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 503
+        assert status_of(capped_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 503
     finally:
         for sock in socks:
             sock.close()
-    wait_for(lambda: status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200)
+    wait_for(lambda: status_of(capped_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200)
