@@ -10,9 +10,16 @@ both and their ratio.
     .venv/bin/python bench/serve_bench.py [--seconds 10] [--connections 8]
     .venv/bin/python bench/serve_bench.py --prediction-log   # our service, log off vs on
 
+    .venv/bin/python bench/serve_bench.py --against /tmp/before   # older code vs this checkout
+
 --prediction-log measures what the prediction log costs instead: the lab3 service alone, with
 PREDICTION_LOG off and on, alternated (off, on, off, on, ...) so that the machine's drift falls on
 both; prints the median req/s of each and their ratio.
+
+--against CHECKOUT measures what a change of the service's code or settings costs: the lab3
+service of CHECKOUT (e.g. `git worktree add /tmp/before <older commit>`, with its own
+params.yaml) and of this checkout, both running, driven in turn on the same model; prints the
+median req/s of each and the ratio this / CHECKOUT.
 
 Needs wrk (Debian: apt-get install wrk).
 """
@@ -125,7 +132,15 @@ def main() -> int:
     cli.add_argument(
         "--prediction-log", action="store_true", help="A/B of the prediction log: off vs on"
     )
-    cli.add_argument("--rounds", type=int, default=3, help="--prediction-log: rounds of each")
+    cli.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKOUT",
+        help="A/B of another checkout's lab3 service against this one's",
+    )
+    cli.add_argument(
+        "--rounds", type=int, default=3, help="--prediction-log, --against: rounds of each"
+    )
     args = cli.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("serve_bench: wrk is not installed (apt-get install wrk)")
@@ -140,6 +155,10 @@ def main() -> int:
     env = {"MODEL_URI": uri, "PREDICTION_LOG": ""}  # the comparison with MLflow: no log
     if args.prediction_log:
         return prediction_log_ab(uri, bodies, args, work)
+    if args.against:
+        if not (args.against / "lab3" / "serve.py").is_file():
+            sys.exit(f"serve_bench: --against {args.against}: not a checkout of this project")
+        return checkout_ab(uri, bodies, args, work)
     try:
         with loopback.model_service(work, env) as url:
             for label, body in bodies.items():
@@ -223,6 +242,47 @@ def prediction_log_ab(uri: str, bodies: dict[str, bytes], args, work: Path) -> i
     for label in bodies:
         off, on = (statistics.median(rps[label, mode]) for mode in ("off", "on"))
         print(f"{label:>10}: log off {off:8.0f} req/s, on {on:8.0f} req/s: on/off = {on / off:.3f}")
+    return 0
+
+
+def checkout_ab(uri: str, bodies: dict[str, bytes], args, work: Path) -> int:
+    """The lab3 service of args.against and of this checkout, both running, driven in turn
+    (that, this, that, this, ...: the machine's drift falls on both); median req/s of each."""
+    import statistics
+    from contextlib import ExitStack
+
+    checkouts = {"that": args.against.resolve(), "this": ROOT}
+    rps: dict[tuple[str, str], list[float]] = {}
+    try:
+        with ExitStack() as servers:
+            urls = {
+                name: servers.enter_context(
+                    loopback.model_service(
+                        work / name, {"MODEL_URI": uri, "PREDICTION_LOG": ""}, checkout=checkout
+                    )
+                )
+                for name, checkout in checkouts.items()
+            }
+            for round_ in range(args.rounds):
+                for label, body in bodies.items():
+                    for name, url in urls.items():
+                        found = drive(f"{url}/predict", body, args.seconds, args.connections, work)
+                        rps.setdefault((label, name), []).append(found["rps"])
+                        said = f"round {round_ + 1}, {name} {label:>10}: {found['rps']:.0f} req/s"
+                        print(f"{said} (non-2xx {found['non_2xx']})", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"model {uri}; wrk, {args.connections} connections, {args.seconds} s each, "
+        f"{args.rounds} rounds, {os.cpu_count()} cores; that = {checkouts['that']}, "
+        f"this = {ROOT}"
+    )
+    for label in bodies:
+        that, this = (statistics.median(rps[label, name]) for name in checkouts)
+        print(
+            f"{label:>10}: that {that:8.0f} req/s, this {this:8.0f} req/s: "
+            f"this/that = {this / that:.3f}"
+        )
     return 0
 
 

@@ -1,7 +1,8 @@
 """Serve the registry's champion over HTTP (FastAPI on uvicorn with uvloop and httptools).
 
 Requests are limited before they are parsed: headers to 64 KiB (431), bodies to MAX_BODY_BYTES
-and rows to MAX_BATCH_ROWS (413), images to 4096x4096 pixels (413).
+and rows to MAX_BATCH_ROWS (413), images to 4096x4096 pixels (413). A request's head and body
+must arrive in time (408), and connections are capped: params.yaml's serving section.
 
     .venv/bin/python -m lab3.serve                       # models:/<dataset>-classifier@champion
     MODEL_URI=models/model .venv/bin/python -m lab3.serve --port 8080   # a local model folder
@@ -53,25 +54,63 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from lab3.service.app import create_app
-    from lab3.service.http import HeadLimitedProtocol
+    from lab3.service.http import Limits, limited
     from lab3.service.settings import Settings
 
     try:
-        app = create_app(Settings.from_env())
+        settings = Settings.from_env()
+        app = create_app(settings)
     except PipelineError as exc:
         logging.getLogger("lab3.serve").error("%s", exc)
         return EXIT_ERROR
+    serving = settings.serving
+    assert serving is not None  # from_env always reads params.yaml's
+    limits = Limits(
+        max_connections=connections_allowed(serving.max_connections),
+        head_timeout_s=serving.head_timeout_s,
+        body_timeout_s=serving.body_timeout_s,
+    )
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http=HeadLimitedProtocol,  # httptools, with a limit on the request's headers (431)
+        # httptools, with a limit on the request's headers (431), time limits on reading a
+        # request (408) and a cap on connections
+        http=limited(limits),
+        timeout_keep_alive=serving.keep_alive_s,
         access_log=args.access_log,
         log_config=None,
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+RESERVED_FILES = 100  # the process's own: model files, logs, the store, the log writer's pipes
+
+
+def connections_allowed(wanted: int) -> int:
+    """``wanted``, if the open-file limit can hold it beside the process's own files (raising
+    the soft limit up to the hard one if need be); else as many as it can, said on stderr."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    allowed = max(1, soft - RESERVED_FILES)
+    logging.getLogger("lab3.serve").warning(
+        "params.yaml: serving.max_connections=%d is more than the open-file limit allows "
+        "(ulimit -n %d): serving at most %d connections",
+        wanted,
+        soft,
+        allowed,
+    )
+    return allowed
 
 
 if __name__ == "__main__":

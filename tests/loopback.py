@@ -268,10 +268,11 @@ def running(
     log: Path,
     env: dict[str, str] | None = None,
     timeout: float = 180.0,
+    cwd: Path | None = None,
 ):
     """Start an HTTP server process listening on ``port``; yield its base URL once
     ``ready_path`` answers 200; stop it (by process group) afterwards."""
-    server = Process(name, argv, log, env=env)
+    server = Process(name, argv, log, env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(server, f"{url}{ready_path}", timeout=timeout)
@@ -313,11 +314,20 @@ def mlflow_server(
 
 
 @contextmanager
-def model_service(workdir: Path, env: dict[str, str], port: int | None = None, ready: bool = True):
+def model_service(
+    workdir: Path,
+    env: dict[str, str],
+    port: int | None = None,
+    ready: bool = True,
+    checkout: Path | None = None,
+):
     """``python -m lab3.serve`` with ``env`` (MODEL_URI, MLFLOW_TRACKING_URI, ...); yields its URL
-    once /ready says a model is loaded (``ready=False``: once /health answers)."""
+    once /ready says a model is loaded (``ready=False``: once /health answers). ``checkout``: run
+    that checkout's code (e.g. a worktree of an older commit) instead of this one's."""
     port = port or free_port()
     argv = [sys.executable, "-m", "lab3.serve", "--port", str(port)]
+    if checkout is not None:  # `python -m` imports from its working directory first
+        env = {**env, "PYTHONPATH": str(checkout)}
     with running(
         "model-service",
         argv,
@@ -325,6 +335,7 @@ def model_service(workdir: Path, env: dict[str, str], port: int | None = None, r
         "/ready" if ready else "/health",
         workdir / "service.log",
         env={**os.environ, **env},
+        cwd=checkout,
     ) as url:
         yield url
 

@@ -185,6 +185,13 @@ class DriftParams(Section):
     max_share: Annotated[float, PROBABILITY]
 
 
+class ServingParams(Section):
+    head_timeout_s: Annotated[float, above(0)]
+    body_timeout_s: Annotated[float, above(0)]
+    keep_alive_s: POSITIVE_INT
+    max_connections: POSITIVE_INT
+
+
 class MonitoringParams(Section):
     prediction_log: str
     rotate_mb: Annotated[float, above(0)]
@@ -210,6 +217,7 @@ class Params(Section):
     model_testing: ModelTestingParams
     model_registration: dict[str, GateParams]  # one quality gate per dataset
     model_quality: ModelQualityParams
+    serving: ServingParams
     monitoring: MonitoringParams
     tracking: TrackingParams
 

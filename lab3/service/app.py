@@ -28,6 +28,7 @@ import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from lab3.service import inputs
 from lab3.service.batching import Batcher
@@ -88,6 +89,12 @@ def create_app(settings: Settings, watcher: ModelWatcher | None = None) -> FastA
     @app.exception_handler(InputError)
     async def refuse(_request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, exc.status)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up, or its body timed out (lab3/service/http.py answered 408): no
+        # one reads this answer, and it is not the service's error (no traceback in the log).
+        return JSONResponse({"detail": "body: the connection closed before it was complete"}, 400)
 
     add_model_routes(app, watcher)
     add_prediction_routes(app, settings, watcher, batcher, log)

@@ -12,8 +12,10 @@ Accepted /predict bodies (``instances`` is this service's own; the other two are
     {"dataframe_split": {"columns": [...], "data": [[...], ...]}}
     {"inputs": [[...], ...]}  or  {"inputs": {"t_m7": [...], ...}}   (columnar)
 For a tabular model ``null`` is a missing reading (the model handles those); NaN and Infinity
-are not JSON and are refused. For an image model, instances/inputs hold uint8 images (H, W, C)
-as nested lists.
+are not JSON and are refused. The tabular model is the temperature model: its readings are
+degrees C, and one outside PLAUSIBLE_C (the data stage's range) is refused with 422 naming the row
+and column, as the data stage refuses it in a CSV (lab3/README.md says why). For an image model,
+instances/inputs hold uint8 images (H, W, C) as nested lists.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from lab1.core.datasets.temperature import PLAUSIBLE_C
 
 NUMBER_TYPES = (int, float)  # checked with type(): bool is an int subclass and is refused
 PLAIN_CELL_TYPES = {int, float, type(None)}
@@ -92,7 +96,24 @@ def tabular_batch(payload: Any, columns: list[str], max_rows: int) -> np.ndarray
     batch = np.array(rows, dtype=np.float64)
     if order is not columns:  # dataframe_split may name the columns in any order
         batch = batch[:, [order.index(name) for name in columns]]
+    _check_plausible(batch, key, columns)
     return batch
+
+
+def _check_plausible(batch: np.ndarray, key: str, columns: list[str]) -> None:
+    """Refuse a reading outside PLAUSIBLE_C. Finite is not enough: the model's features are
+    differences and a standard deviation, which overflow to infinity from about 1e154 (1e308
+    gave a 500), and it has never seen a reading beyond Earth's records to judge one."""
+    low, high = PLAUSIBLE_C
+    outside = (batch < low) | (batch > high)  # NaN (a missing reading) is neither
+    if outside.any():
+        row, column = np.argwhere(outside)[0]
+        raise InputError(
+            422,
+            f"{key}[{row}].{columns[column]}: {batch[row, column]:g} is outside {low:g}..{high:g} "
+            "degrees C (Earth's records: -89.2, 56.7): a broken sensor, or not Celsius; send "
+            "null for a reading the sensor did not give",
+        )
 
 
 def _plain_rows(rows: list, width: int) -> bool:

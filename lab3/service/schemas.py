@@ -97,7 +97,8 @@ PREDICT_OPENAPI = {
             "application/json": {
                 "schema": {
                     "description": "Exactly one of the three forms. Tabular models: rows of the "
-                    "signature's columns (GET /model lists them), null = missing reading. "
+                    "signature's columns (GET /model lists them), null = missing reading; a "
+                    "reading outside -90..60 (degrees C) is refused with 422. "
                     "Image models: instances/inputs hold uint8 images (H, W, C).",
                     "oneOf": [
                         {

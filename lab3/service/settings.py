@@ -10,6 +10,7 @@ PREDICTION_LOG       the prediction log's folder (default: params.yaml's
                      monitoring.prediction_log, relative to the checkout), or a PostgreSQL URL
                      (postgresql://user:password@host:port/db: the stack's database); ""
                      turns it off. Rotation and retention: params.yaml's monitoring section.
+Time limits on reading a request and the cap on connections: params.yaml's serving section.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab1.core.errors import PipelineError
+from lab1.core.params import ServingParams
 from lab1.core.tracking.store import without_credentials
 
 
@@ -39,6 +41,7 @@ class Settings:
     max_batch_rows: int
     max_body_bytes: int
     prediction_log: LogSettings | None = None  # None: predictions are not logged
+    serving: ServingParams | None = None  # params.yaml's; None: uvicorn's own (no limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +70,7 @@ class Settings:
             )
             if folder
             else None,
+            serving=params.serving,
         )
 
 

@@ -177,3 +177,67 @@ def test_a_decompression_bomb_gets_413_with_one_line(image_model):
         assert answer.status_code == 413, answer.text
         detail = answer.json()["detail"]
         assert detail.startswith("body: too many pixels") and "\n" not in detail
+
+
+def open_files(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def health_seconds(host: str, port: int) -> float:
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/health")
+    assert connection.getresponse().status == 200
+    connection.close()
+    return time.perf_counter() - started
+
+
+@pytest.mark.integration
+def test_thousands_of_half_sent_heads_never_hold_more_than_the_cap_and_time_out(service):
+    """Three times params.yaml's serving.max_connections of connections that each send half a
+    head and then nothing: the process never holds more than the cap (about 21,000 of them ran
+    it out of file descriptors, and /health stopped answering), /health answers throughout, and
+    each one still open is answered 408 and closed at serving.head_timeout_s."""
+    from lab1.core.params import load_params
+    from lab1.core.paths import PATHS
+    from lab3.serve import RESERVED_FILES
+
+    host, port, pid = service
+    serving = load_params(PATHS.params).serving
+    slowest, most_files, socks = 0.0, 0, []
+    try:
+        started = time.monotonic()
+        for index in range(3 * serving.max_connections):
+            sock = socket.create_connection((host, port), timeout=10)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            socks.append(sock)
+            if index % 250 == 0:
+                slowest = max(slowest, health_seconds(host, port))
+                most_files = max(most_files, open_files(pid))
+        assert time.monotonic() - started < serving.head_timeout_s, "too slow to test this"
+        most_files = max(most_files, open_files(pid))
+        assert most_files <= serving.max_connections + RESERVED_FILES, most_files
+        assert slowest < 1.0, slowest
+        answers = []
+        for sock in socks:  # at most head_timeout_s after each was opened
+            answer, _ = _until_closed(sock, timeout=serving.head_timeout_s + 5)
+            answers.append(answer[:13])
+        assert time.monotonic() - started < 2 * serving.head_timeout_s + 5
+    finally:
+        for sock in socks:
+            sock.close()
+    timed_out = answers.count(b"HTTP/1.1 408 ")
+    made_room = answers.count(b"")
+    assert timed_out + made_room == len(socks), set(answers)
+    assert timed_out >= serving.max_connections // 2, (timed_out, made_room)
+    assert health_seconds(host, port) < 1.0
+
+
+def _until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
+    started = time.perf_counter()
+    sock.settimeout(timeout)
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received, time.perf_counter() - started

@@ -87,6 +87,29 @@ BAD_BODIES = [
         400,
         "number is infinity",
     ),
+    (
+        "a finite number far outside any reading",
+        b'{"instances": [[1e308, -1e308' + b", 1.0" * 13 + b"]]}",
+        "application/json",
+        422,
+        "instances[0].t_m7: 1e+308 is outside -90..60 degrees C",
+    ),
+    (
+        "a reading just over the hottest possible, by name, in any column order",
+        b'{"dataframe_split": {"columns": ["t_p7", "t_p6", "t_p5", "t_p4", "t_p3", "t_p2", '
+        b'"t_p1", "t_0", "t_m1", "t_m2", "t_m3", "t_m4", "t_m5", "t_m6", "t_m7"], '
+        b'"data": [[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 60.5' + b", 1.0" * 7 + b"]]}}",
+        "application/json",
+        422,
+        "dataframe_split[0].t_0: 60.5 is outside -90..60",
+    ),
+    (
+        "an integer beyond 64 bits' worth of degrees",
+        b'{"instances": [[18446744073709551615' + b", 1.0" * 14 + b"]]}",
+        "application/json",
+        422,
+        "instances[0].t_m7: 1.84467e+19 is outside",
+    ),
     ("wrong content type", b'{"instances": []}', "text/plain", 415, "Content-Type 'text/plain'"),
     ("no content type", b'{"instances": []}', "", 415, "missing"),
     ("not an object", b"[1, 2]", "application/json", 422, "JSON object"),
@@ -179,6 +202,75 @@ def test_bad_input_is_a_clear_4xx(local, what, body, content_type, status, messa
     answer = local.post("/predict", content=body, headers=headers)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
+
+
+def test_every_json_number_is_predicted_on_or_refused_by_name_never_a_500(local):
+    """Any number JSON can carry, in any cell: 200 inside the physical range (its ends
+    included), 422 naming the row and column outside it. 1e308 was a 500 ("Input X contains
+    infinity")."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    low, high = -90.0, 60.0
+    edges = st.sampled_from([low, high, -0.0, 5e-324, 1e154, -1e308, 1e308, 2**63, -(2**63)])
+    numbers = st.one_of(
+        edges,
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(min_value=-(2**63), max_value=2**64 - 1),
+        st.floats(min_value=low, max_value=high),
+    )
+
+    @given(cell=numbers, column=st.integers(0, 14))
+    @settings(
+        max_examples=150,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(cell, column):
+        row: list = [5.0] * 15
+        row[column] = cell
+        body = json.dumps({"instances": [[1.0] * 15, row]}).encode()
+        answer = local.post("/predict", content=body, headers={"content-type": "application/json"})
+        if low <= float(cell) <= high:
+            assert answer.status_code == 200, (cell, answer.text)
+            assert len(answer.json()["predictions"]) == 2
+        else:
+            assert answer.status_code == 422, (cell, answer.text)
+            name = local.get("/model").json()["input"]["columns"][column]
+            assert answer.json()["detail"].startswith(f"instances[1].{name}: "), answer.text
+
+    check()
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_one_failing_request_never_fails_the_others_batched_with_it(models):
+    """Requests that share a model call: one whose rows make the model raise (infinite
+    features from 1e308, which the service refuses before, but any failure will do) gets the
+    error; the others, in the same call, get their own answers."""
+    import asyncio
+
+    from lab3.service.batching import Batcher
+    from lab3.service.model import ModelInfo, load
+
+    model = load(str(models.folders["1"]), ModelInfo(uri="local"))
+    sample = models.sample.to_numpy()
+    poison = np.array([[1e308, -1e308] + [1.0] * 13])
+    batcher = Batcher(max_rows=100)
+
+    async def all_at_once():
+        asks = [batcher.probabilities(model, sample[i : i + 2]) for i in range(0, 10, 2)]
+        asks.insert(2, batcher.probabilities(model, poison))
+        return await asyncio.gather(*asks, return_exceptions=True)
+
+    answers = asyncio.run(all_at_once())
+    failed = answers.pop(2)
+    assert isinstance(failed, ValueError) and "infinity" in str(failed), failed
+    for index, answer in enumerate(answers):
+        np.testing.assert_allclose(
+            answer, models.expected["1"][2 * index : 2 * index + 2], atol=1e-12
+        )
 
 
 def test_bodies_over_the_size_limit_are_refused_declared_or_streamed(local):
