@@ -54,10 +54,13 @@ def tool(name: str) -> str:
 
 
 # The heavy tier (`bash tests/run.sh --integration`): tests that need what tests/tools.sh or the
-# image lock installs, or that start servers, containers, browsers or kill processes. A test
-# carrying one of these markers is in that tier without saying so; anything else slow says
-# `@pytest.mark.integration` itself. The README's test command runs the rest.
-INTEGRATION_MARKERS = {"integration", "container", "browser", "tools", "mounts", "images", "faults"}
+# image lock installs, that run pipeline.sh again and again (e2e), or that start servers,
+# containers, browsers or kill processes. A test carrying one of these markers is in that tier
+# without saying so; anything else slow says `@pytest.mark.integration` itself. The README's test
+# command runs the rest.
+INTEGRATION_MARKERS = {
+    *("integration", "e2e", "container", "browser", "tools", "mounts", "images", "faults"),
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects: the tier markers must be there

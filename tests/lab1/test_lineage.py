@@ -15,6 +15,8 @@ import yaml
 from lab1.core.io import tree_sha256
 from tests.conftest import SMALL, Project, clean_env, copy_project
 
+pytestmark = pytest.mark.e2e  # two pipeline.sh processes at once, then --reproduce
+
 NAME = "temperature-classifier"
 ESTIMATOR_CLASSES = {
     "logistic_regression": "LogisticRegression",

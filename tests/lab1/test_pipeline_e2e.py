@@ -1,5 +1,7 @@
 """pipeline.sh end to end on a small config: the stdout contract, the MLflow run tree, the
-registry and the gate. One project copy for the module; tests run in file order."""
+registry and the gate. One project copy for the module; tests run in file order. The first run
+and its checks are in the quick tier (the stdout contract); the further runs, marked `e2e`, in the
+integration tier."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import pytest
 from lab1.core.stages import STAGES
 from tests.conftest import SMALL, Project
 
-pytestmark = pytest.mark.e2e
 ACCURACY_LINE = re.compile(r"^Model test accuracy is: (\d\.\d{3})$")
 
 
@@ -133,6 +134,7 @@ def test_registry_version_is_champion_with_lineage(first_run, module_project):
     assert logged["accuracy"].dataset_digest == report["test_digest"]
 
 
+@pytest.mark.e2e
 def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
     done = module_project.pipeline(
         *SMALL,
@@ -163,6 +165,7 @@ def test_rejected_model_keeps_champion_and_exits_3(first_run, module_project):
     assert "min_accuracy 0.999" in registration.data.tags["gate.reason"]
 
 
+@pytest.mark.e2e
 def test_promotion_records_previous_champion_and_rollback_restores_it(first_run, module_project):
     done = module_project.pipeline(
         *SMALL,
@@ -180,6 +183,7 @@ def test_promotion_records_previous_champion_and_rollback_restores_it(first_run,
     assert str(champion.version) == "1"
 
 
+@pytest.mark.e2e
 def test_stage_mode_passes_the_accuracy_line_through(first_run, module_project):
     done = module_project.pipeline("--stage", "model_testing", *SMALL)
     assert done.returncode == 0, done.stderr
@@ -188,6 +192,7 @@ def test_stage_mode_passes_the_accuracy_line_through(first_run, module_project):
     assert bad.returncode == 2 and "unknown stage 'training'" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_stages_one_by_one_share_a_parent_run(first_run, module_project):
     """The way Jenkins runs them: --begin, one --stage per step, --end; overrides come from the
     environment (one per line), as Jenkins passes its text parameter."""
@@ -246,6 +251,7 @@ def mlflow_run(project, entry: str):
     )
 
 
+@pytest.mark.e2e
 def test_mlflow_projects_entry_point(first_run, module_project):
     done = mlflow_run(module_project, "model_testing")
     assert done.returncode == 0, done.stderr
@@ -259,6 +265,7 @@ def test_mlflow_projects_entry_point(first_run, module_project):
     assert "not lab1-temperature" not in done.stderr
 
 
+@pytest.mark.e2e
 def test_mlflow_projects_main_entry_runs_the_pipeline_under_its_run(first_run, module_project):
     done = mlflow_run(module_project, "main")
     assert done.returncode == 0, done.stderr
@@ -286,6 +293,7 @@ def test_every_entry_point_has_help(module_project, script):
     assert "Reads:" in done.stdout or script in ("pipeline.sh", "lineage")
 
 
+@pytest.mark.e2e
 def test_clean_starts_afresh_and_keeps_the_environment(project):
     """`pipeline.sh --clean` removes what runs made (outputs, records, the embedded store)."""
     for stage in STAGES:
