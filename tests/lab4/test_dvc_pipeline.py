@@ -130,8 +130,12 @@ def test_the_pipeline_outputs_go_to_s3_and_come_back_byte_for_byte(reproduced, s
         "KEY_ID": keys["AWS_ACCESS_KEY_ID"],
         "SECRET_KEY": keys["AWS_SECRET_ACCESS_KEY"],
     }
+    committed = (project.root / ".dvc" / "config").read_bytes()
     for command in commands:
         dvc(project, *(values.get(word, word) for word in command))
+    # Every setting went to .dvc/config.local: the tracked file, and so the checkout, unchanged
+    # (a dirty checkout would make the next pipeline register its model as new code's).
+    assert (project.root / ".dvc" / "config").read_bytes() == committed
     # The keys are in .dvc/config.local, which git ignores, and nowhere in .dvc/config.
     assert keys["AWS_SECRET_ACCESS_KEY"] in (project.root / ".dvc" / "config.local").read_text()
     assert keys["AWS_SECRET_ACCESS_KEY"] not in (project.root / ".dvc" / "config").read_text()
