@@ -56,7 +56,7 @@ EOF
 }
 
 log() { printf '%s pipeline.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 2; }
+die() { printf '%s ERROR pipeline.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 2; }
 # Ctrl-C or SIGTERM before any stage runs: nothing to stop or record yet (replaced once there is).
 trap 'log "interrupted"; exit 130' INT
 trap 'log "interrupted"; exit 143' TERM

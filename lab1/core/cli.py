@@ -21,6 +21,7 @@ from lab1.core.errors import (
     TrackingStopped,
     UsageError,
     did_you_mean,
+    error_line,
     one_line,
 )
 from lab1.core.params import DATASETS, Params, load_params
@@ -33,7 +34,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, with a command-line mistake told in one line (exit 2), not the whole usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, error_line(self.prog, f"{message} (see --help)"))
 
 
 def dataset_name(text: str) -> str:

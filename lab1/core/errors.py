@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import time
 from collections.abc import Iterable
 
 EXIT_OK = 0
@@ -49,9 +50,17 @@ def one_line(exc: BaseException, whole: bool = False) -> str:
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word``, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1)
+    # A part of the name ("mnist" for fashion_mnist) is too short for difflib's ratio.
+    close = close or [choice for choice in choices if len(word) >= 3 and word in choice][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class TrackingStopped(PipelineError):
     """The tracking service went away while a stage ran: the service logged why (one ERROR
     line), so the stage's own line is only a warning that follows from it."""
+
+
+def error_line(who: str, message: str) -> str:
+    """A one-line error written before logging is set up (a command-line mistake), in the same
+    form as the logged ERROR lines: ``HH:MM:SS ERROR who: message``."""
+    return f"{time.strftime('%H:%M:%S')} ERROR {who}: {message}\n"

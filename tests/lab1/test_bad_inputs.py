@@ -275,6 +275,13 @@ CASES = [
         code=2,
     ),
     Case(
+        "pipeline-dataset-part",
+        "pipeline.sh",
+        r"unknown dataset 'mnist' \(did you mean 'fashion_mnist'\?\)",
+        args=("--dataset", "mnist"),
+        code=2,
+    ),
+    Case(
         "pipeline-stage-typo",
         "pipeline.sh",
         r"unknown stage 'model_test' \(did you mean 'model_testing'\?\)",
@@ -537,6 +544,7 @@ def test_a_bad_input_is_one_line_and_nothing_is_lost(case, ran, tmp_path, monkey
     assert "Traceback" not in stderr, stderr
     lines = error_lines(stderr) if case.stage != "pipeline.sh" else stderr.strip().splitlines()
     assert len(lines) == 1, stderr
+    assert " ERROR " in lines[0], lines[0]  # the same form as every other error line
     assert re.search(case.expect, lines[0]), lines[0]
     assert fingerprint(project.root) == before  # nothing half-written, nothing overwritten
     assert not [p for p in project.root.rglob("*") if ".tmp-" in p.name]

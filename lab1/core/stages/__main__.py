@@ -3,15 +3,17 @@
 
 import sys
 
-from lab1.core.errors import EXIT_USAGE, did_you_mean
+from lab1.core.errors import EXIT_USAGE, did_you_mean, error_line
 from lab1.core.stages import STAGES
 
 if len(sys.argv) == 3 and sys.argv[1] == "--check":
     name = sys.argv[2]
     if name not in STAGES:
         sys.stderr.write(
-            f"pipeline.sh: unknown stage {name!r}{did_you_mean(name, STAGES)} "
-            f"(stages: {', '.join(STAGES)})\n"
+            error_line(
+                "pipeline.sh",
+                f"unknown stage {name!r}{did_you_mean(name, STAGES)} (stages: {', '.join(STAGES)})",
+            )
         )
         raise SystemExit(EXIT_USAGE)
 else:
