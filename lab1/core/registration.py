@@ -180,7 +180,11 @@ def log_decision(name: str, decision: dict[str, Any]) -> None:
     if decision["decision"] == "promoted":
         logger.info("%s version %s promoted: %s", name, decision["version"], decision["reason"])
     elif decision["decision"] == "rejected":
-        logger.warning("%s: rejected, not registered: %s", name, decision["reason"])
+        # A new model is not registered; a version gated again (a tighter gate) stays registered.
+        version = decision.get("version")
+        what = f"version {version} gated again and rejected" if version else "rejected"
+        registered = "" if version else ", not registered"
+        logger.warning("%s: %s%s: %s", name, what, registered, decision["reason"])
     else:
         logger.info("%s: %s", name, decision["reason"])
 

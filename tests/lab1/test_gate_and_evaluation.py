@@ -74,3 +74,18 @@ def test_confusion_matrix_plot_is_a_png(tmp_path):
     path = tmp_path / "cm.png"
     plot_confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), ["normal", "faulty"], path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rejection_says_registered_only_of_a_new_model(caplog):
+    """A version gated again under a tighter gate stays registered: its rejection must not say
+    "not registered"; a new model's rejection does."""
+    from lab1.core.registration import log_decision
+
+    again = {"decision": "rejected", "version": "1", "reason": "f1 0.85 < 0.95"}
+    new = {"decision": "rejected", "version": None, "reason": "accuracy 0.920 < 0.929"}
+    with caplog.at_level("WARNING"):
+        log_decision("m", again)
+        log_decision("m", new)
+    first, second = (record.getMessage() for record in caplog.records)
+    assert "version 1 gated again and rejected" in first and "not registered" not in first
+    assert "rejected, not registered" in second
