@@ -1,0 +1,32 @@
+"""The docs' measured figures against a real run, so that they cannot go stale silently: the
+default pipeline's accuracy line, quoted in the README and the labs' READMEs, and the default
+model's test metrics the README's data section gives."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import REPO, Project
+
+pytestmark = pytest.mark.e2e  # the default pipeline, full size
+DOCS = [REPO / "README.md", *sorted(REPO.glob("lab*/README.md"))]
+
+
+def test_the_docs_quote_what_the_default_pipeline_prints(project: Project):
+    done = project.pipeline()
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout.splitlines()[-1]
+    for doc in DOCS:
+        for quoted in re.findall(r"Model test accuracy is: \d\.\d{3}", doc.read_text()):
+            assert quoted == printed, f"{doc.relative_to(REPO)} says {quoted!r}, a run {printed!r}"
+    metrics = json.loads((project.root / "reports" / "metrics.json").read_text())["metrics"]
+    said = re.search(
+        r"default model achieves on the test stations: accuracy (\S+) \(baseline (\S+)\), F1 (\S+)",
+        " ".join((REPO / "README.md").read_text().split()),
+    )
+    assert said, "the README's data section no longer gives the default model's metrics"
+    measured = tuple(f"{metrics[k]:.3f}" for k in ("accuracy", "baseline_accuracy", "f1"))
+    assert tuple(value.rstrip(",") for value in said.groups()) == measured
