@@ -32,8 +32,10 @@ monitor:  ## the served model's last 7 days against its training data: report, M
 lineage:  ## how the champion was made, and the command that rebuilds it
 	$(PY) -m lab1.lineage
 
+# --env-manager local runs MLproject's `python -m ...` with the python on PATH: .venv's first.
 mlflow-run:  ## one stage through MLflow Projects into the project's store (ENTRY=model_testing)
-	MLFLOW_TRACKING_URI=$(STORE) $(PY) -m mlflow run . -e $(ENTRY) --env-manager local \
+	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI=$(STORE) $(PY) -m mlflow run . \
+	  -e $(ENTRY) --env-manager local \
 	  --experiment-name "$$($(PY) -m lab1.core.cli --experiment-name)"
 
 test:  ## the README's test command: the quick tier (lint, types, unit, stages in-process, one pipeline.sh)

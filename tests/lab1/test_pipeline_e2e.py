@@ -266,6 +266,32 @@ def test_mlflow_projects_entry_point(first_run, module_project):
 
 
 @pytest.mark.e2e
+def test_make_mlflow_run_works_without_an_activated_environment(first_run, module_project):
+    """`make mlflow-run ENTRY=model_testing` as the README writes it, from a shell whose PATH
+    has no environment of the project's (it once failed: "No module named 'pandas'")."""
+    import subprocess
+
+    from tests.conftest import clean_env
+
+    venv = module_project.root / ".venv"
+    if not venv.exists():
+        venv.symlink_to(sys.prefix)  # the environment the tests run in, where make expects it
+    path = os.pathsep.join(
+        part for part in os.environ["PATH"].split(os.pathsep) if not part.startswith(sys.prefix)
+    )
+    done = subprocess.run(
+        ["make", "mlflow-run", "ENTRY=model_testing"],
+        cwd=module_project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=clean_env(PATH=path),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ACCURACY_LINE.match(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.e2e
 def test_mlflow_projects_main_entry_runs_the_pipeline_under_its_run(first_run, module_project):
     done = mlflow_run(module_project, "main")
     assert done.returncode == 0, done.stderr
