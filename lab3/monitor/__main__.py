@@ -91,7 +91,7 @@ def monitor(args: argparse.Namespace) -> int:
     version, profile = publish.served_version(client, served.model, served.version)
     gate = params.model_registration[params.dataset]
     result = checks.run_checks(served, profile, settings, gate, labels, publish.tested(version))
-    run = publish.start_run(client, params.experiment_name, version, ends)
+    run = publish.start_run(client, params.experiment_name, version, ends, result)
     path = args.report or PATHS.root / REPORTS / f"{until:%Y%m%dT%H%M%S}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     title = f"Monitoring: {served.model} version {served.version}"

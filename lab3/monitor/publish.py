@@ -68,14 +68,18 @@ def logged_model_id(version: Any) -> str:
     return str(version.model_id or version.source.removeprefix("models:/"))
 
 
-def start_run(client: Any, experiment: str, version: Any, window: tuple[str, str]) -> Any:
-    """The monitoring run, tagged with the served version (its metrics come in finish_run)."""
+def start_run(
+    client: Any, experiment: str, version: Any, window: tuple[str, str], result: Result
+) -> Any:
+    """The monitoring run, tagged with the served version and named with its verdict, which the
+    runs table shows at a glance (its metrics come in finish_run)."""
     from lab1.core.tracking.store import experiment_id
     from lab1.core.tracking.ui import saved_view_tag
 
     tags = {
         "mlops.kind": "monitoring",
-        "mlflow.runName": f"monitoring v{version.version} until {window[1]}",
+        "mlflow.runName": f"v{version.version} {short_verdict(result)} (until {window[1]})",
+        "monitoring.verdict": short_verdict(result),
         "model.name": version.name,
         "model.version": str(version.version),
         "model.id": logged_model_id(version),
@@ -94,7 +98,6 @@ def finish_run(client: Any, run: Any, version: Any, result: Result, report: Path
     import mlflow
 
     client.set_tag(run.run_id, "monitoring.alarm", "; ".join(result.alarms) or "none")
-    client.set_tag(run.run_id, "monitoring.verdict", short_verdict(result))
     client.set_tag(run.run_id, "mlflow.note.content", description(result, report))
     with mlflow.start_run(run_id=run.run_id):
         mlflow.log_metrics(result.metrics(), model_id=logged_model_id(version))

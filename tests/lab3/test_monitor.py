@@ -112,6 +112,7 @@ def test_the_simulation_flags_the_shifted_week_and_not_the_normal_one(trained, s
     assert "What moved" in note and "**How much it matters:** quality " in note
     assert "**Next step:**" in note
     assert alarm.data.tags["monitoring.verdict"].startswith("ALARM, quality")
+    assert alarm.info.run_name.startswith(f"v{champion.version} ALARM, quality")  # at a glance
     logged = trained.client().get_logged_model(runs[next(iter(runs))].data.tags["model.id"])
     assert "drift_share" in {m.key for m in logged.metrics}  # on the model's own page too
 
