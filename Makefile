@@ -5,6 +5,9 @@ STORE := sqlite:///.mlflow/mlflow.db
 PORT ?= 5000
 ENTRY ?= model_testing
 DATASET ?=  # empty: params.yaml's `dataset`
+SINCE ?=  # make monitor's window (ISO times, UTC); empty: the last 7 days, ending now
+UNTIL ?=
+LABELS ?=  # make monitor: a labels CSV (request_id,row,label[,fault_kind]); quality is then known
 
 .PHONY: help setup pipeline ui serve simulate monitor lineage mlflow-run test test-integration clean
 
@@ -14,7 +17,7 @@ help:  ## this list
 setup:  ## create .venv from the lock files (pipeline.sh does it on first use anyway)
 	bash pipeline.sh --setup --dev
 
-pipeline:  ## run the five stages: bash pipeline.sh (DATASET=cifar10 for the CNN)
+pipeline:  ## run the five stages: bash pipeline.sh (DATASET=fashion_mnist for the CNN)
 	bash pipeline.sh $(if $(DATASET),--dataset $(DATASET))
 
 ui:  ## the MLflow UI on the project's store: http://127.0.0.1:5000 (the link pipeline.sh prints)
@@ -23,11 +26,12 @@ ui:  ## the MLflow UI on the project's store: http://127.0.0.1:5000 (the link pi
 serve:  ## the model service on the champion: http://127.0.0.1:8080 (demo page), /docs
 	$(PY) -m lab3.serve
 
-simulate:  ## with `make serve` running: a normal week of traffic, then a shifted one, monitored
+simulate:  ## with `make serve` running: a normal week, then a shifted one, each monitored (~10 s)
 	$(PY) -m lab3.monitor.simulate
 
-monitor:  ## the served model's last 7 days against its training data: report, MLflow run
-	$(PY) -m lab3.monitor
+monitor:  ## served traffic vs training data (last 7 days; SINCE= UNTIL= LABELS=): report, MLflow run
+	$(PY) -m lab3.monitor $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL)) \
+	  $(if $(LABELS),--labels $(LABELS))
 
 lineage:  ## how the champion was made, and the command that rebuilds it
 	$(PY) -m lab1.lineage

@@ -11,10 +11,15 @@ min_accuracy / min_f1.
     .venv/bin/python -m lab3.monitor --labels labels.csv --pushgateway http://127.0.0.1:9091
     .venv/bin/python -m lab3.monitor --retrain -- -S data_creation.seed=7
 
-Writes reports/monitoring/<time>.html and an MLflow run (tag mlops.kind=monitoring) linked to
-the version. Exit codes: 0 nothing to act on; 3 an alarm (drift or quality over a threshold);
-1 an error; 2 a bad command line. With --retrain an alarm also runs `bash pipeline.sh` (plus the
-arguments after --): the new model must pass the same quality gate to become champion.
+Writes reports/monitoring/<time>.html and an MLflow run in the experiment "<the pipeline's
+experiment>-monitoring" (tag mlops.kind=monitoring), linked to the version. The last line on
+stderr is the verdict: what moved, how much it matters (quality, given labels) and the next step.
+Exit codes: 0 nothing to act on; 3 an alarm (drift or quality over a threshold); 1 an error;
+2 a bad command line. With --retrain an alarm also runs `bash pipeline.sh` with the arguments
+after --, which must give it other data (-S data_creation.temperature.csv_path=FILE, readings
+from the conditions served; or -S data_creation.seed=N): without them it would train the same
+model on the same data, and it is not run. The new model must pass the same quality gate to
+become champion.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -57,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("--report", type=Path, help="the HTML page (default: reports/monitoring/)")
     cli.add_argument("--pushgateway", help="push the figures as gauges, e.g. http://127.0.0.1:9091")
-    cli.add_argument("--retrain", action="store_true", help="on an alarm, run bash pipeline.sh")
+    cli.add_argument(
+        "--retrain", action="store_true", help="on an alarm, run bash pipeline.sh (with new data)"
+    )
     cli.add_argument("pipeline_args", nargs="*", help="after --: passed to pipeline.sh")
     return cli
 
@@ -82,8 +90,8 @@ def monitor(args: argparse.Namespace) -> int:
     client = connect()
     version, profile = publish.served_version(client, served.model, served.version)
     gate = params.model_registration[params.dataset]
-    result = checks.run_checks(served, profile, settings, gate, labels)
-    run = publish.start_run(client, params.experiment_name, version, ends)
+    result = checks.run_checks(served, profile, settings, gate, labels, publish.tested(version))
+    run = publish.start_run(client, params.experiment_name, version, ends, result)
     path = args.report or PATHS.root / REPORTS / f"{until:%Y%m%dT%H%M%S}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     title = f"Monitoring: {served.model} version {served.version}"
@@ -93,25 +101,37 @@ def monitor(args: argparse.Namespace) -> int:
     publish.finish_run(client, run, version, result, path)
     if args.pushgateway:
         publish.push_gauges(args.pushgateway, result)
-    summary(result, path, run.run_id)
-    if not result.alarms:
-        return EXIT_OK
-    if args.retrain:
-        retrain(args.pipeline_args)
-    return EXIT_ALARM
+    if result.alarms and args.retrain:
+        retrain(args.pipeline_args, served.version)
+    summary(result, path, run.run_id)  # the verdict last: what a reader of the job's log sees
+    return EXIT_ALARM if result.alarms else EXIT_OK
 
 
 def summary(result: Result, path: Path, run_id: str) -> None:
-    say = logger.warning if result.alarms else logger.info
-    say("%d rows of version %s: %s", result.rows, result.traffic.version,
-        "; ".join(result.alarms) or "nothing to act on")  # fmt: skip
     for name, value in result.quality.items():
-        logger.info("  %s %.3f", name, value)
+        logger.info("  served %s %.3f", name, value)
     logger.info("report %s; MLflow run %s", path, run_id)
+    say = logger.warning if result.alarms else logger.info
+    say("%d rows of version %s: %s", result.rows, result.traffic.version, result.verdict())
 
 
-def retrain(pipeline_args: list[str]) -> None:
+# What gives the pipeline other data than the version was trained on: without one of these it
+# would make the same data, hence the same model, and the gate would judge it again for nothing.
+NEW_DATA = ("data_creation.", "--dataset")
+
+
+def retrain(pipeline_args: list[str], version: str) -> None:
     """Run the whole pipeline as a user would; its champion moves only through the gate."""
+    given = [*pipeline_args, *os.environ.get("MLOPS_OVERRIDES", "").split()]
+    if not any(marker in arg for arg in given for marker in NEW_DATA):
+        logger.warning(
+            "not retraining: `%s` would train on the data version %s was "
+            "trained on and make the same model; give it data from the conditions served: "
+            "--retrain -- -S data_creation.temperature.csv_path=FILE (columns date, station, "
+            "temperature), or at least fresh synthetic data: -- -S data_creation.seed=N",
+            shlex.join(["bash", "pipeline.sh", *pipeline_args]), version,
+        )  # fmt: skip
+        return
     command = ["bash", str(PATHS.root / "pipeline.sh"), *pipeline_args]
     logger.warning("retraining: %s", " ".join(command))
     # Its stdout (the accuracy line) goes to ours: this job's stdout carries nothing else.

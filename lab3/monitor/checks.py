@@ -1,5 +1,6 @@
 """The monitoring checks: drift of each measure, of the answers, missing readings, and quality
-when labels are known. Each alarm is a sentence a person can act on."""
+when labels are known. Each alarm is a sentence a person can act on, and a run with an alarm
+also says how much it matters (quality, when labels say it) and the next step."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ class Result:
     quality: dict[str, float] = field(default_factory=dict)  # empty without labels
     labelled_rows: int = 0
     alarms: list[str] = field(default_factory=list)
+    matters: str = ""  # how much the alarms matter: the quality labels show, or that none do
+    next_step: str = ""  # what to do about them
 
     @property
     def drift_share(self) -> float:
@@ -78,8 +81,19 @@ class Result:
             "faulty_answer_share": float(self.traffic.predicted.mean()),
             "alarm": float(bool(self.alarms)),
             "log_lines_left_out": self.traffic.skipped,
-            **self.quality,
+            # On served traffic: named apart from the pipeline's test metrics (accuracy, f1),
+            # which the same logged model carries.
+            **{f"served_{name}": value for name, value in self.quality.items()},
         }
+
+    def verdict(self) -> str:
+        """The whole verdict in one line: what moved, how much it matters, the next step."""
+        if self.rows < self.min_rows:
+            return f"too few to judge (at least {self.min_rows}): nothing flagged"
+        if not self.alarms:
+            return "nothing to act on"
+        matters = self.matters[:1].upper() + self.matters[1:]
+        return f"ALARM: {'; '.join(self.alarms)}. {matters}. Next: {self.next_step}"
 
 
 def measure_drift(name: str, reference: dict[str, Any], values: np.ndarray, drift: Any) -> Drift:
@@ -103,7 +117,10 @@ def run_checks(
     settings: MonitoringParams,
     gate: GateParams,
     labels: dict[tuple[str, int], tuple[int, str]] | None = None,
+    tested: float | None = None,
 ) -> Result:
+    """The checks on ``traffic``; ``tested``: the version's test accuracy when registered (the
+    advice compares served quality with it)."""
     rule = profile["settings"]["missing_rule"]
     reference = profile["measures"]
     with np.errstate(all="ignore"):  # an overflow is a NaN measure, reported as such
@@ -129,6 +146,8 @@ def run_checks(
     if labels is not None:
         result.quality, result.labelled_rows = quality(traffic, labels)
     result.alarms = alarms(result, settings, gate)
+    if result.alarms:
+        result.matters, result.next_step = advise(result, settings, gate, tested)
     return result
 
 
@@ -207,3 +226,55 @@ def alarms(result: Result, settings: MonitoringParams, gate: GateParams) -> list
                 f"(95 % interval up to {result.quality[f'{name}_high']:.3f}; the gate's min_{name})"
             )
     return found
+
+
+# Where new training data goes in: readings from the stations that moved, faults injected into
+# them as into the synthetic data (lab1/data_creation.py --csv sets this key).
+CSV_OVERRIDE = "data_creation.temperature.csv_path"
+
+
+def advise(
+    result: Result, settings: MonitoringParams, gate: GateParams, tested: float | None = None
+) -> tuple[str, str]:
+    """How much the alarms matter and what to do next. Drift says the traffic changed, not that
+    the model got worse: only labels tell which, so without them the next step is to get them."""
+    q, n = result.quality, result.labelled_rows
+    steps = []
+    if result.missing_share > settings.max_missing_share:
+        steps.append("find why readings are missing (a sensor, or the feed that sends them)")
+    if not q:
+        steps.append(
+            "collect labels for this window's requests (CSV request_id,row,label[,fault_kind]) "
+            "and run again with --labels FILE: they say whether to retrain or to accept the change"
+        )
+        return "no labels: quality unknown", "; ".join(steps)
+    measured = f"accuracy {q['accuracy']:.3f}, F1 {q['f1']:.3f} on {n} labelled rows" + (
+        f" (test accuracy when registered: {tested:.3f})" if tested is not None else ""
+    )
+    floors = f"the gate's min_accuracy {gate.min_accuracy:.3f}, min_f1 {gate.min_f1:.3f}"
+    fell = q["accuracy_high"] < gate.min_accuracy or q["f1_high"] < gate.min_f1
+    if fell:
+        steps.append(
+            "retrain on readings from the conditions served (the stations and seasons that "
+            f"moved): python -m lab3.monitor --retrain -- -S {CSV_OVERRIDE}=FILE (columns date, "
+            "station, temperature); the synthetic data's climates would not teach it the change"
+        )
+        return f"quality fell: {measured}, surely under {floors}", "; ".join(steps)
+    if q["accuracy"] < gate.min_accuracy or q["f1"] < gate.min_f1:
+        steps.append("label more rows: these are too few to say whether the model got worse")
+        return (
+            f"quality may have fallen: {measured}, under {floors} but within chance "
+            f"(95 % interval up to {q['accuracy_high']:.3f} / {q['f1_high']:.3f})",
+            "; ".join(steps),
+        )
+    if result.prediction.drifted:
+        steps.append(
+            f"look at the stations flagged faulty ({result.traffic.predicted.mean():.0%} of "
+            "rows): with quality held, the model is finding real faults"
+        )
+    steps.append(
+        "nothing to retrain for; if this traffic is the new normal, accept it: a version trained "
+        f"on data that includes it (-S {CSV_OVERRIDE}=FILE) moves the reference, and until then "
+        "this alarm repeats"
+    )
+    return f"quality held: {measured}, over {floors}", "; ".join(steps)

@@ -1,6 +1,7 @@
 """Where monitoring reads the model's reference from and sends its figures: MLflow (the served
-version's training profile; a monitoring run linked to that version) and Prometheus (gauges
-pushed to a Pushgateway, which Prometheus scrapes: a batch job has no endpoint of its own)."""
+version's training profile; a monitoring run linked to that version, in an experiment of its own
+beside the pipeline's) and Prometheus (gauges pushed to a Pushgateway, which Prometheus scrapes:
+a batch job has no endpoint of its own)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ logger = logging.getLogger(__name__)
 MAX_PROFILE_BYTES = 16 * 2**20  # a profile is ~70 KB; checked before parsing
 PUSH_JOB = "lab3_monitor"
 GAUGE_PREFIX = "monitoring_"
+# Monitoring runs go to "<the pipeline's experiment>-monitoring": the pipeline's runs table tells
+# how models were made, and served-traffic figures there would sit in its test-metric columns.
+EXPERIMENT_SUFFIX = "-monitoring"
+VIEW = ("monitoring", "Monitoring")  # the saved view's key and name: the runs table's columns
+VIEW_COLUMNS = [
+    "tags.`model.version`",
+    "tags.`monitoring.window`",
+    "tags.`monitoring.verdict`",
+    "metrics.`rows`",
+    "metrics.`drift_share`",
+    "metrics.`prediction_psi`",
+    "metrics.`missing_share`",
+    "metrics.`served_accuracy`",
+    "metrics.`served_f1`",
+]
 
 
 def served_version(client: Any, name: str, version: str) -> tuple[Any, dict[str, Any]]:
@@ -52,31 +68,69 @@ def logged_model_id(version: Any) -> str:
     return str(version.model_id or version.source.removeprefix("models:/"))
 
 
-def start_run(client: Any, experiment: str, version: Any, window: tuple[str, str]) -> Any:
-    """The monitoring run, tagged with the served version (its metrics come in finish_run)."""
+def start_run(
+    client: Any, experiment: str, version: Any, window: tuple[str, str], result: Result
+) -> Any:
+    """The monitoring run, tagged with the served version and named with its verdict, which the
+    runs table shows at a glance (its metrics come in finish_run)."""
     from lab1.core.tracking.store import experiment_id
+    from lab1.core.tracking.ui import saved_view_tag
 
     tags = {
         "mlops.kind": "monitoring",
-        "mlflow.runName": f"monitoring v{version.version} until {window[1]}",
+        "mlflow.runName": f"v{version.version} {short_verdict(result)} (until {window[1]})",
+        "monitoring.verdict": short_verdict(result),
         "model.name": version.name,
         "model.version": str(version.version),
         "model.id": logged_model_id(version),
         "model.source_run_id": version.run_id or "",
         "monitoring.window": f"{window[0]} to {window[1]}",
     }
-    return client.create_run(experiment_id(client, experiment), tags=tags).info
+    view = saved_view_tag(*VIEW, VIEW_COLUMNS)
+    mine = experiment_id(client, experiment + EXPERIMENT_SUFFIX, view)
+    return client.create_run(mine, tags=tags).info
 
 
 def finish_run(client: Any, run: Any, version: Any, result: Result, report: Path) -> None:
-    """The run's alarm, its metrics (also logged against the version's logged model: MLflow 3
-    shows them on the model's page) and the report."""
+    """The run's verdict (a short tag for the runs table, the whole of it as the run's
+    description), its metrics (also logged against the version's logged model: MLflow 3 shows
+    them on the model's page) and the report."""
     import mlflow
 
     client.set_tag(run.run_id, "monitoring.alarm", "; ".join(result.alarms) or "none")
+    client.set_tag(run.run_id, "mlflow.note.content", description(result, report))
     with mlflow.start_run(run_id=run.run_id):
         mlflow.log_metrics(result.metrics(), model_id=logged_model_id(version))
         mlflow.log_artifact(str(report))
+
+
+def short_verdict(result: Result) -> str:
+    """The verdict in a few words, for a column of the runs table."""
+    if result.rows < result.min_rows:
+        return "too few rows"
+    if not result.alarms:
+        return "ok"
+    return "ALARM, " + result.matters.split(":", 1)[0]  # e.g. "ALARM, quality held"
+
+
+def description(result: Result, report: Path) -> str:
+    """The run's description (Markdown, the run page's first text): the verdict, why, next."""
+    if not result.alarms:
+        verdict = result.verdict()
+        return f"**{verdict[0].upper()}{verdict[1:]}.** Report: `{report.name}` (artifacts)."
+    moved = "\n".join(f"- {alarm}" for alarm in result.alarms)
+    return (
+        f"**Alarm.** What moved:\n\n{moved}\n\n**How much it matters:** {result.matters}.\n\n"
+        f"**Next step:** {result.next_step}.\n\nReport: `{report.name}` (artifacts)."
+    )
+
+
+def tested(version: Any) -> float | None:
+    """The version's test accuracy when it was registered (its tag), if it has one."""
+    try:
+        return float((version.tags or {})["test.accuracy"])
+    except (KeyError, ValueError):
+        return None
 
 
 def links(client: Any, run: Any, version: Any) -> dict[str, str]:

@@ -48,8 +48,9 @@ def verdict(result: Result) -> str:
     if result.alarms:
         items = "".join(f"<li>{escape(a)}</li>" for a in result.alarms)
         return (
-            '<div class="verdict alarm"><b>Look at this model.</b> The served traffic is not '
-            f"what it was trained on, or it answers worse:<ul>{items}</ul></div>"
+            '<div class="verdict alarm"><b>Alarm.</b> What moved:'
+            f"<ul>{items}</ul><b>How much it matters:</b> {escape(result.matters)}.<br>"
+            f"<b>Next step:</b> {escape(result.next_step)}.</div>"
         )
     return (
         '<div class="verdict ok"><b>Nothing to act on.</b> The served traffic looks like the '

@@ -15,7 +15,10 @@ a labels file. Kinds of week:
     .venv/bin/python -m lab3.monitor.simulate --weeks 20 --kinds normal climate sensor shifted
 
 Each week is monitored with `python -m lab3.monitor` (report, MLflow run); the last lines on
-stderr give the share of weeks of each kind that raised an alarm.
+stderr give the share of weeks of each kind that raised an alarm, and the command that judges the
+last week of each kind again. The weeks are sent seconds apart: `make monitor` alone judges the
+last 7 days, all weeks mixed (a shifted week beside a normal one is half diluted), so a week is
+judged on its own with its window: `make monitor SINCE=... UNTIL=...`.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ def simulate(args: argparse.Namespace) -> int:
     out = PATHS.root / OUT
     out.mkdir(parents=True, exist_ok=True)
     alarms: dict[str, list[bool]] = {kind: [] for kind in args.kinds}
+    windows: dict[str, tuple[str, str]] = {}  # the last week of each kind: --since, --until
     wait_ready(args.url.rstrip("/"))
     for week in range(args.weeks):
         for kind in args.kinds:
@@ -155,8 +159,9 @@ def simulate(args: argparse.Namespace) -> int:
             sent = f"{since:%Y%m%dT%H%M%S.%f}-{name}"
             last = send_week(args.url.rstrip("/"), sent, stations, out / f"{name}.labels.csv")
             wait_logged(folder, last)
+            windows[kind] = (since.isoformat(), datetime.now(UTC).isoformat())
             code = monitor_main([
-                "--since", since.isoformat(), "--until", datetime.now(UTC).isoformat(),
+                "--since", windows[kind][0], "--until", windows[kind][1],
                 "--labels", str(out / f"{name}.labels.csv"),
                 "--report", str(out / f"{name}.html"), *[f"-S{o}" for o in args.overrides],
             ])  # fmt: skip
@@ -167,6 +172,10 @@ def simulate(args: argparse.Namespace) -> int:
     for kind, raised in alarms.items():
         logger.info("%-8s weeks with an alarm: %d of %d (%.0f %%)", kind, sum(raised),
                     len(raised), 100 * np.mean(raised))  # fmt: skip
+    for kind, (since_text, until_text) in windows.items():
+        labels = OUT / f"{kind}-{args.seed + args.weeks - 1}.labels.csv"
+        logger.info("the last %s week again: make monitor SINCE=%s UNTIL=%s LABELS=%s", kind,
+                    since_text, until_text, labels)  # fmt: skip
     return 0
 
 

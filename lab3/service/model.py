@@ -232,11 +232,17 @@ def _answers_its_example(served: ServedModel, local: Path, mlmodel: Any) -> None
 
 # What the service shows about itself (GET /ready, GET /model) is public: a URI's credentials
 # (http://user:password@host) and the absolute paths of the machine that trained the model (a
-# user's CSV, a checkout under /home/...) are never echoed; a path keeps its file name.
-_PATH = re.compile(r"(?:file://|sqlite:///|(?<![\w:/.~-]))/[^\s'\",;()]+")
+# user's CSV, a checkout under /home/...) are never echoed; a path keeps its file name. A web
+# link (the MLflow UI's pages: http://host/#/models/...) is matched first and kept whole: its
+# path and fragment name a page, not a file.
+_PATH = re.compile(
+    r"(?P<link>https?://[^\s'\"]+)|(?:file://|sqlite:///|(?<![\w:/.~-]))/[^\s'\",;()]+"
+)
 
 
 def _file_name(match: re.Match[str]) -> str:
+    if match.group("link"):
+        return match.group(0)
     return "…/" + match.group(0).rstrip("/").rsplit("/", 1)[-1]
 
 

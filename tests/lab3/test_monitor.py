@@ -68,7 +68,10 @@ def simulated(trained: Project, tmp_path_factory) -> subprocess.CompletedProcess
 
 
 def monitoring_runs(project: Project) -> list:
-    return [r for r in project.runs() if r.data.tags.get("mlops.kind") == "monitoring"]
+    """The monitoring runs: in their own experiment, beside the pipeline's."""
+    runs = project.runs("lab1-temperature-monitoring")
+    assert all(r.data.tags.get("mlops.kind") == "monitoring" for r in runs)
+    return runs
 
 
 def week_window(project: Project, kind: str) -> tuple[str, str]:
@@ -91,25 +94,51 @@ def test_the_simulation_flags_the_shifted_week_and_not_the_normal_one(trained, s
     champion = trained.client().get_model_version_by_alias("temperature-classifier", "champion")
     runs = {r.info.run_id: r for r in monitoring_runs(trained)}
     assert len(runs) == 2
+    # The pipeline's story holds the pipeline's runs only.
+    assert not [r for r in trained.runs() if r.data.tags.get("mlops.kind") == "monitoring"]
     for run in runs.values():  # linked to the served version and its logged model
         assert run.data.tags["model.version"] == str(champion.version)
         assert run.data.tags["model.id"] == champion.source.removeprefix("models:/")
-        assert {"drift_share", "prediction_psi", "missing_share", "accuracy", "f1"} <= set(
-            run.data.metrics
-        )
+        metrics = set(run.data.metrics)
+        assert {"drift_share", "prediction_psi", "missing_share", "served_accuracy"} <= metrics
+        assert "accuracy" not in metrics  # the pipeline's test accuracy is another figure
         artifacts = [a.path for a in trained.client().list_artifacts(run.info.run_id)]
         assert any(a.endswith(".html") for a in artifacts)
     alarms = sorted(r.data.tags["monitoring.alarm"] != "none" for r in runs.values())
     assert alarms == [False, True]
+    # The alarm's run says in its description what moved, how much it matters, what next.
+    (alarm,) = [r for r in runs.values() if r.data.tags["monitoring.alarm"] != "none"]
+    note = alarm.data.tags["mlflow.note.content"]
+    assert "What moved" in note and "**How much it matters:** quality " in note
+    assert "**Next step:**" in note
+    assert alarm.data.tags["monitoring.verdict"].startswith("ALARM, quality")
+    assert alarm.info.run_name.startswith(f"v{champion.version} ALARM, quality")  # at a glance
     logged = trained.client().get_logged_model(runs[next(iter(runs))].data.tags["model.id"])
     assert "drift_share" in {m.key for m in logged.metrics}  # on the model's own page too
+
+
+def test_make_monitor_as_the_simulation_prints_it_sees_the_shifted_week(trained, simulated):
+    """`make monitor` alone judges 7 days, the weeks mixed; the simulation's last line gives
+    the window of the shifted week, and that command raises the alarm with its next step."""
+    printed = re.search(r"the last shifted week again: (make monitor \S+ \S+ \S+)$",
+                        simulated.stderr, re.MULTILINE)  # fmt: skip
+    assert printed, simulated.stderr[-2000:]
+    venv = trained.root / ".venv"
+    if not venv.exists():
+        venv.symlink_to(sys.prefix)
+    done = subprocess.run(printed.group(1).split(), cwd=trained.root, env=env_of(trained),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0 and "Error 3" in done.stderr  # make's word for exit code 3
+    verdict = done.stderr.splitlines()[-2]  # the monitor's last line, before make's
+    assert "280 rows" in verdict and "ALARM: the inputs drifted" in verdict, verdict
+    assert ". Quality " in verdict and "Next: " in verdict  # labels given: quality is known
 
 
 @pytest.mark.browser
 def test_the_report_reads_in_a_browser_without_the_network(trained, simulated):
     reports = trained.root / "reports" / "monitoring" / "simulation"
     with chromium() as driver:
-        for week, verdict in (("shifted-0", "Look at this model."), ("normal-0", "Nothing to act")):
+        for week, verdict in (("shifted-0", "Next step:"), ("normal-0", "Nothing to act")):
             driver.get((reports / f"{week}.html").as_uri())
             text = page_text(driver)
             assert verdict in text and "temperature-classifier version" in text
@@ -164,7 +193,7 @@ def test_a_real_prometheus_scrapes_the_gauges(trained, simulated, tmp_path, monk
             "--since", since, "--until", until, "--labels", str(labels),
             "--pushgateway", f"http://127.0.0.1:{gateway_port}",
         ])  # fmt: skip
-        assert code == 3 and "Look at this model" in (tmp_path / "report.html").read_text()
+        assert code == 3 and "Next step:" in (tmp_path / "report.html").read_text()
         run = max(monitoring_runs(trained), key=lambda r: r.info.start_time)
         series = scraped(prometheus_port, "monitoring_drift_share")
         assert series["metric"]["version"] == run.data.tags["model.version"]

@@ -341,6 +341,10 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
             assert models.tracking_uri.removeprefix("sqlite:///") not in json.dumps(info)
             assert info["lineage"]["code"]["commit"] == "commit1"
             assert info["lineage"]["model"]["uri"] == f"models:/{NAME}/1"
+            # Its links open the page they name (a link's fragment is not a file path).
+            from lab1.core.tracking.ui import version_link
+
+            assert info["lineage"]["model"]["url"] == version_link(NAME, "1")
             np.testing.assert_allclose(
                 client.post("/predict", json=body).json()["probabilities"],
                 models.expected["1"],
@@ -376,6 +380,17 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
             )
     finally:
         registry.promote(client_registry, NAME, "1", None)  # other tests expect version 1
+
+
+def test_public_keeps_web_links_whole_and_hides_file_paths():
+    link = "http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning"
+    shown = public({"url": link, "about": [f"see {link} for /home/ann/data/my.csv"]})
+    assert shown["url"] == link
+    assert shown["about"] == [f"see {link} for …/my.csv"]
+    assert public("file:///home/ann/mlruns/1 and sqlite:////srv/mlflow.db") == (
+        "…/1 and …/mlflow.db"
+    )
+    assert public("http://ann:secret@host:5000/#/models/m") == "http://***@host:5000/#/models/m"
 
 
 def test_settings_refuse_bad_values_with_one_line():

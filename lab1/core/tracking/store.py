@@ -184,13 +184,14 @@ def connect() -> MlflowClient:
     return client
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created if missing (race-safe between processes)."""
+def experiment_id(client: MlflowClient, name: str, view: dict[str, str] | None = None) -> str:
+    """The id of experiment ``name``, created if missing (race-safe between processes), with the
+    saved ``view`` (default: the pipeline story)."""
     from mlflow.exceptions import MlflowException
 
     from lab1.core.tracking.ui import saved_view_tag
 
-    view = saved_view_tag()
+    view = view or saved_view_tag()
     found = client.get_experiment_by_name(name)
     if found is not None:
         if not view.keys() <= found.tags.keys():  # an experiment from before the saved view

@@ -75,8 +75,10 @@ def runs_link(experiment_id: str) -> str:
     return f"{ui_base()}/#/experiments/{experiment_id}/runs?{ML_VIEW}&viewStateShareKey={VIEW_KEY}"
 
 
-def saved_view_tag() -> dict[str, str]:
-    """The experiment tag that saves the pipeline-story view (see the module doc)."""
+def saved_view_tag(
+    key: str = VIEW_KEY, name: str = VIEW_NAME, columns: list[str] = VIEW_COLUMNS
+) -> dict[str, str]:
+    """The experiment tag that saves a view (by default the pipeline story; see the module doc)."""
     state = {
         "searchFilter": "",
         "orderByKey": "attributes.start_time",
@@ -85,7 +87,7 @@ def saved_view_tag() -> dict[str, str]:
         "lifecycleFilter": "Active",
         "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
-        "selectedColumns": VIEW_COLUMNS,
+        "selectedColumns": columns,
         "columnOrder": [],
         "columnWidths": {},
         "runsExpanded": {},
@@ -97,8 +99,8 @@ def saved_view_tag() -> dict[str, str]:
         "groupsExpanded": {},
     }
     now = int(time.time() * 1000)
-    envelope = {"name": VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
-    return {SAVED_VIEW_PREFIX + VIEW_KEY: json.dumps(envelope)}
+    envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    return {SAVED_VIEW_PREFIX + key: json.dumps(envelope)}
 
 
 def main(argv: list[str] | None = None) -> int:
