@@ -119,6 +119,7 @@ def test_everything_is_recorded_before_the_alias_moves(tested, monkeypatch):
     }, writes[move:]
 
 
+@pytest.mark.integration  # the interrupt matrix
 def test_a_sigkill_at_any_write_never_leaves_the_alias_and_the_run_disagreeing(tested, monkeypatch):
     writes = count_writes(tested, monkeypatch)
     for n, what in enumerate(writes):
@@ -137,6 +138,7 @@ def test_a_sigkill_at_any_write_never_leaves_the_alias_and_the_run_disagreeing(t
         check_agreement(tested, (n, what))
 
 
+@pytest.mark.integration  # the interrupt matrix
 def test_a_sigterm_at_any_write_never_leaves_the_alias_and_the_run_disagreeing(tested, monkeypatch):
     """SIGTERM reaches the stage's handler; around the alias move it waits until the move and
     the records that say so are done."""

@@ -189,6 +189,7 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck():
     assert {".git", ".venv", "data", "models", "mlruns", ".mlflow"} <= ignored
 
 
+@pytest.mark.integration  # the image's commands on a real service
 def test_image_command_and_healthcheck_work_on_a_real_service(models, tmp_path):
     steps = dict(dockerfile_instructions())
     command = json.loads(steps["CMD"])
@@ -322,6 +323,7 @@ def test_basic_auth_config_works_with_the_real_mlflow_server(tmp_path):
             assert answer.status == 200
 
 
+@pytest.mark.integration
 def test_the_health_check_module_says_healthy_only_for_a_200(models, tmp_path, capsys):
     """lab3.healthcheck, in-process: 0 for a ready service, 1 with the reason for a 503 (no model
     yet) and for a port nothing listens on; --help prints its use."""

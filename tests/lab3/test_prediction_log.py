@@ -165,6 +165,7 @@ def hand_over(sender, request_id: str, table: np.ndarray) -> None:
     sender.send_bytes(table.tobytes() + probabilities.tobytes())
 
 
+@pytest.mark.integration  # PostgreSQL
 def test_the_log_goes_to_postgresql_and_a_dead_database_fails_no_prediction(
     models, tmp_path, monkeypatch, caplog
 ):

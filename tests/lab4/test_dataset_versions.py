@@ -21,6 +21,8 @@ from lab4 import dataset_versions as dv
 from tests import loopback
 from tests.lab4.conftest import BUCKET, env_without_aws
 
+pytestmark = pytest.mark.integration  # DVC on a folder and on S3 (moto)
+
 DVC = str(Path(sys.executable).parent / "dvc")
 
 

@@ -15,6 +15,8 @@ import pytest
 from lab5.run_notebook import NOTEBOOK, execute
 from tests.conftest import REPO, clean_env, copy_project
 
+pytestmark = pytest.mark.integration  # a Jupyter kernel runs the notebook
+
 WRITTEN = ("regression_data.py", "regression_quality.py", "test_regression_quality.py")
 PASSED_LINE = "5 passed"
 
