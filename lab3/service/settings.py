@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from lab1.core.errors import PipelineError
 from lab1.core.params import ServingParams
 from lab1.core.tracking.store import without_credentials
@@ -34,12 +36,20 @@ class LogSettings:
     max_pending_mb: float = 64.0  # what may wait for the writer (params.yaml says why)
 
 
-@dataclass(frozen=True)
-class Settings:
-    model_uri: str
-    poll_interval_s: float
-    max_batch_rows: int
-    max_body_bytes: int
+# pydantic's words for a bad variable, in the project's (pydantic-settings would read the
+# environment itself, but only the dev lock has it: the image installs requirements.lock).
+WHY = {"float_parsing": "is not a number", "int_parsing": "is not an integer"}
+
+
+class Settings(BaseModel):
+    """Each field's alias is its environment variable."""
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True)
+
+    model_uri: str = Field(alias="MODEL_URI")
+    poll_interval_s: float = Field(10.0, alias="POLL_INTERVAL_S", ge=0.05)
+    max_batch_rows: int = Field(10_000, alias="MAX_BATCH_ROWS", ge=1)
+    max_body_bytes: int = Field(16 * 2**20, alias="MAX_BODY_BYTES", ge=1024)
     prediction_log: LogSettings | None = None  # None: predictions are not logged
     serving: ServingParams | None = None  # params.yaml's; None: uvicorn's own (no limits)
 
@@ -56,22 +66,30 @@ class Settings:
         champion = f"models:/{params.registered_model_name}@{CHAMPION}"
         monitoring = params.monitoring
         folder = env.get("PREDICTION_LOG", monitoring.prediction_log)
-        return cls(
-            model_uri=env.get("MODEL_URI") or champion,
-            poll_interval_s=_number(env, "POLL_INTERVAL_S", 10.0, float, minimum=0.05),
-            max_batch_rows=_number(env, "MAX_BATCH_ROWS", 10_000, int, minimum=1),
-            max_body_bytes=_number(env, "MAX_BODY_BYTES", 16 * 2**20, int, minimum=1024),
-            prediction_log=LogSettings(
-                folder if is_database(folder) else PATHS.root / folder,
-                monitoring.rotate_mb,
-                monitoring.keep_files,
-                monitoring.keep_days,
-                monitoring.max_pending_mb,
-            )
-            if folder
-            else None,
-            serving=params.serving,
+        log = LogSettings(
+            folder if is_database(folder) else PATHS.root / folder,
+            monitoring.rotate_mb,
+            monitoring.keep_files,
+            monitoring.keep_days,
+            monitoring.max_pending_mb,
         )
+        names = [field.alias for field in cls.model_fields.values() if field.alias]
+        given = {name: env[name] for name in names if env.get(name)}  # "" is unset
+        try:
+            return cls.model_validate(
+                {
+                    "MODEL_URI": champion,
+                    **given,
+                    "prediction_log": log if folder else None,
+                    "serving": params.serving,
+                }
+            )
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = error["loc"][0]
+            limit = error.get("ctx", {}).get("ge")
+            why = WHY.get(error["type"]) or (f"must be at least {limit}" if limit else error["msg"])
+            raise PipelineError(f"environment: {name}={env[name]!r} {why}") from None
 
 
 def is_database(destination: Path | str) -> bool:
@@ -82,17 +100,3 @@ def is_database(destination: Path | str) -> bool:
 def shown(destination: Path | str) -> str:
     """A log destination as log lines may show it: a database URL without its credentials."""
     return without_credentials(str(destination))
-
-
-def _number(env: Mapping[str, str], name: str, default, kind, minimum):
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise PipelineError(f"environment: {name}={raw!r} is not {what}") from None
-    if not value >= minimum:  # also refuses NaN
-        raise PipelineError(f"environment: {name}={raw!r} must be at least {minimum}")
-    return value
