@@ -86,7 +86,7 @@ class Settings(BaseModel):
             )
         except ValidationError as exc:
             error = exc.errors()[0]
-            name = error["loc"][0]
+            name = str(error["loc"][0])
             limit = error.get("ctx", {}).get("ge")
             why = WHY.get(error["type"]) or (f"must be at least {limit}" if limit else error["msg"])
             raise PipelineError(f"environment: {name}={env[name]!r} {why}") from None
