@@ -27,13 +27,16 @@ from lab1.core.io import atomic_contents, file_sha256, read_json, write_json
 from lab1.core.kinds import tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.stage_run import StageRun
+from lab1.core.stage import StageRun
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_model(params: Params) -> int:
+    import mlflow  # imported for the work, not for --help
+
     with stage.run("model_preparation", params) as run:
+        mlflow.log_params(run.params)
         # models/ may be a mount point (a Docker volume): replaced entry by entry, model.json last.
         with atomic_contents(PATHS.models, last=PATHS.model_info.name) as tmp:
             if params.is_image:
@@ -43,17 +46,21 @@ def prepare_model(params: Params) -> int:
             # models/model.json: which run logged the model and where it is (stages 4-5 read it).
             ids = {"run_id": run.run_id, "pipeline_run_id": run.pipeline_run_id}
             write_json(tmp / PATHS.model_info.name, {**ids, **info})
-        run.log_output(PATHS.models)
+        mlflow.log_input(run.dataset(PATHS.models, "output"), context="output")
     return 0
 
 
 def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
+    import mlflow
+
+    from lab1.core.model_io import log_and_save
     from lab1.core.processed import CLASS_NAMES, load_preprocessor, read_split
+    from lab1.core.profile import PROFILE_FILE
 
     section = params.model_preparation
     train_path = PATHS.processed_table("train")
-    run.log_input(train_path)
-    run.log_input(PATHS.preprocessor)
+    mlflow.log_input(run.dataset(train_path), context="input")
+    mlflow.log_input(run.dataset(PATHS.preprocessor), context="input")
     train = read_split(train_path)
     started = time.perf_counter()
     # The estimator learns from the features stage 2 computed; the model it returns is the
@@ -62,11 +69,25 @@ def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str,
     fit_seconds = time.perf_counter() - started
     # What the model learned from, kept with it: monitoring compares served traffic with this.
     profile = tables.reference_profile(model, train, params.data_preprocessing)
+    # mlflow.sklearn's flavour in the skops format (no pickle), with exact pip requirements;
+    # models/model/ gets a copy of exactly what was logged.
+    started = time.perf_counter()
     example, name = tables.input_example(train), params.logged_model_name
-    info = run.log_sklearn_model(model, example, model_dir, list(CLASS_NAMES), name, profile)
+    logged = log_and_save(
+        model, example, model_dir, list(CLASS_NAMES), run.run_id, run.experiment_id, name=name
+    )
+    write_json(model_dir / PROFILE_FILE, profile)
+    mlflow.MlflowClient().log_model_artifact(logged.model_id, str(model_dir / PROFILE_FILE))
+    info = {"model_uri": logged.model_uri, "model_id": logged.model_id}
     train_accuracy = tables.accuracy(model, train)
-    run.log_metrics({"fit_s": fit_seconds, "train_accuracy": train_accuracy})
-    run.set_tags({"model_uri": info["model_uri"]})
+    mlflow.log_metrics(
+        {
+            "log_model_s": time.perf_counter() - started,
+            "fit_s": fit_seconds,
+            "train_accuracy": train_accuracy,
+        }
+    )
+    mlflow.set_tag("model_uri", info["model_uri"])
     logger.info(
         "%s trained in %.2f s, train accuracy %.3f", section.estimator, fit_seconds, train_accuracy
     )
@@ -74,17 +95,20 @@ def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str,
 
 
 def train_cnn(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
+    import mlflow
+
     from lab1.core import cnn  # imports torch: only for images
     from lab1.core.datasets.images import load_split
+    from lab1.core.model_io import log_and_save_torch
 
     train_path = PATHS.processed_images("train")
-    run.log_input(train_path)
-    run.log_input(PATHS.normalization)
+    mlflow.log_input(run.dataset(train_path), context="input")
+    mlflow.log_input(run.dataset(PATHS.normalization), context="input")
     images, labels = load_split(train_path)
     norm = read_json(PATHS.normalization)
 
     def log_epoch(epoch: cnn.EpochResult) -> None:  # one request per epoch, not one per metric
-        run.log_metrics(epoch.metrics(), step=epoch.epoch)
+        mlflow.log_metrics(epoch.metrics(), step=epoch.epoch)
 
     started = time.perf_counter()
     model, history = cnn.train(
@@ -99,12 +123,15 @@ def train_cnn(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
     )
     fit_seconds = time.perf_counter() - started
     best = max(history, key=lambda r: r.val_accuracy)
-    info = run.log_pytorch_model(
-        cnn.Probabilities(model), images[:2], model_dir, norm["classes"], params.logged_model_name
-    )
-    run.log_metrics({"fit_s": fit_seconds, "epochs_run": len(history)})
-    run.log_metrics({"best_epoch": best.epoch, "best_val_accuracy": best.val_accuracy})
-    run.set_tags({"model_uri": info["model_uri"], "device": cnn.device()})
+    # mlflow.pytorch's flavour in the pt2 format (torch.export: no pickle).
+    logged = log_and_save_torch(
+        cnn.Probabilities(model), images[:2], model_dir, norm["classes"], run.run_id,
+        run.experiment_id, params.logged_model_name,
+    )  # fmt: skip
+    info = {"model_uri": logged.model_uri, "model_id": logged.model_id}
+    mlflow.log_metrics({"fit_s": fit_seconds, "epochs_run": len(history)})
+    mlflow.log_metrics({"best_epoch": best.epoch, "best_val_accuracy": best.val_accuracy})
+    mlflow.set_tags({"model_uri": info["model_uri"], "device": cnn.device()})
     logger.info("CNN trained in %.0f s; best: epoch %d (%s)", fit_seconds, best.epoch, best)
     digest = file_sha256(train_path)
     return {**info, "estimator": "cnn", "train_digest": digest, "classes": norm["classes"]}

@@ -145,7 +145,7 @@ def vouch_for(root: Path, stage: str) -> None:
 
     with project_at(root):
         ancestry = lineage.check_inputs(stage)  # its inputs: still the real, finished ones
-        lineage.record_finished(stage, ancestry, "made-by-a-test", None, None, {}, {}, {})
+        lineage.record_finished(stage, ancestry, None, None, {}, {}, {})
 
 
 def reseal_raw(root: Path, name: str, edit: Callable[[str], str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 from collections.abc import Iterable
 
 EXIT_OK = 0
@@ -52,6 +53,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class TrackingStopped(PipelineError):
-    """The tracking service went away while a stage ran: the service logged why (one ERROR
-    line), so the stage's own line is only a warning that follows from it."""
+def without_credentials(text: str) -> str:
+    """``text`` with the credentials of any URI in it (scheme://user:password@host) hidden."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", text)

@@ -24,7 +24,6 @@ import os
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +32,11 @@ import yaml
 
 from lab1.core.errors import DataError
 from lab1.core.io import file_digests, first_change, read_json, tree_sha256, write_json
+from lab1.core.mlflow_ui import run_link, version_link
 from lab1.core.paths import PATHS
 from lab1.core.stage_io import STAGE_IO, flatten
 from lab1.core.stages import STAGES
-from lab1.core.tracking.tags import git
-from lab1.core.tracking.ui import run_link, version_link
+from lab1.core.tracking import git
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -156,7 +155,6 @@ def _not_made_by(producer: str, path: str, content: str) -> str:
 def record_finished(
     stage: str,
     ancestry: Ancestry,
-    run_key: str,
     run_id: str | None,
     pipeline_run_id: str | None,
     git: dict[str, str],
@@ -164,11 +162,9 @@ def record_finished(
     notes: dict[str, str],
     params_hash: str = "",
 ) -> dict[str, Any]:
-    """Append (keeping the newest KEEP) and return the record of a finished run of ``stage``. A
-    ``run_id`` the stage never waited for is found later by its ``run_key`` (fill_run_ids)."""
+    """Append (keeping the newest KEEP) and return the record of a finished run of ``stage``."""
     record = {
         "stage": stage,
-        "run_key": run_key,
         "run_id": run_id,
         "pipeline_run_id": pipeline_run_id,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -184,14 +180,6 @@ def record_finished(
     }
     write_json(_records_file(stage), {"runs": [*records(stage), record][-KEEP:]})
     return record
-
-
-def fill_run_ids(ancestry: Ancestry, find_runs: Callable[[list[str]], dict[str, Any]]) -> None:
-    """Fill the run ids records were written without, by run key (StageRun.find_runs)."""
-    missing = {r["run_key"]: r for r in ancestry.runs.values() if not r.get("run_id")}
-    if missing:
-        for key, ids in find_runs(list(missing)).items():
-            missing[key].update(ids)
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model

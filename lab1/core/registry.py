@@ -55,7 +55,7 @@ def resolve(client: MlflowClient, uri: str) -> ModelVersion:
     """The registry version ``uri`` names: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
     from mlflow.exceptions import MlflowException
 
-    from lab1.core.tracking.store import tracking_uri
+    from lab1.core.tracking import tracking_uri
 
     alias, version = ALIAS_URI.match(uri), VERSION_URI.match(uri)
     try:

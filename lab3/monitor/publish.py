@@ -54,7 +54,7 @@ def logged_model_id(version: Any) -> str:
 
 def start_run(client: Any, experiment: str, version: Any, window: tuple[str, str]) -> Any:
     """The monitoring run, tagged with the served version (its metrics come in finish_run)."""
-    from lab1.core.tracking.store import experiment_id
+    from lab1.core.mlflow_ui import experiment_id
 
     tags = {
         "mlops.kind": "monitoring",
@@ -81,7 +81,7 @@ def finish_run(client: Any, run: Any, version: Any, result: Result, report: Path
 
 def links(client: Any, run: Any, version: Any) -> dict[str, str]:
     """Where a reader of the report goes next, in the MLflow UI."""
-    from lab1.core.tracking.ui import run_link, version_link
+    from lab1.core.mlflow_ui import run_link, version_link
 
     found = {
         "this monitoring run": run_link(run.experiment_id, run.run_id),

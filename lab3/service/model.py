@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lab1.core.errors import DataError, one_line
-from lab1.core.tracking.store import without_credentials
+from lab1.core.errors import DataError, one_line, without_credentials
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lab1.core.errors import one_line
 from lab1.core.registry import ALIAS_URI, VERSION_URI
-from lab1.core.tracking.store import is_embedded, sqlite_file, tracking_uri
+from lab1.core.tracking import is_embedded, sqlite_file, tracking_uri
 from lab3.service.model import ModelInfo, ServedModel, load
 
 logger = logging.getLogger(__name__)

@@ -202,13 +202,3 @@ def test_failed_stage_run_is_marked_failed(broken):
     runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "davos.csv" in runs[0].data.tags["mlops.error"]
-
-
-def test_a_tracking_service_that_is_gone_is_one_line(project, tmp_path):
-    done = project.run("data_creation", *SMALL, MLOPS_TRACKING_SOCKET=str(tmp_path / "gone.sock"))
-    assert_clean_failure(
-        done,
-        "MLOPS_TRACKING_SOCKET=",
-        "the pipeline's tracking service is not running",
-        untouched=project.root / "data" / "raw",
-    )
