@@ -178,7 +178,6 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
 
     from lab1.core.mlflow_ui import experiment_id
 
-    logger.info("%s started (pid %d)", stage, os.getpid())
     client = connect()
     parent = parent_run_id()
     if parent is not None and not _running(client, parent):
@@ -193,6 +192,7 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
         experiment_id=experiment, run_name=stage, parent_run_id=parent, tags=tags
     )
     logger.info("%s run %s started (pid %d)", stage, run.info.run_id, os.getpid())
+    logger.info("%s started (pid %d)", stage, os.getpid())  # its run exists: it ends KILLED
     started, status, error = time.perf_counter(), "FAILED", ""
     try:
         yield run
