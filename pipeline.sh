@@ -212,9 +212,15 @@ run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
 case "$MODE" in setup|end|clean) ;; *) check -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
 
 lock_workspace() {  # one pipeline per checkout (lab1/core/workspace.py): held on fd 9 until exit
+  local lock="$ROOT/.mlops/workspace.lock"
   mkdir -p "$ROOT/.mlops"
-  exec 9>>"$ROOT/.mlops/workspace.lock"
-  check -m lab1.core.workspace --fd 9 --owner-pid $$
+  exec 9>>"$lock"
+  if ! flock -n 9; then
+    log "another pipeline is running in this workspace: $(cat "$lock" 2>/dev/null); waiting for it" \
+      "to finish (one pipeline per checkout: they share data/, models/ and reports/)"
+    flock 9
+  fi
+  printf 'pipeline.sh (pid %s, since %s)' $$ "$(date +%H:%M:%S)" > "$lock"
   export MLOPS_WORKSPACE_LOCK_FD=9
 }
 

@@ -32,8 +32,7 @@ def preprocess(params: Params) -> int:
     import mlflow  # imported for the work, not for --help
 
     with stage.run("data_preprocessing", params) as run:
-        mlflow.log_params(run.params)
-        mlflow.log_input(run.dataset(PATHS.raw), context="input")
+        mlflow.log_params(run.params)  # its input, data/raw, was checked and logged by stage.run
         manifest = checked_manifest(PATHS.raw, params.dataset)
         if params.is_image:
             preprocess_images(params, manifest, run)

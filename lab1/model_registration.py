@@ -40,8 +40,7 @@ def register_model(params: Params) -> int:
         client = mlflow.MlflowClient()  # the store stage.run connected to
         report = read_json(PATHS.metrics)
         model_info = read_json(PATHS.model_info)
-        mlflow.log_input(run.dataset(PATHS.metrics), context="input")
-        mlflow.log_input(run.dataset(PATHS.models), context="input")
+        # Its inputs, reports/metrics.json and models/, were checked and logged by stage.run.
         # What made this model: the finished runs behind it, from their records.
         lineage = lineages.model_lineage(run.ancestry)
         tags = registration.version_tags(lineage, report, run.run_id)

@@ -135,11 +135,6 @@ class ProjectPaths:
     def workspace_lock(self) -> Path:
         return self.root / ".mlops" / "workspace.lock"
 
-    # What each stage's last finished runs wrote, with their run ids (lineage.py)
-    @property
-    def stage_records(self) -> Path:
-        return self.root / ".mlops" / "stages"
-
 
 PATHS = ProjectPaths(PROJECT_ROOT)
 

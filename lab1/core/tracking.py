@@ -146,7 +146,7 @@ def run_tags(params: Params, script: str, pid: int, role: str) -> dict[str, str]
         "mlflow.source.name": script,
         "mlflow.source.type": "LOCAL",
         "mlflow.user": getpass.getuser(),
-        **{k: v for k, v in code_state().items() if k != "git.diff_sha256"},
+        **code_state(),
         **dvc_state(),
         "dataset": params.dataset,
         "params.hash": params.digest(),

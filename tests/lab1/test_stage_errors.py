@@ -27,11 +27,11 @@ def made(tmp_path_factory) -> Project:
 
 @pytest.fixture
 def broken(made, tmp_path) -> Project:
-    """A private copy of ``made`` (project files + data/raw and its provenance record) to
-    break."""
+    """A private copy of ``made`` (project files + data/raw and its provenance record: the MLflow
+    store) to break."""
     project = Project(copy_project(tmp_path / "project"))
     shutil.copytree(made.root / "data", project.root / "data")
-    shutil.copytree(made.root / ".mlops", project.root / ".mlops")
+    shutil.copytree(made.root / ".mlflow", project.root / ".mlflow")
     return project
 
 
