@@ -79,14 +79,9 @@ def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str,
     write_json(model_dir / PROFILE_FILE, profile)
     mlflow.MlflowClient().log_model_artifact(logged.model_id, str(model_dir / PROFILE_FILE))
     info = {"model_uri": logged.model_uri, "model_id": logged.model_id}
-    train_accuracy = tables.accuracy(model, train)
-    mlflow.log_metrics(
-        {
-            "log_model_s": time.perf_counter() - started,
-            "fit_s": fit_seconds,
-            "train_accuracy": train_accuracy,
-        }
-    )
+    log_model_s, train_accuracy = time.perf_counter() - started, tables.accuracy(model, train)
+    mlflow.log_metrics({"log_model_s": log_model_s, "fit_s": fit_seconds})
+    mlflow.log_metrics({"train_accuracy": train_accuracy})
     mlflow.set_tag("model_uri", info["model_uri"])
     logger.info(
         "%s trained in %.2f s, train accuracy %.3f", section.estimator, fit_seconds, train_accuracy
@@ -112,15 +107,10 @@ def train_cnn(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
 
     started = time.perf_counter()
     model, history = cnn.train(
-        images,
-        labels,
-        len(norm["classes"]),
-        (norm["mean"], norm["std"]),
-        params.cnn,
-        params.data_preprocessing.augmentation[params.dataset],
-        params.model_preparation.seed,
+        images, labels, len(norm["classes"]), (norm["mean"], norm["std"]), params.cnn,
+        params.data_preprocessing.augmentation[params.dataset], params.model_preparation.seed,
         on_epoch=log_epoch,
-    )
+    )  # fmt: skip
     fit_seconds = time.perf_counter() - started
     best = max(history, key=lambda r: r.val_accuracy)
     # mlflow.pytorch's flavour in the pt2 format (torch.export: no pickle).

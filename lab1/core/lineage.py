@@ -1,13 +1,12 @@
 """Lineage: which finished run made a file, and what made a registered model.
 
 **Were my inputs made by one finished execution?** MLflow's dataset records are the one record:
-every stage run logs the files and folders it read (context "input": its declared reads, by
-stage.run) and wrote ("output"), each named by its path, with its content digest (a folder's
-dataset lists its files' digests in its profile). Before a stage runs, ``check_inputs`` finds,
-for each input's content, the newest FINISHED run that wrote it, and follows that run's own
-inputs back to data_creation. It refuses, in one line, an input no finished run wrote (naming
-the file that changed, with both digests) and inputs from different executions. Matching is by
-content, so outputs DVC restores from its cache still match.
+every stage run logs what it read (context "input") and wrote ("output"), each named by its path
+with its content digest (PathDataset). Before a stage runs, ``check_inputs`` finds, for each
+input's content, the newest FINISHED run that wrote it, and follows that run's own inputs back
+to data_creation. It refuses, in one line, an input no finished run wrote (naming the file that
+changed, with both digests) and inputs from different executions. Matching is by content, so
+outputs DVC restores from its cache still match.
 
 **What made this model?** The chain found is the model's lineage (``model_lineage``):
 model_registration tags the version with it and logs it as lineage.json. ``version_lineage``
@@ -51,8 +50,6 @@ logger = logging.getLogger(__name__)
 DIGEST = 16  # hex digits of a content digest that a dataset record keeps
 GIT_TAGS = ("git.commit", "git.dirty", "git.diff_sha256")
 
-# --- were my inputs made by one finished execution? -------------------------------------------
-
 
 def outputs_of(stage: str) -> tuple[str, ...]:
     """The outputs a stage's run vouches for (those DVC tracks; not plots or caches)."""
@@ -66,12 +63,6 @@ def producer_of(path: str) -> str:
         if path in outputs_of(stage):
             return stage
     raise ValueError(f"no stage declares {path} as an output")  # a bug in stage_io.py
-
-
-def digest(path: str) -> str | None:
-    """The content digest of a project path (file or folder), or None if it does not exist."""
-    full = PATHS.root / path
-    return tree_sha256(full)[:DIGEST] if full.exists() else None
 
 
 class PathDataset(MetaDataset):
@@ -105,11 +96,9 @@ class PathDataset(MetaDataset):
 
 def datasets(run: Run, context: str) -> dict[str, Any]:
     """The datasets ``run`` logged with ``context`` ("input"/"output"), by name."""
-    found = {}
-    for used in run.inputs.dataset_inputs if run.inputs else []:
-        if {t.key: t.value for t in used.tags}.get("mlflow.data.context") == context:
-            found[used.dataset.name] = used.dataset
-    return found
+    logged = run.inputs.dataset_inputs if run.inputs else []
+    tagged = [(d.dataset, {t.key: t.value for t in d.tags}) for d in logged]
+    return {d.name: d for d, tags in tagged if tags.get("mlflow.data.context") == context}
 
 
 def finished_runs(client: MlflowClient, experiments: list[str], stage: str, query: str = ""):
@@ -143,10 +132,9 @@ def check_inputs(stage: str, client: MlflowClient, experiments: list[str]) -> An
     ancestry = Ancestry()
     pending: list[tuple[str, str]] = []  # (path, digest) whose producing run is still to find
     for path in STAGE_IO[stage].reads:
-        content = digest(path)
-        if content is None:
+        if not (PATHS.root / path).exists():
             raise DataError(f"{path}: missing; run {producer_of(path)} first")
-        ancestry.digests[path] = content
+        ancestry.digests[path] = content = tree_sha256(PATHS.root / path)[:DIGEST]
         pending.append((path, content))
     while pending:
         path, content = pending.pop(0)
@@ -252,9 +240,6 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
     }
 
 
-# --- what made this model? ---------------------------------------------------------------------
-
-
 def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, Any]:
     """Everything known about how ``version`` was made, as plain data (see the module doc)."""
     from lab1.core.registry import version_metrics
@@ -324,14 +309,8 @@ def _run_url(client: MlflowClient, run_id: str | None) -> str | None:
 
 def _logged_output(client: MlflowClient, run_id: str | None, name: str) -> str | None:
     """The digest ``run_id`` logged for its output dataset ``name`` (None if it logged none)."""
-    if not run_id:
-        return None
     with contextlib.suppress(Exception):
-        inputs = client.get_run(run_id).inputs
-        for item in inputs.dataset_inputs if inputs else []:
-            context = {t.key: t.value for t in item.tags}.get("mlflow.data.context")
-            if item.dataset.name == name and context == "output":
-                return str(item.dataset.digest)
+        return str(datasets(client.get_run(str(run_id)), "output")[name].digest)
     return None
 
 
