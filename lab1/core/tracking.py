@@ -1,5 +1,5 @@
-"""Only what MLflow lacks; the stage scripts call MLflow themselves (mlflow.log_metrics, ...):
-the default store (``connect``), a stage's child run ended KILLED by Ctrl-C or SIGTERM
+"""Only what MLflow lacks; the stage scripts call MLflow themselves (mlflow.log_metrics...): the
+default store (``connect``), a stage's child run ended KILLED by Ctrl-C or SIGTERM
 (``stage_run``), the pipeline's parent run (``begin_pipeline``, ``end_pipeline``; `mlflow run`'s
 adopted), the reaping of runs a SIGKILL left RUNNING (``reap``), git/DVC/CI tags (``run_tags``).
 """
@@ -35,8 +35,7 @@ PARENT_ENV = "MLOPS_PARENT_RUN_ID"  # pipeline.sh passes its parent run to the s
 PROJECT_RUN_ENV = "MLFLOW_RUN_ID"  # set by `mlflow run` (MLflow Projects): the run it made
 CI_ENV = ("BUILD_NUMBER", "BUILD_URL", "JOB_NAME", "GIT_BRANCH")  # Jenkins'; run tags if set
 CI_ENV_TAGS = {env: f"ci.{env.lower()}" for env in CI_ENV}  # ci.build_number, ...
-# A server that does not answer fails a run in seconds, not after MLflow's default of 7 retries
-# with back-off and 120 s timeouts (about 4 minutes): at most 2 tries of 10 s.
+# A dead server fails a run in seconds (2 tries of 10 s), not MLflow's default 4 minutes.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -187,7 +186,7 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
     experiment = experiment_id(client, params.experiment_name)  # made with the saved view
     if os.environ.get(PROJECT_RUN_ENV):  # start_run resumes it, in `mlflow run`'s experiment
         experiment = client.get_run(os.environ[PROJECT_RUN_ENV]).info.experiment_id
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    held = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, raise_terminated)
     run = mlflow.start_run(
         experiment_id=experiment, run_name=stage, parent_run_id=parent, tags=tags
     )
@@ -204,13 +203,15 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
         error = " ".join(str(exc).split())[:4000]
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not stop the end
+            signal.signal(signum, signal.SIG_IGN)
         duration = time.perf_counter() - started
         with contextlib.suppress(Exception):  # the run must end even if the store fails here
             mlflow.log_metric("duration_s", duration)
             if error:
                 mlflow.set_tag("mlops.error", error)
         mlflow.end_run(status)
+        signal.signal(signal.SIGINT, held[0]), signal.signal(signal.SIGTERM, held[1])
         logger.info("%s %s in %.2f s", stage, status, duration)
 
 
