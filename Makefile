@@ -21,7 +21,7 @@ pipeline:  ## run the five stages: bash pipeline.sh (DATASET=fashion_mnist for t
 	bash pipeline.sh $(if $(DATASET),--dataset $(DATASET))
 
 ui:  ## the MLflow UI on the project's store: http://127.0.0.1:5000 (the link pipeline.sh prints)
-	$(PY) -m lab1.core.tracking.ui --backend-store-uri $(STORE) --port $(PORT)
+	$(PY) -m lab1.core.mlflow_ui --backend-store-uri $(STORE) --port $(PORT)
 
 serve:  ## the model service on the champion: http://127.0.0.1:8080 (demo page), /docs
 	$(PY) -m lab3.serve

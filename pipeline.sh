@@ -212,9 +212,15 @@ run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
 case "$MODE" in setup|end|clean) ;; *) check -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
 
 lock_workspace() {  # one pipeline per checkout (lab1/core/workspace.py): held on fd 9 until exit
+  local lock="$ROOT/.mlops/workspace.lock"
   mkdir -p "$ROOT/.mlops"
-  exec 9>>"$ROOT/.mlops/workspace.lock"
-  check -m lab1.core.workspace --fd 9 --owner-pid $$
+  exec 9>>"$lock"
+  if ! flock -n 9; then
+    log "another pipeline is running in this workspace: $(cat "$lock" 2>/dev/null); waiting for it" \
+      "to finish (one pipeline per checkout: they share data/, models/ and reports/)"
+    flock 9
+  fi
+  printf 'pipeline.sh (pid %s, since %s)' $$ "$(date +%H:%M:%S)" > "$lock"
   export MLOPS_WORKSPACE_LOCK_FD=9
 }
 
@@ -251,66 +257,41 @@ case "$MODE" in
 esac
 
 # --- the whole pipeline ----------------------------------------------------------------------
-# One tracking service per run holds the MLflow client and records what the stages report, so no
-# stage waits for MLflow (lab1/core/tracking/service.py). It owns the parent run; pipeline.sh
-# waits only for its socket, then for it to finish recording at the end.
+# One MLflow parent run per execution (lab1/core/tracking.py): begun here, passed to every stage
+# (MLOPS_PARENT_RUN_ID; each records its own child run), ended here with the outcome.
 now() { local t="${EPOCHREALTIME:-$(date +%s)}"; printf '%s' "${t/,/.}"; }  # bash < 5: seconds
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-# One pipeline per checkout (they would share data/, models/ and reports/): this shell, the
-# tracking service and every stage keep the lock's fd open until they exit; a second pipeline
-# waits here.
+# One pipeline per checkout (they would share data/, models/ and reports/): this shell and every
+# stage keep the lock's fd open until they exit; a second pipeline waits here.
 lock_workspace
-# The service's socket lives in the checkout, not the system's temp folder: a pipeline killed
-# with SIGKILL leaves its folder here, and the next one (holding the workspace, so no other
-# pipeline is running) removes it. A socket's path has a length limit (107 bytes): in a deeper
-# checkout it is given relative to the checkout, where every stage runs.
-rm -rf "$ROOT"/.mlops/tracking.*
-TRACKING_DIR="$(mktemp -d "$ROOT/.mlops/tracking.XXXXXX")"
-trap 'rm -rf "$TRACKING_DIR"' EXIT  # also when this script stops early (the service notices)
-export MLOPS_TRACKING_SOCKET="$TRACKING_DIR/sock"
-[ "${#MLOPS_TRACKING_SOCKET}" -le 100 ] || MLOPS_TRACKING_SOCKET="${MLOPS_TRACKING_SOCKET#"$ROOT/"}"
-# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), then end the parent
-# and exit 130 (Ctrl-C) or 143 (SIGTERM). A SIGTERM sent to the whole process group (Jenkins'
-# abort, `kill -- -PGID`) reached the tracking service too: it ends the runs KILLED by itself,
-# so it is asked only if it still runs (--if-running: a service already gone is no error). A
-# service still starting (no socket yet) cannot be asked: on SIGTERM it ends what it began.
+# Ctrl-C / SIGTERM: stop the running stage (it ends its own run KILLED), end the parent run
+# KILLED, and exit 130 (Ctrl-C) or 143 (SIGTERM). A signal to the whole process group (Jenkins'
+# abort, `kill -- -PGID`) reaches the stage too: it ends its run by itself.
 CHILD=""
+PARENT_RUN=""
 on_signal() {
   trap - INT TERM
   log "interrupted; stopping"
   if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" || true; fi
-  if [ -S "$MLOPS_TRACKING_SOCKET" ]; then
-    "$PY" -m lab1.core.tracking.service end --status KILLED --if-running >&2 || true
+  if [ -n "$PARENT_RUN" ]; then
+    ( trap '' INT TERM; exec "$PY" -m lab1.pipeline_run end "$PARENT_RUN" --status KILLED ) || true
   fi
-  kill -TERM "$SERVICE" 2>/dev/null || true  # one that could not be asked (yet) ends by itself
-  wait "$SERVICE" || true
   exit "$1"
 }
-"$PY" -m lab1.core.tracking.service serve --socket "$MLOPS_TRACKING_SOCKET" --owner-pid $$ \
-  "${PASS[@]}" >&2 &
-SERVICE=$!
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
-service_started="$(now)"
 # Under `mlflow run` (MLproject's main entry) MLFLOW_RUN_ID names the run MLflow made for this
-# pipeline: the service (started above, with it) adopts it as the parent run; the stages, without
-# it, record their own child runs.
+# pipeline: begin adopts it as the parent run; the stages, without it, record their own runs.
+# It runs to its end even on Ctrl-C (a run begun must reach PARENT_RUN to be ended); bash acts
+# on the signal as soon as it returns.
+PARENT_RUN="$(trap '' INT TERM; exec "$PY" -m lab1.pipeline_run begin --owner-pid $$ "${PASS[@]}")" \
+  || exit 1
 unset MLFLOW_RUN_ID
-until [ -S "$MLOPS_TRACKING_SOCKET" ]; do
-  if ! kill -0 "$SERVICE" 2>/dev/null; then
-    wait "$SERVICE" || true
-    exit 1
-  fi
-  sleep 0.01
-done
-log "tracking service ready in $(since "$service_started") s (pid $SERVICE)"
+export MLOPS_PARENT_RUN_ID="$PARENT_RUN"
 
-finish() {  # finish STATUS EXIT_CODE: the service records the rest, ends the parent run, stops
-  local rc="$2" waited
-  waited="$(now)"
-  "$PY" -m lab1.core.tracking.service end --status "$1" >&2 || rc=1
-  wait "$SERVICE" || true
-  log "tracking: recorded in MLflow $(since "$waited") s after the last stage"
+finish() {  # finish STATUS EXIT_CODE: end the parent run with the outcome, exit
+  local rc="$2"
+  "$PY" -m lab1.pipeline_run end "$PARENT_RUN" --status "$1" || rc=1
   exit "$rc"
 }
 
@@ -319,12 +300,6 @@ started="$(now)"
 k=0
 for stage in "${STAGES[@]}"; do
   k=$((k + 1))
-  # The tracking service stopped (its error, one line, is above: a full disk, a broken store):
-  # no stage would be recorded, so none runs.
-  if ! kill -0 "$SERVICE" 2>/dev/null; then
-    wait "$SERVICE" || true
-    exit 1
-  fi
   log "[$k/${#STAGES[@]}] $stage"
   stage_started="$(now)"
   rc=0

@@ -5,10 +5,10 @@
 Runs in a temporary copy of the project (your data/ and MLflow store are not touched), in the
 environment that runs it (pytest is not needed):
   1. wall time of `bash pipeline.sh` (default params), median of --repeat runs after one warm-up;
-  2. per stage of the last run: the process's wall time (pipeline.sh logs it), the stage's own
-     work, the time it waited for tracking (`mlflow_s`: with the tracking service only the answers
-     it needs: its run id, the logged model, the registry decision) and the rest (process start,
-     imports, exit); plus pipeline.sh's waits for the tracking service at the start and the end;
+  2. per stage of the last run: the process's wall time (pipeline.sh logs it), its MLflow run's
+     span (`duration_s`: the work and its MLflow calls) and the rest (process start, imports,
+     connecting to the store, exit); plus pipeline.sh's own time (option checks, the parent
+     run's begin and end, the report);
   3. the floor: the same work (generate, write, read, features, fit, save, predict, score) in
      one process with no MLflow and no process boundaries.
 """
@@ -31,16 +31,6 @@ from lab1.core.stages import STAGES  # noqa: E402
 from tests.project import Project, clean_env, copy_project  # noqa: E402
 
 STAGE_WALL = re.compile(r"stage (\w+): exit \d+ after ([\d.]+) s")
-SERVICE_READY = re.compile(r"tracking service ready in ([\d.]+) s")
-TRACKING_END = re.compile(r"recorded in MLflow ([\d.]+) s after the last stage")
-
-
-def logged(pattern: re.Pattern[str], stderr: str) -> float:
-    """The figure pipeline.sh logged on the line ``pattern`` matches."""
-    found = pattern.search(stderr)
-    if found is None:
-        sys.exit(f"pipeline.sh logged no line matching {pattern.pattern!r}")
-    return float(found.group(1))
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -62,7 +52,7 @@ def pipeline_walls(project: Project, repeat: int) -> tuple[list[float], str]:
 
 
 def stage_breakdown(project: Project, stderr: str) -> dict[str, dict[str, float]]:
-    """Per stage of the last pipeline run: wall (pipeline.sh's log), work, mlflow, startup."""
+    """Per stage of the last pipeline run: wall (pipeline.sh's log), run, startup."""
     walls = {m.group(1): float(m.group(2)) for m in STAGE_WALL.finditer(stderr)}
     client = project.client()
     runs = project.runs()
@@ -75,11 +65,10 @@ def stage_breakdown(project: Project, stderr: str) -> dict[str, dict[str, float]
     for run in children:
         stage = run.data.tags["mlflow.runName"]
         metrics = run.data.metrics
-        duration, mlflow_s = metrics["duration_s"], metrics["mlflow_s"]
+        duration = metrics["duration_s"]
         rows[stage] = {
             "wall": walls[stage],
-            "work": duration - mlflow_s,
-            "mlflow": mlflow_s,
+            "run": duration,
             "startup": walls[stage] - duration,
             "log_model": metrics.get("log_model_s", 0.0),
         }
@@ -154,22 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         f"default pipeline, warm env: median {wall:.1f} s over {len(walls)} runs "
         f"({', '.join(f'{w:.1f}' for w in walls)})"
     )
-    header = ("stage (last run)", "wall", "work", "mlflow", "start+imports+exit")
-    print("{:20s} {:>6s} {:>6s} {:>7s} {:>19s}".format(*header))
+    header = ("stage (last run)", "wall", "run", "start+imports+connect+exit")
+    print("{:20s} {:>6s} {:>6s} {:>27s}".format(*header))
     for stage, row in rows.items():
-        print(
-            f"{stage:20s} {row['wall']:6.2f} {row['work']:6.2f} {row['mlflow']:7.2f} "
-            f"{row['startup']:19.2f}"
-        )
-    ready, end = logged(SERVICE_READY, stderr), logged(TRACKING_END, stderr)
-    waits = "(pipeline.sh waits for the socket)"
-    print(f"{'tracking: start':20s} {ready:6.2f} {'':6s} {ready:7.2f}   {waits}")
-    print(f"{'tracking: end':20s} {end:6.2f} {'':6s} {end:7.2f}   (the service records the rest)")
-    tracking = sum(r["mlflow"] for r in rows.values()) + ready + end
-    print(
-        f"MLflow on the critical path (stage waits + service start/end): {tracking:.2f} s "
-        f"= {100 * tracking / walls[-1]:.0f}% of the last run's {walls[-1]:.1f} s"
-    )
+        print(f"{stage:20s} {row['wall']:6.2f} {row['run']:6.2f} {row['startup']:27.2f}")
+    rest = walls[-1] - sum(r["wall"] for r in rows.values())
+    print(f"{'pipeline.sh itself':20s} {rest:6.2f}   (checks, parent run begin/end, report)")
     log_model = rows["model_preparation"]["log_model"]
     print(f"logging the model (model_preparation's wait for log_model): {log_model:.2f} s")
     print(

@@ -23,13 +23,16 @@ from lab1.core.io import atomic_dir, file_sha256
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.stage_run import StageRun
+from lab1.core.stage import StageRun
 
 logger = logging.getLogger(__name__)
 
 
 def create_data(params: Params) -> int:
+    import mlflow  # imported for the work, not for --help
+
     with stage.run("data_creation", params) as run:
+        mlflow.log_params(run.params)
         if params.is_image:
             create_images(params, run)
         else:
@@ -38,6 +41,8 @@ def create_data(params: Params) -> int:
 
 
 def create_stations(params: Params, run: StageRun) -> None:
+    import mlflow
+
     from lab1.core.datasets import temperature  # pandas: imported for the work, not for --help
 
     section = params.data_creation.temperature
@@ -45,35 +50,39 @@ def create_stations(params: Params, run: StageRun) -> None:
     splits = temperature.split_by_station(frames, section.test_stations)
     with atomic_dir(PATHS.raw) as tmp:  # all of data/raw appears at once, or nothing does
         manifest = tables.write_raw(splits, tmp, params.dataset)
-    run.log_output(PATHS.raw)
+    mlflow.log_input(run.dataset(PATHS.raw, "output"), context="output")
     rows = {split: sum(len(f) for f in frames.values()) for split, frames in splits.items()}
     faulty = sum(f["faulty"] for f in manifest["files"])
-    run.log_metrics(
+    mlflow.log_metrics(
         {
             "train_rows": rows["train"],
             "test_rows": rows["test"],
             "faulty_fraction": faulty / max(1, sum(rows.values())),
         }
     )
+    # Where the data came from is part of its lineage (lineage.py reads the data.* tags).
+    mlflow.set_tag("data.verified", "false (user CSV)" if section.csv_path else "synthetic")
     if section.csv_path:  # the user's file by content, not by path
-        run.notes["data.source"] = str(section.csv_path)
-        run.notes["data.source_sha256"] = file_sha256(Path(section.csv_path))
-    run.notes["data.verified"] = "false (user CSV)" if section.csv_path else "synthetic"
+        source = {"data.source": str(section.csv_path)}
+        mlflow.set_tags(source | {"data.source_sha256": file_sha256(Path(section.csv_path))})
     logger.info("wrote %d station files (%s rows) to %s", len(manifest["files"]), rows, PATHS.raw)
 
 
 def create_images(params: Params, run: StageRun) -> None:
+    import mlflow
+
     from lab1.core.datasets.images import make_images
 
     section = getattr(params.data_creation, params.dataset)
     splits = make_images(params.dataset, section, params.data_creation.seed, PATHS.data_cache)
     with atomic_dir(PATHS.raw) as tmp:
         manifest = images.write_images(splits, tmp, params.dataset)
-    run.log_output(PATHS.raw)
-    run.log_metrics({"train_rows": len(splits.train_labels), "test_rows": len(splits.test_labels)})
-    # Whether the files passed the md5 check is part of the data's lineage.
-    run.set_tags({"data.verified": splits.verified, "data.source": splits.source})
-    run.notes |= {"data.verified": str(splits.verified).lower(), "data.source": splits.source}
+    mlflow.log_input(run.dataset(PATHS.raw, "output"), context="output")
+    mlflow.log_metrics(
+        {"train_rows": len(splits.train_labels), "test_rows": len(splits.test_labels)}
+    )
+    # Whether the files passed the md5 check is part of the data's lineage (the data.* tags).
+    mlflow.set_tags({"data.verified": splits.verified, "data.source": splits.source})
     logger.info(
         "wrote %s images of %d classes (%s) to %s",
         {f["split"]: f["rows"] for f in manifest["files"]},

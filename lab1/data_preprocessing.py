@@ -23,14 +23,16 @@ from lab1.core.errors import DataError
 from lab1.core.kinds import checked_manifest, images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.stage_run import StageRun
+from lab1.core.stage import StageRun
 
 logger = logging.getLogger(__name__)
 
 
 def preprocess(params: Params) -> int:
+    import mlflow  # imported for the work, not for --help
+
     with stage.run("data_preprocessing", params) as run:
-        run.log_input(PATHS.raw)
+        mlflow.log_params(run.params)  # its input, data/raw, was checked and logged by stage.run
         manifest = checked_manifest(PATHS.raw, params.dataset)
         if params.is_image:
             preprocess_images(params, manifest, run)
@@ -40,6 +42,8 @@ def preprocess(params: Params) -> int:
 
 
 def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
+    import mlflow
+
     window = params.data_preprocessing.window
     if window < 1:
         raise DataError(f"params.yaml: data_preprocessing.window={window} must be >= 1")
@@ -53,8 +57,8 @@ def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
     train = tables.add_features(train, preprocessor)
     test = tables.add_features(test, preprocessor)
     tables.write_processed(train, test, preprocessor, PATHS.processed)  # atomically
-    run.log_output(PATHS.processed)
-    run.log_metrics(
+    mlflow.log_input(run.dataset(PATHS.processed, "output"), context="output")
+    mlflow.log_metrics(
         {
             "train_rows": len(train),
             "test_rows": len(test),
@@ -72,6 +76,8 @@ def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
 
 
 def preprocess_images(params: Params, manifest: dict, run: StageRun) -> None:
+    import mlflow
+
     from lab1.core import cnn  # imports torch: only for images
 
     splits = images.read_raw(manifest["classes"])  # checks that the labels cover the classes
@@ -80,8 +86,8 @@ def preprocess_images(params: Params, manifest: dict, run: StageRun) -> None:
     mean, std = cnn.channel_stats(train_images)
     augmentation = params.data_preprocessing.augmentation[params.dataset]
     images.write_processed(splits, mean, std, manifest, augmentation, PATHS.processed)
-    run.log_output(PATHS.processed)
-    run.log_metrics(
+    mlflow.log_input(run.dataset(PATHS.processed, "output"), context="output")
+    mlflow.log_metrics(
         {
             "train_rows": len(train_labels),
             "test_rows": len(splits["test"][1]),

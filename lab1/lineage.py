@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from lab1.core.lineage import version_lineage
         from lab1.core.registry import resolve
-        from lab1.core.tracking.store import connect
+        from lab1.core.tracking import connect
 
         params = params_from_args(args)
         uri = args.model_uri or f"models:/{params.registered_model_name}@champion"
@@ -116,7 +116,7 @@ def _yaml(tree: dict[str, Any]) -> str:
 
 def reproduce(lineage: dict[str, Any]) -> int:
     """Re-run the pipeline at ``lineage``'s params in a scratch copy of this checkout; compare."""
-    from lab1.core.tracking.tags import code_state
+    from lab1.core.tracking import code_state
 
     recorded, here = lineage["code"], code_state()
     if recorded.get("commit") != here["git.commit"]:

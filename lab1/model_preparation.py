@@ -1,18 +1,14 @@
 """Stage 3/5: model preparation.
 
-temperature: trains the scikit-learn classifier named in model_preparation.estimator on the TRAIN
-stations' features to tell faulty days from normal ones, then joins it with the fitted
-preprocessor into one model that takes raw reading windows (skops format: no unpickling).
-
-Images: trains the CNN (model_preparation.cnn.<dataset>) on the train images, keeping the epoch
-with the best validation accuracy; per-epoch losses and accuracies are MLflow step metrics. The
-normalisation is the model's first layer, so it takes raw uint8 images (pt2 format).
-
-Both are logged to MLflow with signature, input example and exact pip requirements.
+temperature: the classifier model_preparation.estimator names, trained on the TRAIN stations'
+features (faulty day or normal) and joined with the fitted preprocessor: one model that takes raw
+reading windows (skops). Images: the CNN (model_preparation.cnn.<dataset>) at its best epoch on
+validation (per-epoch MLflow step metrics), normalising in its first layer: it takes raw uint8
+images (pt2). Both logged to MLflow with signature, input example and exact pip requirements.
 
 Reads:  data/processed/train.parquet + preprocessor.skops, or train.npz + normalization.json
-Writes: models/model/ (MLflow model; temperature: + reference_profile.json, the training data's
-        profile for monitoring), models/model.json (run id, model URI)
+Writes: models/model/ (the MLflow model; temperature: + reference_profile.json, for monitoring),
+        models/model.json (run id, model URI)
 """
 
 from __future__ import annotations
@@ -27,13 +23,15 @@ from lab1.core.io import atomic_contents, file_sha256, read_json, write_json
 from lab1.core.kinds import tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.stage_run import StageRun
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_model(params: Params) -> int:
+    import mlflow  # imported for the work, not for --help
+
     with stage.run("model_preparation", params) as run:
+        mlflow.log_params(run.params)
         # models/ may be a mount point (a Docker volume): replaced entry by entry, model.json last.
         with atomic_contents(PATHS.models, last=PATHS.model_info.name) as tmp:
             if params.is_image:
@@ -41,73 +39,72 @@ def prepare_model(params: Params) -> int:
             else:
                 info = train_estimator(params, run, tmp / PATHS.model_dir.name)
             # models/model.json: which run logged the model and where it is (stages 4-5 read it).
-            ids = {"run_id": run.run_id, "pipeline_run_id": run.pipeline_run_id}
-            write_json(tmp / PATHS.model_info.name, {**ids, **info})
-        run.log_output(PATHS.models)
+            ids = {"run_id": run.run_id, "pipeline_run_id": run.pipeline_run_id, **info}
+            write_json(tmp / PATHS.model_info.name, ids)
+        mlflow.log_input(run.dataset(PATHS.models, "output"), context="output")
     return 0
 
 
-def train_estimator(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
+def train_estimator(params: Params, run: stage.StageRun, model_dir: Path) -> dict[str, Any]:
+    import mlflow
+
+    from lab1.core.model_io import log_and_save
     from lab1.core.processed import CLASS_NAMES, load_preprocessor, read_split
 
-    section = params.model_preparation
-    train_path = PATHS.processed_table("train")
-    run.log_input(train_path)
-    run.log_input(PATHS.preprocessor)
+    section, train_path = params.model_preparation, PATHS.processed_table("train")
+    mlflow.log_input(run.dataset(train_path), context="input")
+    mlflow.log_input(run.dataset(PATHS.preprocessor), context="input")
     train = read_split(train_path)
     started = time.perf_counter()
-    # The estimator learns from the features stage 2 computed; the model it returns is the
-    # preprocessor and the estimator in one Pipeline, which takes raw reading windows.
+    # One Pipeline (stage 2's preprocessor + the estimator), which takes raw reading windows.
     model = tables.train(train, load_preprocessor(PATHS.preprocessor), section)
-    fit_seconds = time.perf_counter() - started
-    # What the model learned from, kept with it: monitoring compares served traffic with this.
-    profile = tables.reference_profile(model, train, params.data_preprocessing)
-    example, name = tables.input_example(train), params.logged_model_name
-    info = run.log_sklearn_model(model, example, model_dir, list(CLASS_NAMES), name, profile)
-    train_accuracy = tables.accuracy(model, train)
-    run.log_metrics({"fit_s": fit_seconds, "train_accuracy": train_accuracy})
-    run.set_tags({"model_uri": info["model_uri"]})
-    logger.info(
-        "%s trained in %.2f s, train accuracy %.3f", section.estimator, fit_seconds, train_accuracy
-    )
+    fit_seconds, train_accuracy = time.perf_counter() - started, tables.accuracy(model, train)
+    # mlflow.sklearn's flavour in skops (no pickle), exact pip requirements; models/model/ gets a
+    # copy of exactly what was logged, then the training data's profile (monitoring's reference).
+    started, example = time.perf_counter(), tables.input_example(train)
+    logged = log_and_save(model, example, model_dir, list(CLASS_NAMES), run.run_id,
+                          run.experiment_id, name=params.logged_model_name)  # fmt: skip
+    log_model_s = time.perf_counter() - started
+    profile = tables.write_reference_profile(model, train, params.data_preprocessing, model_dir)
+    mlflow.MlflowClient().log_model_artifact(logged.model_id, str(profile))
+    info = {"model_uri": logged.model_uri, "model_id": logged.model_id}
+    mlflow.log_metrics({"fit_s": fit_seconds, "log_model_s": log_model_s,
+                        "train_accuracy": train_accuracy})  # fmt: skip
+    mlflow.set_tag("model_uri", info["model_uri"])
+    logger.info("%s trained in %.2f s, train accuracy %.3f", section.estimator, fit_seconds,
+                train_accuracy)  # fmt: skip
     return {**info, "estimator": section.estimator, "train_digest": file_sha256(train_path)}
 
 
-def train_cnn(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
+def train_cnn(params: Params, run: stage.StageRun, model_dir: Path) -> dict[str, Any]:
+    import mlflow
+
     from lab1.core import cnn  # imports torch: only for images
     from lab1.core.datasets.images import load_split
+    from lab1.core.model_io import log_and_save_torch
 
     train_path = PATHS.processed_images("train")
-    run.log_input(train_path)
-    run.log_input(PATHS.normalization)
-    images, labels = load_split(train_path)
-    norm = read_json(PATHS.normalization)
-
-    def log_epoch(epoch: cnn.EpochResult) -> None:  # one request per epoch, not one per metric
-        run.log_metrics(epoch.metrics(), step=epoch.epoch)
-
+    mlflow.log_input(run.dataset(train_path), context="input")
+    mlflow.log_input(run.dataset(PATHS.normalization), context="input")
+    (images, labels), norm = load_split(train_path), read_json(PATHS.normalization)
     started = time.perf_counter()
     model, history = cnn.train(
-        images,
-        labels,
-        len(norm["classes"]),
-        (norm["mean"], norm["std"]),
-        params.cnn,
-        params.data_preprocessing.augmentation[params.dataset],
-        params.model_preparation.seed,
-        on_epoch=log_epoch,
-    )
-    fit_seconds = time.perf_counter() - started
-    best = max(history, key=lambda r: r.val_accuracy)
-    info = run.log_pytorch_model(
-        cnn.Probabilities(model), images[:2], model_dir, norm["classes"], params.logged_model_name
-    )
-    run.log_metrics({"fit_s": fit_seconds, "epochs_run": len(history)})
-    run.log_metrics({"best_epoch": best.epoch, "best_val_accuracy": best.val_accuracy})
-    run.set_tags({"model_uri": info["model_uri"], "device": cnn.device()})
+        images, labels, len(norm["classes"]), (norm["mean"], norm["std"]), params.cnn,
+        params.data_preprocessing.augmentation[params.dataset], params.model_preparation.seed,
+        on_epoch=lambda epoch: mlflow.log_metrics(epoch.metrics(), step=epoch.epoch),  # one call
+    )  # fmt: skip
+    fit_seconds, best = time.perf_counter() - started, max(history, key=lambda r: r.val_accuracy)
+    # mlflow.pytorch's flavour in the pt2 format (torch.export: no pickle).
+    logged = log_and_save_torch(cnn.Probabilities(model), images[:2], model_dir,
+                                norm["classes"], run.run_id, run.experiment_id,
+                                params.logged_model_name)  # fmt: skip
+    info = {"model_uri": logged.model_uri, "model_id": logged.model_id}
+    mlflow.log_metrics({"fit_s": fit_seconds, "epochs_run": len(history), "best_epoch": best.epoch,
+                        "best_val_accuracy": best.val_accuracy})  # fmt: skip
+    mlflow.set_tags({"model_uri": info["model_uri"], "device": cnn.device()})
     logger.info("CNN trained in %.0f s; best: epoch %d (%s)", fit_seconds, best.epoch, best)
-    digest = file_sha256(train_path)
-    return {**info, "estimator": "cnn", "train_digest": digest, "classes": norm["classes"]}
+    return {**info, "estimator": "cnn", "train_digest": file_sha256(train_path),
+            "classes": norm["classes"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

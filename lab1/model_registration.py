@@ -30,18 +30,24 @@ from lab1.core.registration import registry_lock
 
 
 def register_model(params: Params) -> int:
+    import mlflow  # imported for the work, not for --help
+
+    from lab1.core import registry
+
     name = params.registered_model_name
     with stage.run("model_registration", params) as run:
+        mlflow.log_params(run.params)
+        client = mlflow.MlflowClient()  # the store stage.run connected to
         report = read_json(PATHS.metrics)
         model_info = read_json(PATHS.model_info)
-        run.log_input(PATHS.metrics)
-        run.log_input(PATHS.models)
+        # Its inputs, reports/metrics.json and models/, were checked and logged by stage.run.
         # What made this model: the finished runs behind it, from their records.
-        lineages.fill_run_ids(run.ancestry, run.find_runs)
         lineage = lineages.model_lineage(run.ancestry)
         tags = registration.version_tags(lineage, report, run.run_id)
         with registry_lock(name):  # no other gate between reading the champion and moving it
-            state = run.gate_state(name, lineage["fingerprint"], report["test_digest"], params.gate)
+            state = registry.gate_state(
+                client, name, lineage["fingerprint"], report["test_digest"], params.gate
+            )
             if state["unchanged"] is not None:  # the champion already, under these settings
                 decision = registration.unchanged(state["unchanged"])
             else:
@@ -50,8 +56,8 @@ def register_model(params: Params) -> int:
                 )
                 # The gate: a passing model becomes a version tagged pending (a version that
                 # holds it already is gated again instead); no alias moves yet.
-                decision = run.register(
-                    name, model_info["model_uri"], report["metrics"], tags, params.gate,
+                decision = registry.register_gated(
+                    client, name, model_info["model_uri"], report["metrics"], tags, params.gate,
                     state["champion_version"], here, incomparable,
                     registration.model_card(params, report, lineage), state["existing"],
                 )  # fmt: skip
@@ -65,21 +71,20 @@ def register_model(params: Params) -> int:
                     decision, report, model_info, lineage, tags,
                 )  # fmt: skip
                 for path in files:
-                    run.log_artifact(path)
-                run.set_tags(
-                    {
-                        "gate.decision": "pending" if promoting else decision["decision"],
-                        "gate.reason": decision["reason"],
-                        "registered_version": decision["version"] or "",
-                        "model.fingerprint": lineage["fingerprint"],
-                    }
-                )
-                run.wait()  # every record above is in MLflow (or the stage fails here)
+                    mlflow.log_artifact(str(path))
+                mlflow.set_tags({
+                    "gate.decision": "pending" if promoting else decision["decision"],
+                    "gate.reason": decision["reason"], "registered_version": decision["version"]
+                    or "", "model.fingerprint": lineage["fingerprint"],
+                })  # fmt: skip
                 # The move, then the renames: Ctrl-C and SIGTERM wait until both are done; a
                 # SIGKILL between them leaves a state that the next gate reconciles.
                 with signals_deferred():
                     if promoting:
-                        run.promote(name, decision["version"], decision["champion_before"])
+                        registry.promote(
+                            client, name, decision["version"], decision["champion_before"],
+                            run.run_id,
+                        )  # fmt: skip
                     registration.publish(files)
     registration.log_decision(name, decision)
     return EXIT_OK if decision["passed"] else EXIT_GATE_REJECTED
@@ -88,7 +93,7 @@ def register_model(params: Params) -> int:
 def rollback(params: Params) -> int:
     """--rollback: `champion` back to its previous version; the registry alone, no stage run."""
     from lab1.core import registry
-    from lab1.core.tracking.store import connect
+    from lab1.core.tracking import connect
 
     with registry_lock(params.registered_model_name):
         registry.rollback(connect(), params.registered_model_name)
@@ -99,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the stage with ``argv`` (default: the command line); return its exit code."""
     parser = stage.parser(__doc__)
     parser.add_argument(
-        "--rollback",
-        action="store_true",
-        help="move `champion` back to its previous version and exit",
+        "--rollback", action="store_true", help="move `champion` back to its previous version"
     )
     args = parser.parse_args(argv)
     return stage.exit_code(

@@ -26,12 +26,16 @@ logger = logging.getLogger(__name__)
 
 
 def test_model(params: Params) -> int:
+    import mlflow  # imported for the work, not for --help
+    from mlflow.entities import LoggedModelInput
+
     from lab1.core.model_io import load_model, load_torch_model  # never unpickles: model_io.py
 
     with stage.run("model_testing", params) as run:
+        mlflow.log_params(run.params)
         model_info = read_json(PATHS.model_info)
-        run.log_input(PATHS.model_dir)
-        run.log_input(PATHS.model_info)
+        mlflow.log_input(run.dataset(PATHS.model_dir), context="input")
+        mlflow.log_input(run.dataset(PATHS.model_info), context="input")
         PATHS.reports.mkdir(parents=True, exist_ok=True)
         if params.is_image:
             test_path = PATHS.processed_images("test")
@@ -40,8 +44,10 @@ def test_model(params: Params) -> int:
             test_path = PATHS.processed_table("test")
             threshold = params.model_testing.threshold
             report, extra = tables.evaluate(load_model(PATHS.model_dir), test_path, threshold)
+        test_set = run.dataset(test_path)
+        mlflow.log_input(test_set, context="input")
         report |= {
-            "test_digest": run.log_input(test_path)[:16],
+            "test_digest": test_set.digest,
             "model_uri": model_info["model_uri"],
             "training_run_id": model_info["run_id"],
             "testing_run_id": run.run_id,
@@ -50,18 +56,14 @@ def test_model(params: Params) -> int:
         write_json(PATHS.metrics, report)
         # The test metrics are the logged model's too (its page in the MLflow UI), on this test
         # set: MLflow links metrics to a model and a dataset.
-        test_set = (
-            PATHS.processed.relative_to(PATHS.root).as_posix() + ":test",
-            report["test_digest"],
-        )
-        metrics = report["metrics"]
-        run.log_metrics({**metrics, **extra}, model_id=model_info.get("model_id"), dataset=test_set)
-        if model_info.get("model_id"):
-            run.log_model_input(model_info["model_id"])
+        metrics, model_id = report["metrics"], model_info.get("model_id")
+        mlflow.log_metrics({**metrics, **extra}, model_id=model_id, dataset=test_set)
+        if model_id:  # the runs table's Models column: the model this run tested
+            mlflow.log_input(model=LoggedModelInput(model_id))
         for output in (PATHS.metrics, PATHS.confusion_matrix_plot, PATHS.misclassified_plot):
             if output.exists():
-                run.log_artifact(output)
-                run.log_output(output)
+                mlflow.log_artifact(str(output))
+                mlflow.log_input(run.dataset(output, "output"), context="output")
     logger.info(
         "accuracy %.3f (baseline %.3f), F1 %.3f, ROC AUC %.3f on %d test rows",
         metrics["accuracy"],

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> int:
-        from lab1.core.tracking.parent import begin_pipeline, end_pipeline
+        from lab1.core.tracking import begin_pipeline, end_pipeline
 
         if args.command == "begin":
             owner = None if args.context else args.owner_pid

@@ -41,8 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab1.core.cli import setup_logging
-from lab1.core.errors import EXIT_ERROR, PipelineError
-from lab1.core.tracking.store import without_credentials
+from lab1.core.errors import EXIT_ERROR, PipelineError, without_credentials
 
 logger = logging.getLogger("lab4.dataset_versions")
 

@@ -137,15 +137,39 @@ class Project:
 
 def vouch_for(root: Path, stage: str) -> None:
     """Record ``stage``'s outputs in the project copy at ``root``, as they are now, as those of a
-    finished run: what a run of the stage that made exactly these files would leave. Tests that
-    hand-craft bad data use it to reach the checks behind provenance (lab1/core/lineage.py),
+    finished run: the MLflow run of the stage that made exactly these files would leave. Tests
+    that hand-craft bad data use it to reach the checks behind provenance (lab1/core/lineage.py),
     which otherwise refuses files that no finished run made."""
-    from lab1.core import lineage
-    from lab1.core.paths import project_at
+    import mlflow
 
-    with project_at(root):
-        ancestry = lineage.check_inputs(stage)  # its inputs: still the real, finished ones
-        lineage.record_finished(stage, ancestry, "made-by-a-test", None, None, {}, {}, {})
+    from lab1.core import lineage
+    from lab1.core.mlflow_ui import experiment_id
+    from lab1.core.params import load_params
+    from lab1.core.paths import project_at
+    from lab1.core.stage_io import STAGE_IO
+    from lab1.core.tracking import connect
+
+    # connect() points MLflow at the copy's store (MLflow keeps that in MLFLOW_TRACKING_URI):
+    # the test process's environment is left as found.
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLFLOW_")}
+    try:
+        with project_at(root) as paths:
+            client = connect()
+            experiment = experiment_id(client, load_params(paths.params).experiment_name)
+            ancestry = lineage.check_inputs(stage, client, [experiment])  # the real, finished ones
+            reads = [
+                lineage.PathDataset(root / p, ancestry.digests[p]) for p in STAGE_IO[stage].reads
+            ]
+            outputs = [lineage.PathDataset(root / p) for p in lineage.outputs_of(stage)]
+            with mlflow.start_run(experiment_id=experiment, run_name=stage):
+                for dataset in reads:
+                    mlflow.log_input(dataset, context="input")
+                for dataset in outputs:
+                    mlflow.log_input(dataset, context="output")
+    finally:
+        for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 def reseal_raw(root: Path, name: str, edit: Callable[[str], str]) -> None:
@@ -202,8 +226,9 @@ def run_stage_in_process(
     finally:
         root_logger.handlers[:] = handlers
         root_logger.setLevel(level)
-        for key in env or {}:
-            os.environ.pop(key, None)
+        for key in [*(env or {}), *os.environ]:  # also what MLflow set (MLFLOW_TRACKING_URI)
+            if key in (env or {}) or key.startswith(("MLFLOW_", "MLOPS_")):
+                os.environ.pop(key, None)
         os.environ.update(saved)
     return StageResult(code, out.getvalue(), err.getvalue())
 

@@ -11,18 +11,18 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from lab1.core.errors import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
     PipelineError,
-    TrackingStopped,
     UsageError,
     did_you_mean,
     error_line,
     one_line,
+    without_credentials,
 )
 from lab1.core.params import DATASETS, Params, load_params
 from lab1.core.paths import PATHS
@@ -74,11 +74,9 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
 
 class ScrubbingFormatter(logging.Formatter):
     """Every log line, ours and the libraries' (MLflow's, uvicorn's), with a URI's credentials
-    hidden (tracking.store.without_credentials): MLFLOW_TRACKING_URI may hold a password."""
+    hidden (errors.without_credentials): MLFLOW_TRACKING_URI may hold a password."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from lab1.core.tracking.store import without_credentials
-
         return without_credentials(super().format(record))
 
 
@@ -119,9 +117,6 @@ def run_script(name: str, body: Callable[[], int]) -> int:
     except UsageError as exc:
         logger.error("%s: %s", name, exc)
         return EXIT_USAGE
-    except TrackingStopped as exc:  # the cause is the tracking service's error line, above
-        logger.warning("%s stopped: %s", name, exc)
-        return EXIT_ERROR
     except PipelineError as exc:
         logger.error("%s failed: %s", name, exc)
         return EXIT_ERROR
@@ -163,18 +158,98 @@ def signals_deferred() -> Iterator[None]:
             os.kill(os.getpid(), caught[0])
 
 
+class Terminated(BaseException):
+    """Raised in place of SIGTERM's default action, so that a run is ended, not abandoned."""
+
+
+def raise_terminated(signum: int, _frame: object) -> None:
+    """A SIGTERM handler: raise Terminated (tracking.stage_run ends its run KILLED)."""
+    raise Terminated(f"signal {signum}")
+
+
 def is_store_error(exc: BaseException) -> bool:
     """An error raised by the tracking store's libraries (MLflow, SQLAlchemy, sqlite3)."""
     return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "sqlite3")
 
 
+def store_name(uri: str) -> str:
+    """The tracking store as a message names it: its SQLite file, or its URI without the
+    credentials it may hold."""
+    return uri.removeprefix("sqlite:///") if uri.startswith("sqlite:") else without_credentials(uri)
+
+
 def store_error_line(exc: BaseException) -> str:
     """A tracking-store error as one line naming the store (no credentials)."""
-    from lab1.core.tracking.store import store_name
+    from lab1.core.paths import tracking_uri
 
-    message = one_line(exc)
+    store = store_name(tracking_uri())
+    message = without_credentials(one_line(exc))
     hint = " (the disk is full: free some space)" if "disk is full" in message else ""
-    return f"MLflow store {store_name()}: {message}{hint}"
+    return f"MLflow store {store}: {message}{hint}"
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def check_store(uri: str) -> None:
+    """Fail fast, before any work, with one PipelineError line when the store cannot be used: a
+    tracking server that does not answer within PROBE_TIMEOUT_S, or an embedded SQLite file
+    that is not a database or is locked. Takes milliseconds, and imports no MLflow."""
+    import sqlite3
+    import urllib.error
+    import urllib.request
+
+    if uri.startswith("sqlite:"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.exists():
+            return  # created on first use
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            ) as c:
+                c.execute("pragma schema_version").fetchone()
+            return
+        except sqlite3.Error as exc:
+            raise PipelineError(
+                f"{db}: not a usable MLflow store ({one_line(exc)}); if another program holds "
+                f"it, wait for it; if it is damaged, move it aside (mv {db} {db}.broken) to start "
+                "anew"
+            ) from None
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(_health_request(uri), timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as exc:  # `mlflow server` answers /health with 200 "OK"
+        why = f"HTTP {exc.code} {exc.reason} for /health: a proxy, or not an MLflow server"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        why = one_line(reason) if isinstance(reason, BaseException) else str(reason)
+    raise PipelineError(
+        f"MLFLOW_TRACKING_URI={store_name(uri)}: the tracking server does not answer ({why}); "
+        "check that `mlflow server` runs there, the host and port, and any proxy (or unset the "
+        "variable for the embedded store)"
+    )
+
+
+def _health_request(uri: str) -> Any:
+    """GET /health of the server at ``uri``. urllib would take "user:password@host" for a host
+    name; MLflow (requests) sends such credentials, or MLFLOW_TRACKING_USERNAME and _PASSWORD
+    first, as basic auth: so does this, to the URI without them."""
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    request = urllib.request.Request(f"{bare.rstrip('/')}/health")
+    env = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    url = [urllib.parse.unquote(part or "") for part in (parts.username, parts.password)]
+    user, password = env if all(env) else url
+    if user or password:
+        pair = f"{user}:{password}"
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
+    return request
 
 
 def os_error_line(exc: OSError) -> str:
@@ -209,7 +284,7 @@ def check_main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def check() -> int:
-        from lab1.core.tracking.store import check_store, tracking_uri
+        from lab1.core.paths import tracking_uri
 
         params = params_from_args(args)
         if args.experiment_name:

@@ -184,7 +184,7 @@ def train(
     params: CnnParams,
     aug: AugmentationParams,
     seed: int,
-    on_epoch: Callable[[EpochResult], None] = lambda _result: None,
+    on_epoch: Callable[[EpochResult], object] = lambda _result: None,
 ) -> tuple[ImageClassifier, list[EpochResult]]:
     """Train on uint8 images (N, H, W, C); return the best-validation-accuracy model and the
     per-epoch history. ``normalization`` is the train images' per-channel (mean, std) from

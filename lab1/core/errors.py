@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 import time
 from collections.abc import Iterable
 
@@ -55,12 +56,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class TrackingStopped(PipelineError):
-    """The tracking service went away while a stage ran: the service logged why (one ERROR
-    line), so the stage's own line is only a warning that follows from it."""
-
-
 def error_line(who: str, message: str) -> str:
     """A one-line error written before logging is set up (a command-line mistake), in the same
     form as the logged ERROR lines: ``HH:MM:SS ERROR who: message``."""
     return f"{time.strftime('%H:%M:%S')} ERROR {who}: {message}\n"
+
+
+def without_credentials(text: str, hidden: str = "***@") -> str:
+    """``text`` with the credentials of any URI in it (scheme://user:password@host) replaced by
+    ``hidden`` ("" for a link): the one scrubber for every message a user or client sees. Up to
+    the last "@" before the path, as urllib and requests split a URI: a password may hold one."""
+    return re.sub(r"(?<=://)[^/\s]+@", hidden, text)

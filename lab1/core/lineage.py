@@ -1,12 +1,12 @@
-"""Lineage: which finished runs made a file, and what made a registered model.
+"""Lineage: which finished run made a file, and what made a registered model.
 
-**Were my inputs made by one finished execution?** When a stage finishes, ``record_finished``
-appends a record to ``.mlops/stages/<stage>.json``: its run ids, git state, params, the digest of
-every declared input it read and output it wrote. A failed or killed stage writes none. Before a
-stage runs, ``check_inputs`` finds, for each input's content, the finished run that wrote it and
-follows that run's own inputs back to data_creation. It refuses, in one line, an input no
-finished run wrote (naming the file that changed, with both digests) and inputs from different
-executions. Records are keyed by content, so outputs DVC restores from its cache still match.
+**Were my inputs made by one finished execution?** MLflow's dataset records are the one record:
+every stage run logs what it read (context "input") and wrote ("output"), each named by its path
+with its content digest (PathDataset). Before a stage runs, ``check_inputs`` finds, for each
+input's content, the newest FINISHED run that wrote it, and follows that run's own inputs back
+to data_creation. It refuses, in one line, an input no finished run wrote (naming the file that
+changed, with both digests) and inputs from different executions. Matching is by content, so
+outputs DVC restores from its cache still match.
 
 **What made this model?** The chain found is the model's lineage (``model_lineage``):
 model_registration tags the version with it and logs it as lineage.json. ``version_lineage``
@@ -24,34 +24,35 @@ import os
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from mlflow.data.dataset_source_registry import get_registered_sources
+from mlflow.data.meta_dataset import MetaDataset
 
 from lab1.core.errors import DataError
-from lab1.core.io import file_digests, first_change, read_json, tree_sha256, write_json
+from lab1.core.io import file_digests, first_change, tree_sha256
+from lab1.core.mlflow_ui import run_link, version_link
 from lab1.core.paths import PATHS
 from lab1.core.stage_io import STAGE_IO, flatten
 from lab1.core.stages import STAGES
-from lab1.core.tracking.tags import git
-from lab1.core.tracking.ui import run_link, version_link
+from lab1.core.tracking import git
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
-# --- were my inputs made by one finished execution? -------------------------------------------
-
-KEEP = 20  # records kept per stage: enough for DVC restoring any recent output from its cache
+DIGEST = 16  # hex digits of a content digest that a dataset record keeps
+GIT_TAGS = ("git.commit", "git.dirty", "git.diff_sha256")
 
 
 def outputs_of(stage: str) -> tuple[str, ...]:
-    """The outputs a stage's record vouches for (those DVC tracks; not plots or caches)."""
+    """The outputs a stage's run vouches for (those DVC tracks; not plots or caches)."""
     io = STAGE_IO[stage]
     return io.writes + io.metrics + io.records
 
@@ -64,65 +65,92 @@ def producer_of(path: str) -> str:
     raise ValueError(f"no stage declares {path} as an output")  # a bug in stage_io.py
 
 
-def digest(path: str) -> str | None:
-    """The content digest of a project path (file or folder), or None if it does not exist."""
-    full = PATHS.root / path
-    return tree_sha256(full) if full.exists() else None
+class PathDataset(MetaDataset):
+    """A file or folder of the project as an MLflow dataset: named by its path, with its content
+    digest (``known``, else computed); a folder's also lists the digest of each of its files
+    (its profile), so that a refusal can name the file that changed."""
+
+    def __init__(self, path: Path, known: str | None = None):
+        self.files = None
+        if known is None and path.is_dir():
+            self.files = {k: v[:DIGEST] for k, v in file_digests(path).items()}
+        # MLflow's source for local files (its class is made at run time: no name to import).
+        local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
+        content = known or tree_sha256(path)
+        super().__init__(local(path.resolve().as_uri()), self.name_of(path), content[:DIGEST])
+
+    @staticmethod
+    def name_of(path: Path) -> str:
+        return path.relative_to(PATHS.root).as_posix()
+
+    @property
+    def profile(self) -> dict[str, Any] | None:
+        return None if self.files is None else {"files": self.files}
+
+    def to_dict(self) -> dict[str, str]:
+        config = super().to_dict()
+        if self.files is not None:
+            config["profile"] = json.dumps(self.profile, sort_keys=True)
+        return config
 
 
-def _records_file(stage: str) -> Path:
-    return PATHS.stage_records / f"{stage}.json"
+def datasets(run: Run, context: str) -> dict[str, Any]:
+    """The datasets ``run`` logged with ``context`` ("input"/"output"), by name."""
+    logged = run.inputs.dataset_inputs if run.inputs else []
+    tagged = [(d.dataset, {t.key: t.value for t in d.tags}) for d in logged]
+    return {d.name: d for d, tags in tagged if tags.get("mlflow.data.context") == context}
 
 
-def records(stage: str) -> list[dict[str, Any]]:
-    """The finished runs of ``stage`` in this workspace, oldest first."""
-    path = _records_file(stage)
-    if not path.exists():
-        return []
-    return list(read_json(path).get("runs", []))
+def finished_runs(client: MlflowClient, experiments: list[str], stage: str, query: str = ""):
+    """The FINISHED runs of ``stage``, newest first (``query``: more of the filter)."""
+    where = f"attributes.run_name = '{stage}' AND attributes.status = 'FINISHED'" + query
+    return client.search_runs(experiments, where, order_by=["attributes.end_time DESC"])
 
 
-def find(stage: str, path: str, content: str) -> dict[str, Any] | None:
-    """The newest finished run of ``stage`` that wrote ``content`` to ``path``."""
-    for record in reversed(records(stage)):
-        if record["outputs"].get(path) == content:
-            return record
+def find(client: MlflowClient, experiments: list[str], path: str, content: str) -> Run | None:
+    """The newest FINISHED run of ``path``'s producer that wrote ``content`` to it."""
+    query = f" AND datasets.name = '{path}' AND datasets.digest = '{content}'"
+    for run in finished_runs(client, experiments, producer_of(path), query):
+        written = datasets(run, "output").get(path)
+        if written is not None and written.digest == content:
+            return run
     return None
 
 
 @dataclass
 class Ancestry:
-    """The finished runs behind a stage's inputs: ``runs[stage]`` is the record of the run of
-    ``stage`` whose output this lineage uses; ``digests[path]`` what it contains."""
+    """The finished runs behind a stage's inputs: ``runs[stage]`` is the record (``record``) of
+    the run of ``stage`` whose output this lineage uses; ``digests[path]`` what it contains."""
 
     digests: dict[str, str] = field(default_factory=dict)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def check_inputs(stage: str) -> Ancestry:
-    """Check that ``stage``'s declared inputs are outputs of finished runs of one lineage;
-    return that lineage. Raises DataError (one line) otherwise."""
+def check_inputs(stage: str, client: MlflowClient, experiments: list[str]) -> Ancestry:
+    """Check that ``stage``'s declared inputs are outputs of finished runs of one lineage, in
+    ``experiments``; return that lineage. Raises DataError (one line) otherwise."""
     ancestry = Ancestry()
     pending: list[tuple[str, str]] = []  # (path, digest) whose producing run is still to find
     for path in STAGE_IO[stage].reads:
-        content = digest(path)
-        if content is None:
+        if not (PATHS.root / path).exists():
             raise DataError(f"{path}: missing; run {producer_of(path)} first")
-        ancestry.digests[path] = content
+        ancestry.digests[path] = content = tree_sha256(PATHS.root / path)[:DIGEST]
         pending.append((path, content))
     while pending:
         path, content = pending.pop(0)
         producer = producer_of(path)
         if producer in ancestry.runs:
             continue
-        record = find(producer, path, content)
-        if record is None:
+        run = find(client, experiments, path, content)
+        if run is None:
             if os.environ.get("DVC_STAGE"):
                 # Restored by DVC from a cache filled elsewhere: dvc.lock vouches for it.
-                logger.info("%s: no %s record here; DVC's lock vouches for it", path, producer)
+                logger.info(
+                    "%s: no finished %s run here; DVC's lock vouches for it", path, producer
+                )
                 continue
-            raise DataError(_not_made_by(producer, path, content))
-        ancestry.runs[producer] = record
+            raise DataError(_not_made_by(client, experiments, producer, path, content))
+        ancestry.runs[producer] = record = _record(run)
         for used, used_content in record["inputs"].items():
             known = ancestry.digests.get(used)
             if known is not None and known != used_content:
@@ -137,61 +165,42 @@ def check_inputs(stage: str) -> Ancestry:
     return ancestry
 
 
-def _not_made_by(producer: str, path: str, content: str) -> str:
+def _record(run: Run) -> dict[str, Any]:
+    """What lineage needs of a finished stage run, from its MLflow record."""
+    tags, stage = run.data.tags, run.info.run_name
+    inputs = datasets(run, "input")
+    return {
+        "stage": stage,
+        "run_id": run.info.run_id,
+        "pipeline_run_id": tags.get("mlflow.parentRunId"),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.info.end_time / 1000)),
+        "git": {k: tags[k] for k in GIT_TAGS if k in tags},
+        "params": json.loads(tags.get("mlops.params", "{}")),
+        "params_hash": tags.get("params.hash", ""),  # the run's params.hash tag (Params.digest)
+        "inputs": {p: inputs[p].digest for p in STAGE_IO[stage].reads if p in inputs},
+        "notes": {k: v for k, v in tags.items() if k.startswith("data.")},
+    }
+
+
+def _not_made_by(
+    client: MlflowClient, experiments: list[str], producer: str, path: str, content: str
+) -> str:
     """Why ``path`` is not an output of a finished ``producer`` run, naming the file that changed
     since its last run wrote it, with both digests."""
-    last = (records(producer) or [{}])[-1]
-    change: tuple[str, str | None, str | None] = (path, last.get("outputs", {}).get(path), content)
-    before = last.get("files", {}).get(path)
-    if before is not None and (inside := first_change(before, file_digests(PATHS.root / path))):
-        change = (f"{path}/{inside[0]}", *inside[1:])
-    name, was, now = change
+    last = next(iter(finished_runs(client, experiments, producer)), None)
+    written = datasets(last, "output").get(path) if last is not None else None
+    change: tuple[str, str | None, str | None] = (path, written and written.digest, content)
+    before = json.loads(written.profile or "{}").get("files") if written is not None else None
+    if before is not None:
+        now = {k: v[:DIGEST] for k, v in file_digests(PATHS.root / path).items()}
+        if inside := first_change(before, now):
+            change = (f"{path}/{inside[0]}", *inside[1:])
+    name, was, now_digest = change
     return (
         f"{path}: not the output of a finished {producer} run: {name} changed since its last run "
-        f"wrote it (sha256 {(was or 'none')[:12]}, now {(now or 'none')[:12]}), or that run "
+        f"wrote it (sha256 {(was or 'none')[:12]}, now {(now_digest or 'none')[:12]}), or that run "
         f"failed or was interrupted; run {producer} again"
     )
-
-
-def record_finished(
-    stage: str,
-    ancestry: Ancestry,
-    run_key: str,
-    run_id: str | None,
-    pipeline_run_id: str | None,
-    git: dict[str, str],
-    params: dict[str, Any],
-    notes: dict[str, str],
-    params_hash: str = "",
-) -> dict[str, Any]:
-    """Append (keeping the newest KEEP) and return the record of a finished run of ``stage``. A
-    ``run_id`` the stage never waited for is found later by its ``run_key`` (fill_run_ids)."""
-    record = {
-        "stage": stage,
-        "run_key": run_key,
-        "run_id": run_id,
-        "pipeline_run_id": pipeline_run_id,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git": git,
-        "params": params,
-        "params_hash": params_hash,  # the run's params.hash tag (Params.digest)
-        "inputs": {p: ancestry.digests[p] for p in STAGE_IO[stage].reads},
-        "outputs": {p: d for p in outputs_of(stage) if (d := digest(p)) is not None},
-        "files": {  # each file of a folder output: a refusal names the one that changed
-            p: file_digests(full) for p in outputs_of(stage) if (full := PATHS.root / p).is_dir()
-        },
-        "notes": notes,
-    }
-    write_json(_records_file(stage), {"runs": [*records(stage), record][-KEEP:]})
-    return record
-
-
-def fill_run_ids(ancestry: Ancestry, find_runs: Callable[[list[str]], dict[str, Any]]) -> None:
-    """Fill the run ids records were written without, by run key (StageRun.find_runs)."""
-    missing = {r["run_key"]: r for r in ancestry.runs.values() if not r.get("run_id")}
-    if missing:
-        for key, ids in find_runs(list(missing)).items():
-            missing[key].update(ids)
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model
@@ -229,9 +238,6 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
         },
         "stages": runs,
     }
-
-
-# --- what made this model? ---------------------------------------------------------------------
 
 
 def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, Any]:
@@ -303,14 +309,8 @@ def _run_url(client: MlflowClient, run_id: str | None) -> str | None:
 
 def _logged_output(client: MlflowClient, run_id: str | None, name: str) -> str | None:
     """The digest ``run_id`` logged for its output dataset ``name`` (None if it logged none)."""
-    if not run_id:
-        return None
     with contextlib.suppress(Exception):
-        inputs = client.get_run(run_id).inputs
-        for item in inputs.dataset_inputs if inputs else []:
-            context = {t.key: t.value for t in item.tags}.get("mlflow.data.context")
-            if item.dataset.name == name and context == "output":
-                return str(item.dataset.digest)
+        return str(datasets(client.get_run(str(run_id)), "output")[name].digest)
     return None
 
 

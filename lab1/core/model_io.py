@@ -5,15 +5,11 @@ It is stored with skops rather than pickle, so loading it never runs arbitrary c
 on an explicit trust list (ours and scikit-learn's) are rebuilt. It carries the one project
 module it needs (lab1/core/features.py) and exact pip requirements (inferring them costs ~9 s).
 
-A file that is valid but not the one logged (a class swapped for another trusted one, altered
-tree values) would load and be served: so the sha256 of every file of a logged model is recorded
-in the tracking store (a tag of its LoggedModel, FILES_SHA256), away from the artifact store
-that holds the files, and checked (check_files) before a registry model is loaded.
+The sha256 of every file of a logged model is recorded when it is logged (model_files.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -44,7 +40,6 @@ TRUSTED_TYPES = frozenset(
 )
 ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 PICKLED = "a pickled model; this project loads only skops or torch.export files"
-FILES_SHA256 = "mlops.files_sha256"  # a LoggedModel tag: {relative path: sha256} as JSON
 # What loading the model needs, pinned to the versions that trained it.
 REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
 
@@ -100,52 +95,12 @@ def _copy_logged(info: Any, local_dir: Path) -> None:
     import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
+    from lab1.core.model_files import FILES_SHA256, files_sha256
+
     local_dir.mkdir(parents=True)
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
     digests = json.dumps(files_sha256(local_dir), sort_keys=True)
     MlflowClient().set_logged_model_tags(info.model_id, {FILES_SHA256: digests})
-
-
-# MLflow writes this file into every download of a models:/ URI (the name and version it was
-# reached by): it differs between downloads, and nothing reads it as the model.
-DOWNLOAD_NOTE = "registered_model_meta"
-
-
-def files_sha256(folder: Path) -> dict[str, str]:
-    """{path relative to ``folder``: sha256} of every file of the model in it."""
-    return {
-        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() != DOWNLOAD_NOTE
-    }
-
-
-def check_files(folder: Path, recorded: str | None, where: str) -> None:
-    """Each file FILES_SHA256 ``recorded`` when the model was logged is in ``folder`` (a
-    download of model ``where``) with that sha256, or a DataError line names the file. (Files
-    added since are never read as the model: the MLmodel, checked, names them.) A model logged
-    before the sums were recorded is loaded with a warning."""
-    if recorded is None:
-        logger.warning("%s: no sha256 of its files was recorded (logged by an older version of "
-                       "the project): loading it unchecked", where)  # fmt: skip
-        return
-    try:
-        expected = json.loads(recorded)
-    except ValueError:
-        expected = None
-    if not isinstance(expected, dict) or not expected:
-        raise DataError(f"{where}: its {FILES_SHA256} tag is not a JSON object of files")
-    root = folder.resolve()
-    for name, digest in sorted(expected.items()):
-        path = (root / name).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise DataError(f"{where}: file {name} is missing, though it was logged with the model")
-        found = hashlib.sha256(path.read_bytes()).hexdigest()
-        if found != digest:
-            raise DataError(
-                f"{where}: file {name} was changed since the model was logged (sha256 "
-                f"{found[:12]}…, logged {str(digest)[:12]}…); refusing to load it"
-            )
 
 
 def new_logged_model(run_id: str, experiment_id: str, name: str) -> str:
@@ -322,13 +277,14 @@ def load_model(uri_or_dir: str | Path) -> Any:
     from mlflow.tracking import MlflowClient
 
     from lab1.core import registry
+    from lab1.core.model_files import download_checked
 
     uri = str(uri_or_dir)
     with tempfile.TemporaryDirectory(prefix="mlops-model-") as staging:
         try:
             if uri.startswith("models:/"):  # a registry model: its files checked (check_files)
                 client = MlflowClient()
-                local = registry.download_checked(client, registry.resolve(client, uri), staging)
+                local = download_checked(client, registry.resolve(client, uri), staging)
             else:
                 local = mlflow.artifacts.download_artifacts(uri, dst_path=staging)
         except MlflowException as exc:

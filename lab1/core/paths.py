@@ -6,6 +6,7 @@ All paths derive from the project root, so the scripts work from any working dir
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,11 +136,6 @@ class ProjectPaths:
     def workspace_lock(self) -> Path:
         return self.root / ".mlops" / "workspace.lock"
 
-    # What each stage's last finished runs wrote, with their run ids (lineage.py)
-    @property
-    def stage_records(self) -> Path:
-        return self.root / ".mlops" / "stages"
-
 
 PATHS = ProjectPaths(PROJECT_ROOT)
 
@@ -154,3 +150,18 @@ def project_at(root: Path) -> Iterator[ProjectPaths]:
         yield PATHS
     finally:
         PATHS.root = previous
+
+
+# The MLflow store: a fact of where things are, read by tracking.py, the UI links and the service.
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the project's embedded SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PATHS.mlflow_db}"
+
+
+def is_embedded(uri: str) -> bool:
+    return uri.startswith("sqlite:")
+
+
+def sqlite_file(uri: str) -> Path:
+    """The database file of a ``sqlite:///`` URI."""
+    return Path(uri.removeprefix("sqlite:///"))

@@ -20,8 +20,7 @@ from lab1.core.io import write_json
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.tracking.store import is_embedded, sqlite_file, tracking_uri
-from lab1.core.tracking.tags import CI_ENV_TAGS, dvc_state, git_diff
+from lab1.core.tracking import CI_ENV_TAGS, dvc_state, git, is_embedded, sqlite_file, tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ def write_records(
     files = [folder / PATHS.registration.name, folder / PATHS.lineage.name]
     if any(code.get("git.dirty") == "True" for code in lineage["code"]):
         files.append(folder / PATHS.code_diff.name)  # the uncommitted code, next to the lineage
-        files[-1].write_text(git_diff())
+        files[-1].write_text(git("diff", "HEAD", timeout=30) or "")
     return files
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import PipelineError
 from lab1.core.gate import GateDecision, Reference, decide
+from lab1.core.model_files import download_checked
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: a stage reads the tag names below
     from mlflow.entities.model_registry import ModelVersion
@@ -55,7 +56,8 @@ def resolve(client: MlflowClient, uri: str) -> ModelVersion:
     """The registry version ``uri`` names: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
     from mlflow.exceptions import MlflowException
 
-    from lab1.core.tracking.store import store_name
+    from lab1.core.cli import store_name
+    from lab1.core.tracking import tracking_uri
 
     alias, version = ALIAS_URI.match(uri), VERSION_URI.match(uri)
     try:
@@ -65,39 +67,9 @@ def resolve(client: MlflowClient, uri: str) -> ModelVersion:
             return client.get_model_version(version["name"], version["version"])
     except MlflowException as exc:
         raise PipelineError(
-            f"{uri}: not in the registry at {store_name()} ({exc.message})"
+            f"{uri}: not in the registry at {store_name(tracking_uri())} ({exc.message})"
         ) from None
     raise PipelineError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-
-
-def recorded_files_sha256(client: MlflowClient, version: ModelVersion) -> str | None:
-    """The sha256 of a version's model files, recorded on its LoggedModel when it was logged
-    (model_io.FILES_SHA256), or None for a model logged before they were."""
-    from mlflow.exceptions import MlflowException
-
-    from lab1.core.model_io import FILES_SHA256
-
-    # A version registered from a LoggedModel may leave ``model_id`` empty: ``source`` names it.
-    model_id = version.model_id or str(version.source).removeprefix("models:/")
-    try:
-        return client.get_logged_model(model_id).tags.get(FILES_SHA256)
-    except MlflowException:  # registered from a run's folder (runs:/...), not a LoggedModel
-        return None
-
-
-def download_checked(client: MlflowClient, version: ModelVersion, into: str) -> str:
-    """Download ``version``'s model into the folder ``into`` and check its files against the
-    sums recorded when it was logged (model_io.check_files); returns the model's folder."""
-    from pathlib import Path
-
-    import mlflow.artifacts
-
-    from lab1.core.model_io import check_files
-
-    uri = f"models:/{version.name}/{version.version}"
-    local = mlflow.artifacts.download_artifacts(uri, dst_path=into)
-    check_files(Path(local), recorded_files_sha256(client, version), uri)
-    return local
 
 
 def champion(client: MlflowClient, name: str) -> ModelVersion | None:

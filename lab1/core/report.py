@@ -22,8 +22,8 @@ def accuracy_line(metrics_path: Path) -> str:
 def summary(root: Path) -> list[str]:
     """What a pipeline run decided and where everything is, for stderr: the gate's decision, the
     outputs, and how to look at the run in the MLflow UI (from reports/registration.json)."""
-    from lab1.core.tracking.store import is_embedded, tracking_uri
-    from lab1.core.tracking.ui import run_link, runs_link
+    from lab1.core.mlflow_ui import run_link, runs_link
+    from lab1.core.tracking import is_embedded, tracking_uri
 
     decision = json.loads((root / "reports" / "registration.json").read_text())
     name, version = decision["registered_model"], decision.get("version")

@@ -4,14 +4,17 @@
     return stage.exit_code("model_testing", args, test_model)
 
     def test_model(params: Params) -> int:
-        with stage.run("model_testing", params) as run:  # MLflow child run, workspace, lineage
-            ...                                           # the stage's work and its logging
+        with stage.run("model_testing", params) as run:  # mlflow.start_run, lineage
+            mlflow.log_params(run.params)                 # the stage's own MLflow calls
+            ...
         return 0
 
-``exit_code`` loads params.yaml with the overrides and turns every expected failure into one
-ERROR line and an exit code (cli.run_script). ``run`` holds the workspace (one pipeline per
-checkout), opens the stage's MLflow run, checks that the stage's inputs are outputs of finished
-runs of one execution, and, once the run has ended well, records the stage as finished.
+``exit_code`` loads params.yaml with the overrides, holds the workspace (one pipeline per
+checkout) and turns every expected failure into one ERROR line and an exit code
+(cli.run_script). ``run`` starts the stage's MLflow run (tracking.stage_run), checks that the
+stage's inputs are outputs of finished runs of one execution (lineage.py) and logs them as the
+run's input datasets: with the outputs the script logs, MLflow's dataset records are the
+pipeline's provenance.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
 from lab1.core.params import Params
 
 if TYPE_CHECKING:
-    from lab1.core.tracking.stage_run import StageRun
+    from mlflow.data.dataset import Dataset
+
+    from lab1.core.lineage import Ancestry
 
 parser = stage_parser  # the options every stage takes; a script adds its own
 
@@ -38,43 +46,77 @@ def exit_code(
     extra: list[str] | None = None,
 ) -> int:
     """Run ``work`` with the params the command line asks for (``extra``: params keys that a
-    script's own options stand for); return its exit code, or 1/2 after one ERROR line."""
+    script's own options stand for), holding the workspace (one pipeline per checkout: taken
+    before the work imports MLflow, so that a second pipeline waits at once); return its exit
+    code, or 1/2 after one ERROR line."""
+    from lab1.core.workspace import workspace_held
+
     setup_logging(args.verbose)
-    return run_script(name, lambda: work(params_from_args(args, extra)))
+
+    def held() -> int:
+        params = params_from_args(args, extra)
+        with workspace_held(f"lab1/{name}.py"):
+            return work(params)
+
+    return run_script(name, held)
+
+
+@dataclass
+class StageRun:
+    """The stage's MLflow run as its script uses it."""
+
+    stage: str
+    run_id: str
+    experiment_id: str
+    pipeline_run_id: str | None  # the parent run; None when the stage runs alone
+    params: dict[str, str]  # the part of params.yaml the stage uses: its run's params
+    ancestry: Ancestry  # the finished runs behind the inputs (lineage.check_inputs)
+
+    def dataset(self, path: Path, context: str = "input") -> Dataset:
+        """``path`` (a file or folder the stage declares, stage_io.py) as an MLflow dataset
+        named by its path, with its content digest (lineage.PathDataset), for
+        ``mlflow.log_input``."""
+        from lab1.core.lineage import PathDataset
+        from lab1.core.stage_io import check_declared
+
+        check_declared(self.stage, path, "reads" if context == "input" else "writes")
+        # An input was hashed by the input check, and cannot change while the workspace is held.
+        known = self.ancestry.digests.get(PathDataset.name_of(path)) if context == "input" else None
+        return PathDataset(path, known)
 
 
 @contextlib.contextmanager
 def run(name: str, params: Params) -> Iterator[StageRun]:
-    """The stage's MLflow run, inside the workspace, after its inputs were checked; the stage
-    is recorded as finished (lineage.py) when the block ends without an exception."""
-    from lab1.core import lineage
-    from lab1.core.stage_io import stage_params
-    from lab1.core.tracking.stage_run import stage_run
-    from lab1.core.tracking.tags import code_state
-    from lab1.core.workspace import workspace_held
+    """The stage's MLflow run, with its inputs checked and logged: when the run ends FINISHED,
+    the outputs the script logged are vouched for (lineage.py)."""
+    import mlflow
 
-    with workspace_held(f"lab1/{name}.py"):
-        with stage_run(name, params) as tracked:
-            # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
-            tracked.ancestry = lineage.check_inputs(name)
-            yield tracked
-        lineage.record_finished(
-            name,
-            tracked.ancestry,
-            tracked.key,
-            *tracked.ids_if_known(),
-            code_state(),
-            stage_params(params, name),
-            tracked.notes,
-            params.digest(),
-        )
+    from lab1.core import lineage
+    from lab1.core.paths import PATHS
+    from lab1.core.stage_io import STAGE_IO, run_params, stage_params
+    from lab1.core.tracking import stage_run
+
+    with stage_run(name, params) as active:
+        info, client = active.info, mlflow.MlflowClient()
+        parent = active.data.tags.get("mlflow.parentRunId")
+        here = StageRun(
+            name, info.run_id, info.experiment_id, parent, run_params(params, name),
+            lineage.Ancestry(),
+        )  # fmt: skip
+        # The params the stage used, typed (MLflow's params are strings): the model's lineage.
+        mlflow.set_tag("mlops.params", json.dumps(stage_params(params, name), sort_keys=True))
+        # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
+        here.ancestry = lineage.check_inputs(name, client, [info.experiment_id])
+        for path in STAGE_IO[name].reads:  # what the next stage's check follows back
+            mlflow.log_input(here.dataset(PATHS.root / path), context="input")
+        yield here
 
 
 def process(main: Callable[[], int]) -> int:
     """A stage script's process: ``main``'s exit code, 130 after Ctrl-C and 143 after SIGTERM
     (the run already ended KILLED and said so: no traceback), without the 1 s that the
     interpreter's final garbage collection of MLflow's and scikit-learn's modules would cost."""
-    from lab1.core.tracking.stage_run import Terminated
+    from lab1.core.cli import Terminated
 
     try:
         return main()

@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def monitor(args: argparse.Namespace) -> int:
-    from lab1.core.tracking.store import connect
+    from lab1.core.tracking import connect
     from lab3.monitor import checks, publish, report, traffic
 
     params = params_from_args(args)

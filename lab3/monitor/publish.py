@@ -73,8 +73,7 @@ def start_run(
 ) -> Any:
     """The monitoring run, tagged with the served version and named with its verdict, which the
     runs table shows at a glance (its metrics come in finish_run)."""
-    from lab1.core.tracking.store import experiment_id
-    from lab1.core.tracking.ui import saved_view_tag
+    from lab1.core.mlflow_ui import experiment_id, saved_view_tag
 
     tags = {
         "mlops.kind": "monitoring",
@@ -135,7 +134,7 @@ def tested(version: Any) -> float | None:
 
 def links(client: Any, run: Any, version: Any) -> dict[str, str]:
     """Where a reader of the report goes next, in the MLflow UI."""
-    from lab1.core.tracking.ui import run_link, version_link
+    from lab1.core.mlflow_ui import run_link, version_link
 
     found = {
         "this monitoring run": run_link(run.experiment_id, run.run_id),

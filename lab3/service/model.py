@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lab1.core.errors import DataError, one_line
-from lab1.core.tracking.store import without_credentials
+from lab1.core.errors import DataError, one_line, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] | None = None  # lineage.version_lineage, for registry versions
     loaded_at: str = ""
-    files_sha256: str | None = None  # registry versions: model_io.FILES_SHA256 (not shown)
+    files_sha256: str | None = None  # registry versions: model_files.FILES_SHA256 (not shown)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -129,7 +128,8 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    from lab1.core.model_io import check_files, read_mlmodel
+    from lab1.core.model_files import check_files
+    from lab1.core.model_io import read_mlmodel
 
     started = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix="served-model-"))

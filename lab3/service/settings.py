@@ -22,9 +22,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lab1.core.errors import PipelineError
+from lab1.core.errors import PipelineError, without_credentials
 from lab1.core.params import ServingParams
-from lab1.core.tracking.store import without_credentials
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lab1.core.errors import one_line
 from lab1.core.registry import ALIAS_URI, VERSION_URI
-from lab1.core.tracking.store import is_embedded, sqlite_file, tracking_uri
+from lab1.core.tracking import is_embedded, sqlite_file, tracking_uri
 from lab3.service.model import ModelInfo, ServedModel, load
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ class ModelWatcher:
         elif version:
             found = client.get_model_version(version["name"], version["version"])
         from lab1.core.lineage import version_lineage
-        from lab1.core.registry import recorded_files_sha256, version_metrics
+        from lab1.core.model_files import recorded_files_sha256
+        from lab1.core.registry import version_metrics
 
         tags = found.tags or {}
         uri = f"models:/{found.name}/{found.version}"

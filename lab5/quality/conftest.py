@@ -37,11 +37,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from lab1.core.tracking.store import store_name
+    from lab1.core.cli import store_name
+    from lab1.core.tracking import tracking_uri
 
     return [
         f"lab5 quality: model {config.getoption('--model-uri') or 'the champion'}; "
-        f"data {PATHS.raw}, {PATHS.processed}; registry {store_name()}"
+        f"data {PATHS.raw}, {PATHS.processed}; registry {store_name(tracking_uri())}"
     ]
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from lab1.core.mlflow_ui import LOCAL_UI, ML_VIEW, run_link, runs_link
 from lab1.core.stages import STAGES
-from lab1.core.tracking.ui import LOCAL_UI, ML_VIEW, run_link, runs_link
 from tests import loopback
 from tests.browser import chromium, screenshot, wait_for_text, wait_until
 from tests.conftest import SMALL, Project, copy_project

@@ -26,7 +26,8 @@ def client(tmp_path, monkeypatch):
     import mlflow
     from sklearn.dummy import DummyClassifier
 
-    from lab1.core.tracking.store import connect, experiment_id
+    from lab1.core.mlflow_ui import experiment_id
+    from lab1.core.tracking import connect
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = connect()

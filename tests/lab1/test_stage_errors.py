@@ -27,11 +27,11 @@ def made(tmp_path_factory) -> Project:
 
 @pytest.fixture
 def broken(made, tmp_path) -> Project:
-    """A private copy of ``made`` (project files + data/raw and its provenance record) to
-    break."""
+    """A private copy of ``made`` (project files + data/raw and its provenance record: the MLflow
+    store) to break."""
     project = Project(copy_project(tmp_path / "project"))
     shutil.copytree(made.root / "data", project.root / "data")
-    shutil.copytree(made.root / ".mlops", project.root / ".mlops")
+    shutil.copytree(made.root / ".mlflow", project.root / ".mlflow")
     return project
 
 
@@ -201,13 +201,3 @@ def test_failed_stage_run_is_marked_failed(broken):
     runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "davos.csv" in runs[0].data.tags["mlops.error"]
-
-
-def test_a_tracking_service_that_is_gone_is_one_line(project, tmp_path):
-    done = project.run("data_creation", *SMALL, MLOPS_TRACKING_SOCKET=str(tmp_path / "gone.sock"))
-    assert_clean_failure(
-        done,
-        "MLOPS_TRACKING_SOCKET=",
-        "the pipeline's tracking service is not running",
-        untouched=project.root / "data" / "raw",
-    )

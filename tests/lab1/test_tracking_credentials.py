@@ -14,9 +14,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from lab1.core.cli import run_script, setup_logging
-from lab1.core.errors import PipelineError
-from lab1.core.tracking.store import check_store, without_credentials
+from lab1.core.cli import check_store, run_script, setup_logging
+from lab1.core.errors import PipelineError, without_credentials
 from tests.loopback import free_port
 from tests.project import REPO, clean_env
 
@@ -128,7 +127,7 @@ def test_every_log_line_is_scrubbed_libraries_included(capfd):
 
 def test_links_to_the_mlflow_ui_carry_no_credentials(monkeypatch):
     """Links are printed and stored (reports, tags): the browser asks for the login itself."""
-    from lab1.core.tracking.ui import run_link, ui_base
+    from lab1.core.mlflow_ui import run_link, ui_base
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"https://admin:{SECRET}@mlflow.example:5000/")
     assert ui_base() == "https://mlflow.example:5000"
@@ -142,7 +141,7 @@ def test_a_uri_with_credentials_works_against_mlflows_basic_auth_server(tmp_path
     a wrong password is one line without it."""
     import os
 
-    from lab1.core.tracking.store import connect
+    from lab1.core.tracking import connect
     from tests import loopback
 
     ini = (REPO / "lab3" / "mlflow" / "basic_auth.ini").read_text()

@@ -59,7 +59,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     folders, expected = {}, {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        from lab1.core.tracking import connect, experiment_id
+        from lab1.core.mlflow_ui import experiment_id
+        from lab1.core.tracking import connect
 
         client = connect()
         experiment = experiment_id(client, "service-tests")

@@ -342,7 +342,7 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
             assert info["lineage"]["code"]["commit"] == "commit1"
             assert info["lineage"]["model"]["uri"] == f"models:/{NAME}/1"
             # Its links open the page they name (a link's fragment is not a file path).
-            from lab1.core.tracking.ui import version_link
+            from lab1.core.mlflow_ui import version_link
 
             assert info["lineage"]["model"]["url"] == version_link(NAME, "1")
             np.testing.assert_allclose(

@@ -163,9 +163,10 @@ def input_example(train: pd.DataFrame) -> pd.DataFrame:
     return train.loc[complete, inputs].head(5).reset_index(drop=True)
 
 
-def reference_profile(model: Any, train: pd.DataFrame, section: Any) -> dict[str, Any]:
-    """The training rows' profile for monitoring (lab1.core.profile): their features, classes
-    and the model's fault probability on them. ``section``: params.data_preprocessing."""
+def write_reference_profile(model: Any, train: pd.DataFrame, section: Any, into: Path) -> Path:
+    """Write the training rows' profile for monitoring (lab1.core.profile: their features,
+    classes and the model's fault probability on them) into the folder ``into``; its path.
+    ``section``: params.data_preprocessing."""
     from sklearn.base import clone
     from sklearn.model_selection import KFold, cross_val_predict
 
@@ -182,7 +183,11 @@ def reference_profile(model: Any, train: pd.DataFrame, section: Any) -> dict[str
     )
     probabilities = answers[:, 1]
     settings = {"window": section.window, "missing_rule": section.missing_rule, "columns": inputs}
-    return profile.build(train[inputs].to_numpy(), train[LABEL].to_numpy(), probabilities, settings)
+    built = profile.build(
+        train[inputs].to_numpy(), train[LABEL].to_numpy(), probabilities, settings
+    )
+    write_json(into / profile.PROFILE_FILE, built)
+    return into / profile.PROFILE_FILE
 
 
 def accuracy(model: Any, frame: pd.DataFrame) -> float:

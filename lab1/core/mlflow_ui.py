@@ -13,8 +13,10 @@ Both facts below were read from MLflow 3.17's UI code and checked in headless Ch
   holding ``{name, createdAt, updatedAt, state}``, listed under "Views" and opened by
   ``viewStateShareKey=<key>`` in a link. Every experiment this project creates gets one.
 
-Standard library only: report.py builds links without importing MLflow. ``python -m
-lab1.core.tracking.ui`` (``make ui``) starts the UI and says when its pages answer.
+Standard library only at import: report.py builds links without importing MLflow. ``python -m
+lab1.core.mlflow_ui`` (``make ui``) starts the UI and says when its pages answer.
+``show_pipeline`` fills the parent run's columns (Dataset, Models, metrics, description) from
+what its stage runs recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from lab1.core.io import read_json
+from lab1.core.paths import PATHS
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 ML_VIEW = "workflowType=machine_learning"
@@ -53,7 +62,7 @@ def ui_base() -> str:
     """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally. (Read
     from the environment: the embedded store, the default, is never an http URI.) Without the
     URI's credentials: links are shown and stored."""
-    from lab1.core.tracking.store import without_credentials  # a link: the browser asks
+    from lab1.core.errors import without_credentials  # a link: the browser asks
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     http = uri.startswith(("http://", "https://"))
@@ -101,6 +110,101 @@ def saved_view_tag(
     now = int(time.time() * 1000)
     envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
     return {SAVED_VIEW_PREFIX + key: json.dumps(envelope)}
+
+
+def experiment_id(client: MlflowClient, name: str, view: dict[str, str] | None = None) -> str:
+    """The id of experiment ``name``, created if missing (race-safe between processes): a
+    model-training experiment with the saved ``view`` (default: the "Pipeline story"), whose
+    artifacts an embedded store keeps beside its database, never in the working directory."""
+    from mlflow.exceptions import MlflowException
+
+    from lab1.core.paths import is_embedded, sqlite_file, tracking_uri
+
+    view = view or saved_view_tag()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if not view.keys() <= found.tags.keys():  # an experiment from before the saved view
+            for key, value in view.items():
+                client.set_experiment_tag(found.experiment_id, key, value)
+        return found.experiment_id
+    uri, location = tracking_uri(), None
+    if is_embedded(uri):
+        location = (sqlite_file(uri).parent / PATHS.mlflow_artifacts.name / name).as_uri()
+    try:
+        tags = {"mlflow.experimentKind": "custom_model_development", **view}
+        return client.create_experiment(name, artifact_location=location, tags=tags)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)  # another process created it first
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+# Which files the stages recorded are the pipeline's datasets, and as what (the parent run's
+# Dataset column): (stage, the stage's context) -> the parent's context.
+PIPELINE_DATASETS = {
+    ("data_creation", "output"): "raw",
+    ("model_preparation", "input"): "training",
+    ("model_testing", "input"): "testing",
+}
+
+
+def show_pipeline(client: MlflowClient, run_id: str) -> None:
+    """Show on the parent run what its stages recorded: the test metrics and the gate's
+    decision (the run's description), the raw, training and test data as its datasets, and the
+    model model_preparation logged as its output (the runs table's Dataset and Models columns)."""
+    from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput, Metric, RunTag
+
+    # A failed pipeline may have no reports, or an earlier pipeline's.
+    report, decision = (
+        read_json(p) if p.exists() else {} for p in (PATHS.metrics, PATHS.registration)
+    )
+    metrics: dict[str, float] = {}
+    if report.get("pipeline_run_id") == run_id:
+        metrics = {k: float(v) for k, v in report["metrics"].items()}
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    if decision.get("pipeline_run_id") == run_id:
+        tags = {"gate.decision": decision["decision"], "gate.reason": decision["reason"]}
+        tags["mlflow.note.content"] = description(metrics, decision)
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    parent = client.get_run(run_id)
+    query = f"tags.`mlflow.parentRunId` = '{run_id}'"
+    datasets, models = [], []
+    for child in client.search_runs([parent.info.experiment_id], query):
+        stage = child.info.run_name  # a stage's run is named after it
+        for used in child.inputs.dataset_inputs if child.inputs else []:
+            context = {tag.key: tag.value for tag in used.tags}.get("mlflow.data.context")
+            role = PIPELINE_DATASETS.get((stage, context or ""))
+            # Only data: a stage's other inputs (the model folder, a fitted preprocessor) are not.
+            if role and _is_data(used.dataset.name):
+                datasets.append(
+                    DatasetInput(used.dataset, tags=[InputTag("mlflow.data.context", role)])
+                )
+        if stage == "model_preparation" and child.outputs:
+            models += [LoggedModelOutput(out.model_id, 0) for out in child.outputs.model_outputs]
+    if datasets:
+        client.log_inputs(run_id, datasets=datasets)
+    if models:
+        client.log_outputs(run_id, models)
+
+
+def _is_data(name: str) -> bool:
+    """A dataset, not a fitted artefact: the raw data folder or a train/test split."""
+    path = PATHS.root / name
+    return path == PATHS.raw or (path.parent == PATHS.processed and path.stem in ("train", "test"))
+
+
+def description(metrics: dict[str, float], decision: dict[str, Any]) -> str:
+    """The parent run's description (Markdown): dataset, model, test metrics, the decision."""
+    model = read_json(PATHS.model_info)
+    version = f" version {decision['version']}" if decision.get("version") else ""
+    accuracy, f1 = metrics.get("accuracy", float("nan")), metrics.get("f1", float("nan"))
+    return (
+        f"**{decision['registered_model']}**: `{model.get('estimator', 'cnn')}`, trained and "
+        f"tested in this run: test accuracy {accuracy:.3f}, F1 {f1:.3f}.\n\n"
+        f"Gate: **{decision['decision']}**{version}: {decision['reason']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
