@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab1.core import stage
+from lab1.core import distributed, stage
 from lab1.core.io import atomic_contents, file_sha256, read_json, write_json
 from lab1.core.kinds import tables
 from lab1.core.params import Params
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_model(params: Params) -> int:
+    if distributed.is_follower():  # torchrun's ranks 1..N-1: train their share, record nothing
+        return distributed.follow(params)
     with stage.run("model_preparation", params) as run:
         # models/ may be a mount point (a Docker volume): replaced entry by entry, model.json last.
         with atomic_contents(PATHS.models, last=PATHS.model_info.name) as tmp:
@@ -80,6 +82,7 @@ def train_cnn(params: Params, run: StageRun, model_dir: Path) -> dict[str, Any]:
     train_path = PATHS.processed_images("train")
     run.log_input(train_path)
     run.log_input(PATHS.normalization)
+    run.log_params(distributed.run_params(params.cnn.batch_size))  # world_size, backend, ...
     images, labels = load_split(train_path)
     norm = read_json(PATHS.normalization)
 

@@ -143,6 +143,10 @@ class StageRun:
         """``mlflow.set_tags``."""
         self._call("log", tags={k: str(v) for k, v in tags.items()})
 
+    def log_params(self, params: dict[str, Any]) -> None:
+        """``mlflow.log_params`` (beyond those the run started with)."""
+        self._call("log", params={k: str(v) for k, v in params.items()})
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """``mlflow.log_artifact``."""
         check_declared(self.stage, path, "writes")
