@@ -144,9 +144,8 @@ def train_epoch(
         seen += len(target)
         loss_sum += loss.detach().double() * (len(index) / group.size if group else len(index))
         correct += (logits.argmax(1) == target).sum()
-        if _show_progress() and not (
-            group and group.rank
-        ):  # a terminal only: reading the sums waits for the device
+        # A terminal only (reading the sums waits for the device), and rank 0's share only.
+        if _show_progress() and not (group and group.rank):
             _progress(epoch, params.epochs, step + 1, steps, loss_sum / seen, correct / seen)
     if group:
         loss_sum, correct, total = group.total(loss_sum, correct, torch.tensor(seen, device=dev))

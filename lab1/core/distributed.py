@@ -25,7 +25,9 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,6 +107,9 @@ class Group:
     def wrap(self, model: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
 
+        # The first convolution of a one-channel image: its weight gradient's strides differ from
+        # the bucket's only along a dimension of size 1 (the same layout), and DDP warns anyway.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
@@ -146,9 +151,12 @@ class Group:
             yield
         except (dist.DistError, RuntimeError) as exc:
             if isinstance(exc, dist.DistError) or "gloo" in str(exc).lower():
+                # gloo's message: "[file.cc:561] Connection closed by peer [addr]:port. This
+                # is typically caused by..." - the middle part is the news.
+                reason = re.sub(r"^\[[^]]*\]\s*", "", one_line(exc)).split(". ")[0]
                 raise RankLost(
                     f"rank {self.rank} of {self.size}: training stopped because another rank "
-                    f"did ({one_line(exc)})"
+                    f"did ({reason})"
                 ) from None
             raise
 
@@ -238,8 +246,13 @@ def launch(argv: list[str]) -> int:
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    # torchrun's own report of a failure is a page; the line below says what it says.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # torchrun's own report of a failure is a page; the line below says what it says. Its
+    # loggers set their own levels, so each is quietened by name.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    # torchrun's choice for ranks on one machine (it warns when it makes it): one thread each.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     _pass_workspace_lock()
     args = torchrun.parse_args(["--monitor-interval", MONITOR_INTERVAL_S, *argv])
     try:
