@@ -194,11 +194,15 @@ stage_list="$(check -m lab1.core.stages)"
 mapfile -t STAGES <<< "$stage_list"
 
 run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
-  local name="$1"
+  local name="$1" launch=()
+  # The CNN trains data-parallel under torchrun (lab1/core/distributed.py) when asked to.
+  if [ "$name" = model_preparation ] && [ "$PROCESSES" -gt 1 ]; then
+    launch=(-m lab1.core.distributed --standalone --nproc-per-node "$PROCESSES")
+  fi
   if [ "${2:-pass}" = quiet ]; then
-    "$PY" -m "lab1.$name" "${PASS[@]}" >/dev/null &
+    "$PY" "${launch[@]}" -m "lab1.$name" "${PASS[@]}" >/dev/null &
   else
-    "$PY" -m "lab1.$name" "${PASS[@]}" &
+    "$PY" "${launch[@]}" -m "lab1.$name" "${PASS[@]}" &
   fi
   CHILD=$!
   local rc=0
@@ -210,6 +214,8 @@ run_stage() {  # run_stage NAME [stdout: quiet (dropped) | pass]
 # Every option and parameter is checked before any work: one line, and exit 2 for a mistake on
 # the command line (1 for one in params.yaml).
 case "$MODE" in setup|end|clean) ;; *) check -m lab1.core.cli "${PASS[@]}" || exit $? ;; esac
+# model_preparation.cnn.processes (image datasets): checked against the GPUs here, before any work.
+case "$MODE" in all|stage) PROCESSES="$(check -m lab1.core.distributed --processes "${PASS[@]}")" || exit $? ;; esac
 
 lock_workspace() {  # one pipeline per checkout (lab1/core/workspace.py): held on fd 9 until exit
   local lock="$ROOT/.mlops/workspace.lock"

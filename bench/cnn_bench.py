@@ -1,17 +1,22 @@
 """Benchmark of the CNN: real Fashion-MNIST (all 10 classes) and 32x32x3 training throughput.
 
-  .venv/bin/python bench/cnn_bench.py [-S model_preparation.cnn.fashion_mnist.epochs=8 ...]
+  .venv/bin/python bench/cnn_bench.py [--processes 1 2] [-S model_preparation.cnn.fashion_mnist...]
 
 Prints the device, test accuracy, training seconds and images per second on Fashion-MNIST (read
 offline from Debian's dataset-fashion-mnist package, or downloaded), with
-model_preparation.cnn.fashion_mnist from params.yaml; then images per second for 32x32x3
-(CIFAR-10-shaped) training on random images, since CIFAR-10 itself may not be downloadable.
-Prints figures; asserts nothing.
+model_preparation.cnn.fashion_mnist from params.yaml, once per number of processes in
+--processes (data-parallel under torchrun, lab1/core/distributed.py; the same global batch and
+epochs), in one run, with the ratio to the first; then images per second for 32x32x3
+(CIFAR-10-shaped) training on random images in one process, since CIFAR-10 itself may not be
+downloadable. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,14 +32,10 @@ from lab1.core.datasets.images import make_images  # noqa: E402
 from lab1.core.params import load_params  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args(argv)
-    params = load_params(ROOT / "params.yaml", ["dataset=fashion_mnist", *args.overrides])
-    section = params.cnn
+def fashion_mnist(overrides: list[str], out: Path) -> None:
+    """One rank's training on Fashion-MNIST (all ranks under torchrun); rank 0 writes what it
+    measured to ``out``."""
+    params = load_params(ROOT / "params.yaml", ["dataset=fashion_mnist", *overrides])
     with tempfile.TemporaryDirectory() as cache:
         data = make_images(
             "fashion_mnist",
@@ -42,36 +43,80 @@ def main(argv: list[str] | None = None) -> int:
             params.data_creation.seed,
             Path(cache),
         )
-    stats = cnn.channel_stats(data.train_images)
     started = time.perf_counter()
     model, history = cnn.train(
         data.train_images,
         data.train_labels,
         len(data.classes),
-        stats,
-        section,
+        cnn.channel_stats(data.train_images),
+        params.cnn,
         params.data_preprocessing.augmentation["fashion_mnist"],
         params.model_preparation.seed,
     )
     train_s = time.perf_counter() - started
-    accuracy = float(
-        np.mean(
-            cnn.predict_proba(cnn.Probabilities(model), data.test_images).argmax(1)
-            == data.test_labels
-        )
-    )
+    if int(os.environ.get("RANK", "0")):
+        return
+    proba = cnn.predict_proba(cnn.Probabilities(model), data.test_images)
     best = max(history, key=lambda r: r.val_accuracy)
+    result = {
+        "source": data.source,
+        "train": len(data.train_labels),
+        "test": len(data.test_labels),
+        "device": str(cnn.device()),
+        "accuracy": float(np.mean(proba.argmax(1) == data.test_labels)),
+        "train_s": train_s,
+        "epochs": len(history),
+        "best_epoch": best.epoch,
+        "images_per_second": float(np.mean([r.images_per_second for r in history])),
+    }
+    out.write_text(json.dumps(result))
+
+
+def measure(processes: int, overrides: list[str]) -> dict:
+    """Fashion-MNIST trained by ``processes`` processes (torchrun for more than one)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        worker = [str(Path(__file__)), "--worker", str(out)]
+        for override in overrides:
+            worker += ["-S", override]
+        launch = ["-m", "lab1.core.distributed", "--standalone", "--nproc-per-node"]
+        launch = [*launch, str(processes)] if processes > 1 else []
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run([sys.executable, *launch, *worker], check=True, cwd=ROOT, env=env)
+        return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1], help="one run per number (default: 1)"
+    )
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # a rank of one run
+    args = parser.parse_args(argv)
+    if args.worker:
+        fashion_mnist(args.overrides, args.worker)
+        return 0
+    params = load_params(ROOT / "params.yaml", ["dataset=fashion_mnist", *args.overrides])
     aug = params.data_preprocessing.augmentation["fashion_mnist"]
-    rate = np.mean([r.images_per_second for r in history])
-    print(
-        f"Fashion-MNIST ({data.source}): {len(data.train_labels)} train / "
-        f"{len(data.test_labels)} test images, 10 classes, {cnn.device()}"
-    )
-    print(
-        f"  test accuracy {accuracy:.4f} | training {train_s:.0f} s for {len(history)} epochs "
-        f"(best epoch {best.epoch}) | {rate:.0f} images/s (28x28x1; augmentation: crop "
-        f"padding {aug.crop_padding}, flip {aug.horizontal_flip})"
-    )
+    first: dict = {}
+    for processes in args.processes:
+        got = measure(processes, args.overrides)
+        first = first or got
+        if processes == args.processes[0]:
+            print(
+                f"Fashion-MNIST ({got['source']}): {got['train']} train / {got['test']} test "
+                f"images, 10 classes, {got['device']}, batch {params.cnn.batch_size} (global), "
+                f"augmentation: crop padding {aug.crop_padding}, flip {aug.horizontal_flip}"
+            )
+        print(
+            f"  {processes} process{'es' if processes > 1 else ''}: test accuracy "
+            f"{got['accuracy']:.4f} | training {got['train_s']:.0f} s for {got['epochs']} epochs "
+            f"(best epoch {got['best_epoch']}) | {got['images_per_second']:.0f} images/s "
+            f"(x{got['images_per_second'] / first['images_per_second']:.2f})"
+        )
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4096, 32, 32, 3), dtype=np.uint8)

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab1.core import stage
+from lab1.core import distributed, stage
 from lab1.core.io import atomic_contents, file_sha256, read_json, write_json
-from lab1.core.kinds import tables
+from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
 
@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_model(params: Params) -> int:
+    if distributed.is_follower():  # torchrun's ranks 1..N-1: train their share, record nothing
+        return images.follow_rank0(params)
     import mlflow  # imported for the work, not for --help
 
     with stage.run("model_preparation", params) as run:
@@ -86,6 +88,7 @@ def train_cnn(params: Params, run: stage.StageRun, model_dir: Path) -> dict[str,
     train_path = PATHS.processed_images("train")
     mlflow.log_input(run.dataset(train_path), context="input")
     mlflow.log_input(run.dataset(PATHS.normalization), context="input")
+    mlflow.log_params(distributed.run_params(params.cnn.batch_size))  # world_size, backend, ...
     (images, labels), norm = load_split(train_path), read_json(PATHS.normalization)
     started = time.perf_counter()
     model, history = cnn.train(

@@ -3,7 +3,8 @@
 The model takes RAW images: uint8 tensors (N, H, W, C), as they come from the files or a PNG.
 Normalisation with the train images' per-channel statistics is its first layer, so nothing has
 to be re-implemented at serving time. Training is seeded and deterministic, uses CUDA when
-present, and keeps the epoch with the best validation accuracy.
+present, and keeps the epoch with the best validation accuracy. Under torchrun it trains
+data-parallel (lab1/core/distributed.py): each rank its share of every batch.
 
 On CUDA the whole loop stays on the device: the images, their augmentation (with a generator on
 the device), and the running loss and accuracy, read back once per epoch; the GPU never waits on
@@ -14,6 +15,7 @@ float32, the same results.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -26,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lab1.core import distributed
 from lab1.core.cnn_epoch import augment as augment  # re-exported: part of the CNN's API
 from lab1.core.cnn_epoch import deterministic, evaluate, train_epoch
 from lab1.core.cnn_epoch import device as device
@@ -186,52 +189,51 @@ def train(
     seed: int,
     on_epoch: Callable[[EpochResult], object] = lambda _result: None,
 ) -> tuple[ImageClassifier, list[EpochResult]]:
-    """Train on uint8 images (N, H, W, C); return the best-validation-accuracy model and the
-    per-epoch history. ``normalization`` is the train images' per-channel (mean, std) from
-    data_preprocessing. ``on_epoch`` is called after each epoch (MLflow logging)."""
+    """Train on uint8 images (N, H, W, C); the best-validation-accuracy model and the history.
+    ``normalization``: data_preprocessing's per-channel (mean, std); ``on_epoch``: MLflow's."""
     dev = deterministic(seed)
+    group = distributed.join(dev)  # torchrun's ranks; None for one process, as ever
+    dev = group.device if group else dev
     (x_train, y_train), (x_val, y_val) = _split(images, labels, params.val_fraction, seed, dev)
     model = ImageClassifier(*normalization, classes, params.width, params.dropout).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last) if dev.type == "cuda" else model
+    trainer = group.prepare(model, len(x_train), params.batch_size, seed) if group else model
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
     )
-    steps = -(-len(x_train) // params.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=params.learning_rate, total_steps=params.epochs * steps
-    )
-    # The CPU generator on the CPU: the same draws, in the same order, as before the loop moved
-    # to the device; on CUDA a generator there, so augmentation never leaves the GPU.
+    steps = params.epochs * -(-len(x_train) // params.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, params.learning_rate, steps)
+    # The same draws as ever (the CPU generator on the CPU; on CUDA one there, so augmentation
+    # stays on the GPU); every rank draws them all (permutation, augmentation), as one process.
     generator = torch.Generator(device=dev).manual_seed(seed)
     history: list[EpochResult] = []
     best_state, best_accuracy, stale = None, -1.0, 0
-    for epoch in range(1, params.epochs + 1):
-        started = time.perf_counter()
-        train_loss, train_accuracy = train_epoch(
-            model, (x_train, y_train), optimizer, schedule, generator, aug, params, epoch
-        )
-        seconds = time.perf_counter() - started
-        val_loss, val_accuracy = evaluate(model, x_val, y_val, 4 * params.batch_size)
-        result = EpochResult(
-            epoch,
-            train_loss,
-            train_accuracy,
-            val_loss,
-            val_accuracy,
-            seconds,
-            len(x_train) / seconds,
-        )
-        history.append(result)
-        on_epoch(result)
-        logger.info("epoch %d/%d: %s", epoch, params.epochs, result)
-        if val_accuracy > best_accuracy:
-            best_state, best_accuracy, stale = copy.deepcopy(model.state_dict()), val_accuracy, 0
-        else:
-            stale += 1
-            if stale >= params.patience:
+    with group.collectives() if group else contextlib.nullcontext():
+        for epoch in range(1, params.epochs + 1):
+            started = time.perf_counter()
+            train_loss, train_accuracy = train_epoch(
+                trainer, (x_train, y_train), optimizer, schedule, generator, aug, params, epoch,
+                group,
+            )  # fmt: skip
+            seconds = time.perf_counter() - started
+            if group:
+                group.sync_buffers(model)
+            val_loss, val_accuracy = evaluate(model, x_val, y_val, 4 * params.batch_size)
+            if group:
+                val_loss, val_accuracy = group.from_rank0(val_loss, val_accuracy)
+            result = EpochResult(epoch, train_loss, train_accuracy, val_loss, val_accuracy,
+                                 seconds, len(x_train) / seconds)  # fmt: skip
+            history.append(result)
+            on_epoch(result)
+            logger.info("epoch %d/%d: %s", epoch, params.epochs, result)
+            stale = 0 if val_accuracy > best_accuracy else stale + 1
+            if stale == 0:
+                best_state, best_accuracy = copy.deepcopy(model.state_dict()), val_accuracy
+            elif stale >= params.patience:
                 logger.info("no better validation accuracy for %d epochs: stopping", stale)
                 break
+    if group:
+        distributed.leave()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from lab1.core.params import AugmentationParams, CnnParams
+
+if TYPE_CHECKING:
+    from lab1.core.distributed import Group
 
 
 def augment(
@@ -108,8 +111,10 @@ def train_epoch(
     aug: AugmentationParams,
     params: CnnParams,
     epoch: int,
+    group: Group | None = None,
 ) -> tuple[float, float]:
-    """One pass over the (augmented, shuffled) training images; (mean loss, accuracy)."""
+    """One pass over the (augmented, shuffled) training images; (mean loss, accuracy). With a
+    ``group`` (torchrun), this rank's share of each batch; the sums are over all ranks."""
     x_train, y_train = train
     dev = x_train.device
     model.train()
@@ -123,18 +128,28 @@ def train_epoch(
         index = permutation[step * params.batch_size : (step + 1) * params.batch_size]
         batch = augment(x_train[index], aug, generator)
         target = y_train[index]
+        if group:
+            if len(index) < group.size:  # a last batch too small to share: left out
+                break
+            batch, target = group.shard(batch), group.shard(target)
         with autocast(dev):
             logits = model(batch)
             loss = cross_entropy(logits.float(), target)
+            if group:  # DDP averages over ranks: weigh each share by its size (batch's mean)
+                loss = loss * (len(target) * group.size / len(index))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        seen += len(index)
-        loss_sum += loss.detach().double() * len(index)
+        seen += len(target)
+        loss_sum += loss.detach().double() * (len(index) / group.size if group else len(index))
         correct += (logits.argmax(1) == target).sum()
-        if _show_progress():  # a terminal only: reading the sums waits for the device
+        # A terminal only (reading the sums waits for the device), and rank 0's share only.
+        if _show_progress() and not (group and group.rank):
             _progress(epoch, params.epochs, step + 1, steps, loss_sum / seen, correct / seen)
+    if group:
+        loss_sum, correct, total = group.total(loss_sum, correct, torch.tensor(seen, device=dev))
+        seen = int(total.item())
     return loss_sum.item() / seen, correct.item() / seen
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,6 +123,18 @@ class CnnParams(Section):
     val_fraction: Annotated[float, between(0, 1, low_open=True, high_open=True)]
 
 
+class CnnSection(Section):
+    """model_preparation.cnn: the processes the CNN trains with, and one network per dataset."""
+
+    processes: POSITIVE_INT
+    cifar10: CnnParams
+    fashion_mnist: CnnParams
+
+    def __getitem__(self, dataset: str) -> CnnParams:
+        section: CnnParams = getattr(self, dataset)
+        return section
+
+
 ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 
 
@@ -131,7 +144,7 @@ class ModelPreparationParams(Section):
     logistic_regression: LogisticRegressionParams
     random_forest: RandomForestParams
     hist_gradient_boosting: HistGradientBoostingParams
-    cnn: dict[str, CnnParams]
+    cnn: CnnSection
 
     def estimator_params(self) -> dict[str, Any]:
         """The hyper-parameters of the chosen estimator only."""
@@ -264,12 +277,10 @@ def _check_across(params: Params) -> list[tuple[str, str]]:
     problems = []
     if params.dataset not in params.model_registration:
         problems.append(("model_registration", f"has no gate for dataset {params.dataset!r}"))
-    for section, table in (
-        ("data_preprocessing.augmentation", params.data_preprocessing.augmentation),
-        ("model_preparation.cnn", params.model_preparation.cnn),
-    ):
-        if params.is_image and params.dataset not in table:
-            problems.append((section, f"has no entry for {params.dataset!r}"))
+    if params.is_image and params.dataset not in params.data_preprocessing.augmentation:
+        problems.append(("data_preprocessing.augmentation", f"has no entry for {params.dataset!r}"))
+    if params.is_image:
+        problems += _check_processes(params.model_preparation.cnn, params.dataset)
     temperature = params.data_creation.temperature
     outside = [s for s in temperature.test_stations if s not in temperature.stations]
     stations = "data_creation.temperature.test_stations"
@@ -281,6 +292,21 @@ def _check_across(params: Params) -> list[tuple[str, str]]:
     if checks.min_temperature_c >= checks.max_temperature_c:
         problems.append(("model_quality.data", "min_temperature_c must be < max_temperature_c"))
     return problems
+
+
+def _check_processes(cnn: CnnSection, dataset: str) -> list[tuple[str, str]]:
+    """One training process per CPU at most (per GPU: lab1/core/distributed.py, which has torch
+    at hand), and a batch that every process gets a share of."""
+    cpus = len(os.sched_getaffinity(0))
+    if cnn.processes > cpus:
+        problem = f"{cnn.processes} is more than the {cpus} CPUs here"
+        return [("model_preparation.cnn.processes", problem)]
+    if cnn[dataset].batch_size < cnn.processes:
+        batch = f"model_preparation.cnn.{dataset}.batch_size"
+        return [
+            (batch, f"{cnn[dataset].batch_size} cannot be split among {cnn.processes} processes")
+        ]
+    return []
 
 
 def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:

@@ -109,7 +109,8 @@ def used_by(params: Params, stage: str) -> dict[str, Any]:
         return {k: v for k, v in section.items() if k != "augmentation"}
     if stage == "model_preparation":
         if params.is_image:
-            return {"cnn": {dataset: section["cnn"][dataset]}}
+            cnn = section["cnn"]
+            return {"cnn": {"processes": cnn["processes"], dataset: cnn[dataset]}}
         chosen = section["estimator"]
         return {"estimator": chosen, "seed": section["seed"], chosen: section[chosen]}
     if stage == "model_registration":

@@ -25,16 +25,23 @@ from lab1.core.paths import PATHS
 logger = logging.getLogger(__name__)
 
 
+def inherited_fd() -> int | None:
+    """The fd of this workspace's lock that pipeline.sh passed down, if any."""
+    with contextlib.suppress(ValueError, OSError):
+        fd = int(os.environ.get("MLOPS_WORKSPACE_LOCK_FD", ""))
+        held, ours = os.fstat(fd), PATHS.workspace_lock.stat()
+        if (held.st_dev, held.st_ino) == (ours.st_dev, ours.st_ino):
+            return fd
+    return None
+
+
 @contextlib.contextmanager
 def workspace_held(what: str) -> Iterator[None]:
     """Hold the workspace lock while a stage runs: already held when pipeline.sh passed its fd
     down, otherwise taken here (waiting for a running pipeline) and released on exit."""
-    with contextlib.suppress(ValueError, OSError):
-        held = os.fstat(int(os.environ.get("MLOPS_WORKSPACE_LOCK_FD", "")))
-        ours = PATHS.workspace_lock.stat()
-        if (held.st_dev, held.st_ino) == (ours.st_dev, ours.st_ino):
-            yield
-            return
+    if inherited_fd() is not None:
+        yield
+        return
     PATHS.workspace_lock.parent.mkdir(parents=True, exist_ok=True)
     with open(PATHS.workspace_lock, "a+") as lock:  # closing it releases the lock
         try:

@@ -160,3 +160,20 @@ def score(params: Params, model_dir: Path) -> dict[str, float]:
             f"{model_dir}: scores {proba.shape[1]} classes; this test set has {len(classes)}"
         )
     return multiclass_metrics(labels, proba)
+
+
+def follow_rank0(params: Params) -> int:
+    """model_preparation on a torchrun rank other than 0 (lab1/core/distributed.py): the same
+    training as rank 0's (model_preparation.train_cnn), its share of every batch, and nothing
+    recorded or written."""
+    from lab1.core import cnn
+    from lab1.core.datasets.images import load_split
+
+    logging.getLogger("lab1").setLevel(logging.WARNING)  # rank 0 logs the epochs
+    images, labels = load_split(PATHS.processed_images("train"))
+    norm = read_json(PATHS.normalization)
+    cnn.train(
+        images, labels, len(norm["classes"]), (norm["mean"], norm["std"]), params.cnn,
+        params.data_preprocessing.augmentation[params.dataset], params.model_preparation.seed,
+    )  # fmt: skip
+    return 0
