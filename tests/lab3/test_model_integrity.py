@@ -27,8 +27,9 @@ def registered(tmp_path, monkeypatch):
 
     from lab1.core import registry
     from lab1.core.features import build_preprocessor
+    from lab1.core.mlflow_ui import experiment_id
     from lab1.core.model_io import log_and_save
-    from lab1.core.tracking import connect, experiment_id
+    from lab1.core.tracking import connect
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     x, y = windows(200, seed=3)
