@@ -132,6 +132,7 @@ def test_a_registered_pickled_model_is_refused_through_its_uri(tmp_path, monkeyp
     assert not marker.exists()
 
 
+@pytest.mark.images  # torch: the integration tier installs it
 def test_a_pickled_torch_model_is_refused_unopened(tmp_path):
     import mlflow.pytorch
     import torch
