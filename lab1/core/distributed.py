@@ -107,6 +107,8 @@ class Group:
     def prepare(self, model: nn.Module, train_images: int, batch_size: int, seed: int) -> nn.Module:
         """The model as this rank trains it (DDP: rank 0's weights everywhere, gradients
         averaged), once the sizes are checked; each rank draws its own dropout masks."""
+        import torch
+
         self.check_sizes(train_images, batch_size)
         torch.manual_seed(seed + self.rank)
         return self.wrap(model)
