@@ -212,7 +212,8 @@ def test_a_rank_killed_mid_training_fails_the_run_and_keeps_the_champion(project
     *lost, last = error_lines(stderr)
     assert last.endswith("model_preparation failed: rank 1 stopped first: killed by SIGKILL")
     assert len(lost) == 1, lost
-    assert "rank 0 of 2: training stopped because another rank did (Connection closed" in lost[0]
+    # gloo says "Connection closed by peer" or "Read error ...: Connection reset by peer".
+    assert "rank 0 of 2: training stopped because another rank did (" in lost[0]
     assert training_runs(project)[-1].info.status == "FAILED"
     after = client.get_model_version_by_alias("fashion_mnist-classifier", "champion")
     assert after.version == champion.version
