@@ -28,14 +28,13 @@ import pandas as pd  # noqa: E402
 import skops.io  # noqa: E402
 from mlflow.data.pandas_dataset import from_pandas  # noqa: E402
 
-from lab1.core.model_io import load_skops  # noqa: E402  (skops types by exact name)
+from lab1.core.model_io import TRUSTED_TYPES, load_skops  # noqa: E402  (exact names)
 from lab1.core.params import load_params  # noqa: E402
 
 params = load_params(ROOT / "params.yaml")
 window = params.data_preprocessing.window
 mlflow.set_tracking_uri(URI)
 mlflow.set_experiment("course-form")
-TRUSTED = ["lab1.core.features.WindowFeatures"]
 
 
 def windows(split: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -87,8 +86,9 @@ with mlflow.start_run(run_name=STAGE, parent_run_id=PARENT):
         model = Pipeline([("preprocess", pre), ("classify", estimator)])
         skops.io.dump(model, WORK / "model.skops")
         info = mlflow.sklearn.log_model(
-            model, name="model", serialization_format="skops", skops_trusted_types=TRUSTED,
-            input_example=x.head(2), pip_requirements=["mlflow", "scikit-learn", "skops"],
+            model, name="model", serialization_format="skops", input_example=x.head(2),
+            skops_trusted_types=sorted(TRUSTED_TYPES),
+            pip_requirements=["mlflow", "scikit-learn", "skops"],
         )  # fmt: skip
         (WORK / "model_uri").write_text(info.model_uri)
         mlflow.log_metrics({"train_accuracy": float((model.predict(x) == y).mean())})
