@@ -20,8 +20,12 @@ def test_the_docs_quote_what_the_default_pipeline_prints(project: Project):
     assert done.returncode == 0, done.stderr[-3000:]
     printed = done.stdout.splitlines()[-1]
     for doc in DOCS:
-        for quoted in re.findall(r"Model test accuracy is: \d\.\d{3}", doc.read_text()):
-            assert quoted == printed, f"{doc.relative_to(REPO)} says {quoted!r}, a run {printed!r}"
+        for line in doc.read_text().splitlines():
+            if "--dataset" in line:
+                continue  # another dataset's figure (the CNN's), not the default pipeline's
+            for quoted in re.findall(r"Model test accuracy is: \d\.\d{3}", line):
+                where = doc.relative_to(REPO)
+                assert quoted == printed, f"{where} says {quoted!r}, a run {printed!r}"
     metrics = json.loads((project.root / "reports" / "metrics.json").read_text())["metrics"]
     said = re.search(
         r"default model achieves on the test stations: accuracy (\S+) \(baseline (\S+)\), F1 (\S+)",
