@@ -188,8 +188,9 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
         error = " ".join(str(exc).split())[:4000]
         raise
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not stop the end
-            signal.signal(signum, signal.SIG_IGN)
+        caught: list[int] = []  # a signal while the run ends waits until it has ended
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda n, _frame: caught.append(n))
         duration = time.perf_counter() - started
         with contextlib.suppress(Exception):  # the run must end even if the store fails here
             mlflow.log_metric("duration_s", duration)
@@ -198,6 +199,8 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
         mlflow.end_run(status)
         signal.signal(signal.SIGINT, held[0]), signal.signal(signal.SIGTERM, held[1])
         logger.info("%s %s in %.2f s", stage, status, duration)
+        if caught and status != "KILLED":  # now it acts (a second one while stopping: dropped)
+            os.kill(os.getpid(), caught[0])
 
 
 def _running(client: MlflowClient, run_id: str) -> bool:
