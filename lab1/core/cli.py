@@ -217,8 +217,10 @@ def check_store(uri: str) -> None:
             ) from None
     if not uri.startswith(("http://", "https://")):
         return
+    # A new opener reads the proxy variables of now; urlopen() keeps the first it ever built.
+    opener = urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(_health_request(uri), timeout=PROBE_TIMEOUT_S):
+        with opener.open(_health_request(uri), timeout=PROBE_TIMEOUT_S):
             return
     except urllib.error.HTTPError as exc:  # `mlflow server` answers /health with 200 "OK"
         why = f"HTTP {exc.code} {exc.reason} for /health: a proxy, or not an MLflow server"

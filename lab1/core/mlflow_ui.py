@@ -220,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM as Ctrl-C: the UI goes down with this process, never left behind.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started, note = time.monotonic(), 10.0
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
     try:
         while server.poll() is None:
             try:  # the API the pages call first: answered, the UI is usable
                 probe = f"{url}/ajax-api/2.0/mlflow/experiments/search?max_results=1"
-                with urllib.request.urlopen(probe, timeout=2):
+                with direct.open(probe, timeout=2):
                     sys.stderr.write(f"MLflow UI ready: {url}/#/experiments?{ML_VIEW}\n")
                     break
             except OSError:

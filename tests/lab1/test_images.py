@@ -3,6 +3,8 @@ errors, training that learns, and model files that load without unpickling."""
 
 from __future__ import annotations
 
+import urllib.request
+
 import numpy as np
 import pytest
 import yaml
@@ -46,6 +48,9 @@ def test_cifar10_folder_fails_the_official_md5_check_with_a_hint(tmp_path):
 
 
 def test_cifar10_missing_and_no_network_says_where_and_what_to_do(tmp_path, monkeypatch):
+    # urlopen() keeps the opener it first builds, dead proxy included, for the whole process:
+    # put the old one back afterwards (it once failed every later loopback check of the tier).
+    monkeypatch.setattr(urllib.request, "_opener", None)
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # a closed port: no download possible
     with pytest.raises(DataError) as caught:

@@ -72,6 +72,28 @@ def test_mlflows_username_and_password_variables_come_first(monkeypatch):
         check_store(f"http://someone:else@127.0.0.1:{port}")
 
 
+def test_the_loopback_checks_read_the_proxy_variables_of_now(monkeypatch):
+    """urllib's urlopen() keeps the first opener it builds, proxy settings and all. Poisoned so
+    (a dead proxy), the server check (its proxy read afresh) and the containers' health check (a
+    loopback URL: no proxy) still reach the server."""
+    import urllib.request
+
+    from lab3 import healthcheck
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    dead = urllib.request.ProxyHandler({"http": "http://127.0.0.1:9"})
+    monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener(dead))
+    with health_server("admin", SECRET) as (port, seen):
+        check_store(f"http://admin:{SECRET}@127.0.0.1:{port}")
+        assert healthcheck.main([f"http://127.0.0.1:{port}/health"]) == 1  # 401: reached
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+        monkeypatch.setenv("no_proxy", "")
+        with pytest.raises(PipelineError, match="refused"):  # the proxy of now is asked
+            check_store(f"http://admin:{SECRET}@127.0.0.1:{port}")
+    assert len(seen) == 2
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -157,7 +179,7 @@ def test_a_uri_with_credentials_works_against_mlflows_basic_auth_server(tmp_path
     }
     argv = [loopback.mlflow_command(), "server", "--app-name", "basic-auth",
             "--backend-store-uri", f"sqlite:///{tmp_path}/db", "--host", "127.0.0.1",
-            "--port", str(port)]  # fmt: skip
+            "--port", str(port), "--workers", "1"]  # fmt: skip
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     with loopback.running("mlflow-auth", argv, port, "/health", tmp_path / "server.log", env=env):

@@ -93,7 +93,7 @@ def container(image: Image, *args: str) -> Iterator[str]:
 def get(url: str) -> tuple[int, dict]:
     """(HTTP status, JSON body or {}); status 0 when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
+        with loopback.LOCAL.open(url, timeout=5) as answer:
             status, body = answer.status, answer.read()
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read()
@@ -109,7 +109,7 @@ def post_json(url: str, body: dict) -> dict:
     request = urllib.request.Request(
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with loopback.LOCAL.open(request, timeout=30) as answer:
         return dict(json.loads(answer.read()))
 
 
