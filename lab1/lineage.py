@@ -125,7 +125,7 @@ def reproduce(lineage: dict[str, Any]) -> int:
             f"this checkout is at {here['git.commit'][:12]}: `git checkout "
             f"{str(recorded.get('commit'))[:12]}` first"
         )
-    if recorded.get("dirty") == "True" and not here.get("git.diff_sha256"):
+    if recorded.get("dirty") == "True" and here["git.dirty"] != "True":
         raise PipelineError(
             f"{lineage['model']['uri']} was made from uncommitted changes ({recorded['diff']}); "
             "apply them first"

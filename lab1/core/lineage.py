@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DIGEST = 16  # hex digits of a content digest that a dataset record keeps
-GIT_TAGS = ("git.commit", "git.dirty", "git.diff_sha256")
+GIT_TAGS = ("git.commit", "git.dirty", "code.sha256")
 
 
 def outputs_of(stage: str) -> tuple[str, ...]:
@@ -216,13 +216,15 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
     for record in runs.values():
         params.update(record["params"])
     code = sorted({json.dumps(r["git"], sort_keys=True) for r in runs.values()})
+    # The same lab1 code and locks is the same code, whatever else the commit changed.
+    same_code = sorted({r["git"].get("code.sha256") or json.dumps(r["git"]) for r in runs.values()})
     raw, processed = PATHS.raw.relative_to(PATHS.root), PATHS.processed.relative_to(PATHS.root)
     data = {
         "raw_digest": ancestry.digests.get(raw.as_posix(), "")[:16],
         "processed_digest": ancestry.digests.get(processed.as_posix(), "")[:16],
         **runs.get("data_creation", {}).get("notes", {}),
     }
-    identity = {"code": code, "data": data["raw_digest"], "params": params}
+    identity = {"code": same_code, "data": data["raw_digest"], "params": params}
     canonical = json.dumps(identity, sort_keys=True).encode()
     return {
         "fingerprint": hashlib.sha256(canonical).hexdigest()[:16],

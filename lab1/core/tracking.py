@@ -95,19 +95,18 @@ def git(*args: str, timeout: float = 10) -> str | None:
 
 
 def code_state() -> dict[str, str]:
-    """Commit and dirty flag of the checkout ("unknown" outside git), and the digest of the
-    uncommitted diff when dirty (two dirty runs of one commit are the same code only if their
-    diffs are equal)."""
+    """Commit and dirty flag of the checkout ("unknown" outside git), and the digest of the code
+    the stages run: lab1's modules and the locked libraries. The model's fingerprint takes that
+    digest, not the commit: a change anywhere else (a README, .dvc/config) leaves the same code."""
     import hashlib
 
     commit = (git("rev-parse", "HEAD") or "").strip() or os.environ.get("GIT_COMMIT") or "unknown"
     status = git("status", "--porcelain", "--untracked-files=no")
+    code = hashlib.sha256()
+    for file in sorted([*PATHS.root.glob("lab1/**/*.py"), *PATHS.root.glob("requirements*.lock")]):
+        code.update(f"{file.relative_to(PATHS.root).as_posix()}\0".encode() + file.read_bytes())
     dirty = "unknown" if status is None else str(bool(status.strip()))
-    state = {"git.commit": commit, "git.dirty": dirty}
-    if dirty == "True":
-        diff = (git("diff", "HEAD", timeout=30) or "").encode()
-        state["git.diff_sha256"] = hashlib.sha256(diff).hexdigest()[:16]
-    return state
+    return {"git.commit": commit, "git.dirty": dirty, "code.sha256": code.hexdigest()[:16]}
 
 
 def dvc_state() -> dict[str, str]:

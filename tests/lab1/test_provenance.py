@@ -47,6 +47,27 @@ def test_an_identical_rerun_registers_nothing_new(registered):
     assert [str(v.version) for v in versions] == ["1"] and champion_version(project) == "1"
 
 
+def test_only_a_change_in_the_code_the_stages_run_makes_another_model(tmp_path):
+    """lab4's remote steps once dirtied .dvc/config and the same model became version 3: a change
+    the pipeline does not read (a README here) gates the champion again; lab1's code, another."""
+    import subprocess
+
+    project = Project(copy_project(tmp_path / "project"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(project.root)]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "start"]):
+        subprocess.run([*git, *argv], check=True)
+    assert run_all(project) == dict.fromkeys(STAGES, 0)
+    with (project.root / "README.md").open("a") as readme:
+        readme.write("\nA note of mine.\n")
+    assert run_all(project) == dict.fromkeys(STAGES, 0)
+    assert read_json(project.root / "reports" / "registration.json")["decision"] == "unchanged"
+    with (project.root / "lab1" / "core" / "features.py").open("a") as code:
+        code.write("\n# a comment is a change of the code the stages run\n")
+    assert run_all(project) == dict.fromkeys(STAGES, 0)
+    versions = project.client().search_model_versions("name = 'temperature-classifier'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+
+
 def test_a_failed_stage_leaves_nothing_the_next_stage_can_take(registered, monkeypatch):
     import mlflow
 

@@ -133,8 +133,7 @@ def test_the_pipeline_outputs_go_to_s3_and_come_back_byte_for_byte(reproduced, s
     committed = (project.root / ".dvc" / "config").read_bytes()
     for command in commands:
         dvc(project, *(values.get(word, word) for word in command))
-    # Every setting went to .dvc/config.local: the tracked file, and so the checkout, unchanged
-    # (a dirty checkout would make the next pipeline register its model as new code's).
+    # Every setting went to .dvc/config.local: the tracked file, and so the checkout, unchanged.
     assert (project.root / ".dvc" / "config").read_bytes() == committed
     # The keys are in .dvc/config.local, which git ignores, and nowhere in .dvc/config.
     assert keys["AWS_SECRET_ACCESS_KEY"] in (project.root / ".dvc" / "config.local").read_text()
