@@ -4,7 +4,7 @@ temperature: the classifier model_preparation.estimator names, trained on the TR
 features (faulty day or normal) and joined with the fitted preprocessor: one model that takes raw
 reading windows (skops). Images: the CNN (model_preparation.cnn.<dataset>) at its best epoch on
 validation (per-epoch MLflow step metrics), normalising in its first layer: it takes raw uint8
-images (pt2). Both logged to MLflow with signature, input example and exact pip requirements.
+images (pt2). Both logged with mlflow.<flavour>.log_model: signature, example, pinned requirements.
 
 Reads:  data/processed/train.parquet + preprocessor.skops, or train.npz + normalization.json
 Writes: models/model/ (the MLflow model; temperature: + reference_profile.json, for monitoring),
@@ -36,10 +36,8 @@ def prepare_model(params: Params) -> int:
         mlflow.log_params(run.params)
         # models/ may be a mount point (a Docker volume): replaced entry by entry, model.json last.
         with atomic_contents(PATHS.models, last=PATHS.model_info.name) as tmp:
-            if params.is_image:
-                info = train_cnn(params, run, tmp / PATHS.model_dir.name)
-            else:
-                info = train_estimator(params, run, tmp / PATHS.model_dir.name)
+            train = train_cnn if params.is_image else train_estimator
+            info = train(params, run, tmp / PATHS.model_dir.name)
             # models/model.json: which run logged the model and where it is (stages 4-5 read it).
             ids = {"run_id": run.run_id, "pipeline_run_id": run.pipeline_run_id, **info}
             write_json(tmp / PATHS.model_info.name, ids)
@@ -50,7 +48,7 @@ def prepare_model(params: Params) -> int:
 def train_estimator(params: Params, run: stage.StageRun, model_dir: Path) -> dict[str, Any]:
     import mlflow
 
-    from lab1.core.model_io import log_and_save
+    from lab1.core.model_io import keep_copy, sklearn_options
     from lab1.core.processed import CLASS_NAMES, load_preprocessor, read_split
 
     section, train_path = params.model_preparation, PATHS.processed_table("train")
@@ -61,11 +59,11 @@ def train_estimator(params: Params, run: stage.StageRun, model_dir: Path) -> dic
     # One Pipeline (stage 2's preprocessor + the estimator), which takes raw reading windows.
     model = tables.train(train, load_preprocessor(PATHS.preprocessor), section)
     fit_seconds, train_accuracy = time.perf_counter() - started, tables.accuracy(model, train)
-    # mlflow.sklearn's flavour in skops (no pickle), exact pip requirements; models/model/ gets a
-    # copy of exactly what was logged, then the training data's profile (monitoring's reference).
+    # skops (no pickle); models/model/: a copy of what was logged + the training data's profile.
     started, example = time.perf_counter(), tables.input_example(train)
-    logged = log_and_save(model, example, model_dir, list(CLASS_NAMES), run.run_id,
-                          run.experiment_id, name=params.logged_model_name)  # fmt: skip
+    with sklearn_options(model, example, list(CLASS_NAMES)) as options:
+        logged = mlflow.sklearn.log_model(model, name=params.logged_model_name, **options)
+    keep_copy(logged, model_dir)
     log_model_s = time.perf_counter() - started
     profile = tables.write_reference_profile(model, train, params.data_preprocessing, model_dir)
     mlflow.MlflowClient().log_model_artifact(logged.model_id, str(profile))
@@ -83,7 +81,7 @@ def train_cnn(params: Params, run: stage.StageRun, model_dir: Path) -> dict[str,
 
     from lab1.core import cnn  # imports torch: only for images
     from lab1.core.datasets.images import load_split
-    from lab1.core.model_io import log_and_save_torch
+    from lab1.core.model_io import keep_copy, torch_options
 
     train_path = PATHS.processed_images("train")
     mlflow.log_input(run.dataset(train_path), context="input")
@@ -97,10 +95,11 @@ def train_cnn(params: Params, run: stage.StageRun, model_dir: Path) -> dict[str,
         on_epoch=lambda epoch: mlflow.log_metrics(epoch.metrics(), step=epoch.epoch),  # one call
     )  # fmt: skip
     fit_seconds, best = time.perf_counter() - started, max(history, key=lambda r: r.val_accuracy)
-    # mlflow.pytorch's flavour in the pt2 format (torch.export: no pickle).
-    logged = log_and_save_torch(cnn.Probabilities(model), images[:2], model_dir,
-                                norm["classes"], run.run_id, run.experiment_id,
-                                params.logged_model_name)  # fmt: skip
+    # In the pt2 format (torch.export: no pickle); models/model/ gets a copy of what was logged.
+    served = cnn.Probabilities(model).cpu().eval()
+    options = torch_options(served, images[:2], norm["classes"])
+    logged = mlflow.pytorch.log_model(served, name=params.logged_model_name, **options)
+    keep_copy(logged, model_dir)
     info = {"model_uri": logged.model_uri, "model_id": logged.model_id}
     mlflow.log_metrics({"fit_s": fit_seconds, "epochs_run": len(history), "best_epoch": best.epoch,
                         "best_val_accuracy": best.val_accuracy})  # fmt: skip

@@ -216,14 +216,14 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
     for record in runs.values():
         params.update(record["params"])
     code = sorted({json.dumps(r["git"], sort_keys=True) for r in runs.values()})
-    # The same lab1 code and locks is the same code, whatever else the commit changed.
-    same_code = sorted({r["git"].get("code.sha256") or json.dumps(r["git"]) for r in runs.values()})
     raw, processed = PATHS.raw.relative_to(PATHS.root), PATHS.processed.relative_to(PATHS.root)
     data = {
         "raw_digest": ancestry.digests.get(raw.as_posix(), "")[:16],
         "processed_digest": ancestry.digests.get(processed.as_posix(), "")[:16],
         **runs.get("data_creation", {}).get("notes", {}),
     }
+    # The code is lab1's modules and the locks (code.sha256), not the commit (a README's change).
+    same_code = sorted({r["git"].get("code.sha256", "") for r in runs.values()})
     identity = {"code": same_code, "data": data["raw_digest"], "params": params}
     canonical = json.dumps(identity, sort_keys=True).encode()
     return {
@@ -301,11 +301,9 @@ def _lineage_json(client: MlflowClient, run_id: str | None) -> dict[str, Any]:
 
 
 def _run_url(client: MlflowClient, run_id: str | None) -> str | None:
-    if not run_id:
-        return None
     with contextlib.suppress(Exception):
-        experiment = client.get_run(run_id).info.experiment_id
-        return run_link(experiment, run_id)
+        if run_id:
+            return run_link(client.get_run(run_id).info.experiment_id, run_id)
     return None
 
 

@@ -10,11 +10,13 @@ The sha256 of every file of a logged model is recorded when it is logged (model_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -65,117 +67,65 @@ def trusted_types(model: Any) -> list[str]:
     return allowed_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)), "model")
 
 
-def _model_kwargs(
-    model: Any, example: pd.DataFrame, code_dir: Path, classes: list[str], trusted: list[str]
-) -> dict[str, Any]:
+@contextlib.contextmanager
+def sklearn_options(
+    model: Any, example: pd.DataFrame, classes: list[str], trusted: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The arguments of ``mlflow.sklearn.log_model`` for the pipeline's model: skops (no pickle)
+    with its exact-name trust list (``trusted`` if known, else computed), signature, input
+    example, exact pip requirements, the class names in label order (the MLmodel's metadata)
+    and, as code_paths, just the one module the model needs (lab1/core/features.py), staged in
+    a temporary folder that lives while the model is logged."""
     from mlflow.models import infer_signature
 
+    with tempfile.TemporaryDirectory() as staging:
+        package = Path(staging) / "lab1"
+        (package / "core").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "core" / "__init__.py").write_text("")
+        shutil.copy2(PATHS.root / "lab1" / "core" / "features.py", package / "core")
+        yield {
+            "metadata": {"classes": list(classes)},
+            "serialization_format": "skops",
+            "skops_trusted_types": trusted if trusted is not None else trusted_types(model),
+            "signature": infer_signature(example, model.predict(example)),
+            "input_example": example,
+            "pip_requirements": pip_requirements(),
+            "code_paths": [str(package)],
+        }
+
+
+def torch_options(model: Any, example: Any, classes: list[str]) -> dict[str, Any]:
+    """The arguments of ``mlflow.pytorch.log_model`` for the CNN (raw uint8 images in,
+    probabilities out): the "pt2" format (torch.export), so loading never unpickles; signature,
+    input example, exact pip requirements, the class names (the service labels answers so)."""
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
     return {
-        "metadata": {"classes": list(classes)},
-        "serialization_format": "skops",
-        "skops_trusted_types": trusted,
-        "signature": infer_signature(example, model.predict(example)),
+        "serialization_format": "pt2",
         "input_example": example,
-        "pip_requirements": pip_requirements(),
-        "code_paths": [str(code_dir / "lab1")],
+        "signature": infer_signature(example, output),
+        "pip_requirements": [f"{n}=={version(n)}" for n in ("mlflow", "torch", "numpy")],
+        "metadata": {"classes": list(classes)},
     }
 
 
-def _stage_code(into: Path) -> Path:
-    """Copy just the modules the model unpickles into ``into``/lab1 (a minimal package)."""
-    package = into / "lab1"
-    (package / "core").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "core" / "__init__.py").write_text("")
-    shutil.copy2(PATHS.root / "lab1" / "core" / "features.py", package / "core" / "features.py")
-    return into
-
-
-def _copy_logged(info: Any, local_dir: Path) -> None:
+def keep_copy(logged: Any, local_dir: Path) -> None:
+    """Copy exactly what was logged (``logged``: log_model's ModelInfo) to ``local_dir`` (one
+    serialisation, and the local folder byte-identical to the logged model), and record the
+    sha256 of each of its files on the LoggedModel, checked before every registry load."""
     import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
     from lab1.core.model_files import FILES_SHA256, files_sha256
 
     local_dir.mkdir(parents=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(local_dir))
+    mlflow.artifacts.download_artifacts(artifact_uri=logged.model_uri, dst_path=str(local_dir))
     digests = json.dumps(files_sha256(local_dir), sort_keys=True)
-    MlflowClient().set_logged_model_tags(info.model_id, {FILES_SHA256: digests})
-
-
-def new_logged_model(run_id: str, experiment_id: str, name: str) -> str:
-    """Create the LoggedModel ``name`` for run ``run_id`` in its experiment; return its id.
-
-    Model.log creates one itself only in the process's *current* experiment (the default one
-    when no run is active, as in the tracking service), so it is created here explicitly, with
-    the run's params and its source tags as MLflow would copy them."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    run = client.get_run(run_id)
-    source = {
-        k: v for k, v in run.data.tags.items() if k.startswith(("mlflow.source.", "mlflow.user"))
-    }
-    model = client.create_logged_model(
-        experiment_id, name=name, source_run_id=run_id, params=run.data.params, tags=source
-    )
-    return model.model_id
-
-
-def _log_to_run(
-    flavor: Any, run_id: str, experiment_id: str, local_dir: Path, name: str, **kwargs: Any
-) -> Any:
-    """Log a model with ``flavor`` to run ``run_id`` (Model.log is what each flavour's log_model
-    calls; it also takes the run explicitly, which the tracking service needs: it records several
-    stage runs, none "active"), then copy exactly what was logged to ``local_dir``."""
-    from mlflow.models import Model
-
-    info = Model.log(
-        artifact_path=None,
-        name=name,
-        model_id=new_logged_model(run_id, experiment_id, name),
-        flavor=flavor,
-        run_id=run_id,
-        **kwargs,
-    )
-    _copy_logged(info, local_dir)
-    return info
-
-
-def log_and_save_torch(
-    model: Any,
-    example: Any,
-    local_dir: Path,
-    classes: list[str],
-    run_id: str,
-    experiment_id: str,
-    name: str = "model",
-) -> Any:
-    """Log a PyTorch module (raw uint8 images in, probabilities out) with MLflow's PyTorch
-    flavour in the "pt2" format (torch.export): loading it never unpickles arbitrary objects.
-    The class names travel in the model's metadata (the service labels its answers with them).
-    Then copy what was logged to ``local_dir``. Returns MLflow's ModelInfo."""
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
-    model = model.cpu().eval()
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    requirements = [f"{name}=={version(name)}" for name in ("mlflow", "torch", "numpy")]
-    return _log_to_run(
-        mlflow.pytorch,
-        run_id,
-        experiment_id,
-        local_dir,
-        name,
-        pytorch_model=model,
-        serialization_format="pt2",
-        input_example=example,
-        signature=infer_signature(example, output),
-        pip_requirements=requirements,
-        metadata={"classes": list(classes)},
-    )
+    MlflowClient().set_logged_model_tags(logged.model_id, {FILES_SHA256: digests})
 
 
 def load_torch_model(local_dir: Path) -> Any:
@@ -204,36 +154,6 @@ def load_torch_model(local_dir: Path) -> Any:
             del os.environ[ALLOW_PICKLE]
         else:
             os.environ[ALLOW_PICKLE] = previous
-
-
-def log_and_save(
-    model: Any,
-    example: pd.DataFrame,
-    local_dir: Path,
-    classes: list[str],
-    run_id: str,
-    experiment_id: str,
-    trusted: list[str] | None = None,
-    name: str = "model",
-) -> Any:
-    """Log the model as ``name`` to run ``run_id`` of ``experiment_id``, then copy exactly what
-    was logged to ``local_dir``. ``trusted``: the model's skops trust list if known (else
-    computed).
-
-    ``classes`` names the model's classes in label order; it is stored in the MLmodel metadata.
-
-    Logging once and copying (rather than saving twice) halves the serialisation work and makes
-    the local folder byte-identical to the logged model. Returns MLflow's ModelInfo
-    (``model_uri``, ``model_id``, ``run_id``).
-    """
-    import mlflow.sklearn
-
-    with tempfile.TemporaryDirectory() as staging:
-        trusted = trusted if trusted is not None else trusted_types(model)
-        kwargs = _model_kwargs(model, example, _stage_code(Path(staging)), classes, trusted)
-        return _log_to_run(
-            mlflow.sklearn, run_id, experiment_id, local_dir, name, sk_model=model, **kwargs
-        )
 
 
 def save_skops(model: Any, path: Path) -> None:

@@ -140,7 +140,7 @@ def test_a_model_trained_on_cuda_predicts_and_exports_like_on_the_cpu():
     images = pattern_images(test_labels, 16, 3, seed=9)
     on_gpu = cnn.predict_proba(cnn.Probabilities(model), images)
     assert np.mean(on_gpu.argmax(1) == test_labels) >= 0.95
-    served = cnn.Probabilities(model).cpu().eval()  # what log_and_save_torch exports
+    served = cnn.Probabilities(model).cpu().eval()  # what model_preparation logs
     on_cpu = cnn.predict_proba(served, images)
     assert np.allclose(on_gpu, on_cpu, atol=1e-4)
     exported = torch.export.export(served, (torch.from_numpy(images[:2]),)).module()

@@ -134,7 +134,7 @@ def test_logged_models_load_without_unpickling(tmp_path, monkeypatch):
     import mlflow
 
     from lab1.core import cnn
-    from lab1.core.model_io import load_torch_model, log_and_save_torch
+    from lab1.core.model_io import keep_copy, load_torch_model, torch_options
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     from lab1.core.tracking import connect
@@ -144,15 +144,11 @@ def test_logged_models_load_without_unpickling(tmp_path, monkeypatch):
     images = pattern_images(labels, 16, 1, seed=4)
     model = cnn.ImageClassifier(*cnn.channel_stats(images), classes=2, width=4, dropout=0.0)
     model.eval()
-    with mlflow.start_run() as run:
-        info = log_and_save_torch(
-            cnn.Probabilities(model),
-            images[:2],
-            tmp_path / "model",
-            ["a", "b"],
-            run.info.run_id,
-            run.info.experiment_id,
-        )
+    with mlflow.start_run() as run:  # as model_preparation does
+        served = cnn.Probabilities(model).eval()
+        options = torch_options(served, images[:2], ["a", "b"])
+        info = mlflow.pytorch.log_model(served, name="model", **options)
+        keep_copy(info, tmp_path / "model")
     assert info.run_id == run.info.run_id
     mlmodel = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
     assert mlmodel["metadata"] == {"classes": ["a", "b"]}

@@ -49,7 +49,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     from sklearn.pipeline import Pipeline
 
     from lab1.core import registry
-    from lab1.core.model_io import load_model, log_and_save
+    from lab1.core.model_io import keep_copy, load_model, sklearn_options
 
     root = tmp_path_factory.mktemp("service-models")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -72,11 +72,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
                 ]
             )
             model.fit(x, y)
-            with mlflow.start_run(experiment_id=experiment) as run:
+            with mlflow.start_run(experiment_id=experiment) as run:  # as model_preparation does
                 folder = root / f"v{version}"
-                info = log_and_save(
-                    model, x.head(3), folder, ["normal", "faulty"], run.info.run_id, experiment
-                )
+                with sklearn_options(model, x.head(3), ["normal", "faulty"]) as options:
+                    info = mlflow.sklearn.log_model(model, name="model", **options)
+                keep_copy(info, folder)
             tags = {
                 "git.commit": f"commit{version}",
                 "data.digest": f"digest{version}",
@@ -122,7 +122,7 @@ def image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
     import mlflow
 
     from lab1.core import cnn
-    from lab1.core.model_io import load_torch_model, log_and_save_torch
+    from lab1.core.model_io import keep_copy, load_torch_model, torch_options
     from tests.lab1.image_archives import pattern_images
 
     root = tmp_path_factory.mktemp("image-model")
@@ -134,14 +134,9 @@ def image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
         from lab1.core.tracking import connect
 
         connect()
-        with mlflow.start_run() as run:
-            log_and_save_torch(
-                cnn.Probabilities(model),
-                images[:2],
-                root / "model",
-                ["circle", "square", "star"],
-                run.info.run_id,
-                run.info.experiment_id,
-            )
+        with mlflow.start_run():  # as model_preparation does
+            served = cnn.Probabilities(model).eval()
+            options = torch_options(served, images[:2], ["circle", "square", "star"])
+            keep_copy(mlflow.pytorch.log_model(served, name="model", **options), root / "model")
     expected = cnn.predict_proba(load_torch_model(root / "model"), images)
     return ImageModel(root / "model", images, expected)

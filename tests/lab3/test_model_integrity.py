@@ -28,7 +28,7 @@ def registered(tmp_path, monkeypatch):
     from lab1.core import registry
     from lab1.core.features import build_preprocessor
     from lab1.core.mlflow_ui import experiment_id
-    from lab1.core.model_io import log_and_save
+    from lab1.core.model_io import keep_copy, sklearn_options
     from lab1.core.tracking import connect
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -38,10 +38,10 @@ def registered(tmp_path, monkeypatch):
     ).fit(x, y)
     client = connect()
     experiment = experiment_id(client, "integrity-tests")
-    with mlflow.start_run(experiment_id=experiment) as run:
-        info = log_and_save(
-            model, x.head(3), tmp_path / "local", ["normal", "faulty"], run.info.run_id, experiment
-        )
+    with mlflow.start_run(experiment_id=experiment):  # as model_preparation does
+        with sklearn_options(model, x.head(3), ["normal", "faulty"]) as options:
+            info = mlflow.sklearn.log_model(model, name="model", **options)
+        keep_copy(info, tmp_path / "local")
     registry.register(info.model_uri, NAME, {})
     location = client.get_logged_model(info.model_id).artifact_location
     return Path(location.removeprefix("file://")), model
