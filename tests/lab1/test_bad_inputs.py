@@ -67,9 +67,15 @@ def write(relative: str, content: bytes | str, *vouch: str) -> Callable[[Path], 
     return edit
 
 
-def edit_raw(name: str, edit: Callable[[str], str]) -> Callable[[Path], None]:
-    """Change a raw station file, reseal the manifest and vouch: as if data_creation made it."""
-    return lambda root: reseal_raw(root, name, edit)
+def a_station(root: Path, split: str) -> Path:
+    """One station file of ``split`` as data_creation wrote it (which stations: params.yaml)."""
+    return min((root / "data" / "raw" / split).glob("*.csv"))
+
+
+def edit_raw(split: str, edit: Callable[[str], str]) -> Callable[[Path], None]:
+    """Change a raw station file of ``split``, reseal the manifest and vouch: as if data_creation
+    made it."""
+    return lambda root: reseal_raw(root, f"{split}/{a_station(root, split).name}", edit)
 
 
 def relabel_manifest(root: Path, dataset: str) -> None:
@@ -157,8 +163,8 @@ CASES = [
     Case(
         "station-twice",
         "data_creation",
-        r"stations: .* lists davos more than once",
-        break_it=param_change("data_creation.temperature.stations", lambda s: ["davos", *s]),
+        r"stations: .* lists \w+ more than once",
+        break_it=param_change("data_creation.temperature.stations", lambda s: [s[0], *s]),
     ),
     Case(
         "test-station-unknown",
@@ -307,13 +313,13 @@ CASES = [
         "raw-changed-by-hand",
         "data_preprocessing",
         r"data/raw: not the output of a finished data_creation run",
-        break_it=remove("data/raw/train/davos.csv"),
+        break_it=lambda root: a_station(root, "train").unlink(),
     ),
     Case(
         "raw-column-missing",
         "data_preprocessing",
-        r"davos.csv: column 'temperature' missing",
-        break_it=edit_raw("train/davos.csv", lambda t: t.replace("temperature", "temp", 1)),
+        r"train/\w+\.csv: column 'temperature' missing",
+        break_it=edit_raw("train", lambda t: t.replace("temperature", "temp", 1)),
     ),
     Case(
         "raw-manifest-garbled",
@@ -559,7 +565,7 @@ def test_a_date_given_with_s_is_read_like_dvc_does(ran, tmp_path):
     project = copy_of(ran, tmp_path / "project")
     done = project.run("data_creation", *SMALL, "-S", f"{T}.start_date=2022-01-01")
     assert done.returncode == 0, done.stderr
-    first = (project.root / "data/raw/train/davos.csv").read_text().splitlines()[1]
+    first = a_station(project.root, "train").read_text().splitlines()[1]
     assert first.startswith("2022-01-01,")
 
 

@@ -60,11 +60,17 @@ def raw(project: Project, name: str) -> Path:
     return project.root / "data" / "raw" / name
 
 
+def a_station(project: Project, split: str) -> str:
+    """One station file of ``split`` as data_creation wrote it (which stations: params.yaml)."""
+    return f"{split}/{min(p.name for p in raw(project, split).glob('*.csv'))}"
+
+
 CHANGED_BY_HAND = "data/raw: not the output of a finished data_creation run"
 
 
 def test_raw_data_changed_by_hand_is_refused(broken):
-    raw(broken, "train/davos.csv").unlink()
+    train = a_station(broken, "train")
+    raw(broken, train).unlink()
     done = broken.run("data_preprocessing", *SMALL)
     assert_clean_failure(done, CHANGED_BY_HAND, untouched=broken.root / "data" / "processed")
     runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
@@ -73,16 +79,18 @@ def test_raw_data_changed_by_hand_is_refused(broken):
 
 
 def test_a_refusal_names_the_file_that_changed_with_both_digests(broken):
+    train = a_station(broken, "train")
+    test = a_station(broken, "test")
     from lab1.core.io import file_sha256
 
-    edited, deleted = raw(broken, "test/moscow.csv"), raw(broken, "train/davos.csv")
+    edited, deleted = raw(broken, test), raw(broken, train)
     was_edited, was_deleted = file_sha256(edited), file_sha256(deleted)
     edited.write_text(edited.read_text() + "\n")
     done = broken.run("data_preprocessing", *SMALL)
     assert_clean_failure(
         done,
         CHANGED_BY_HAND,
-        f"data/raw/test/moscow.csv changed since its last run wrote it (sha256 {was_edited[:12]}, "
+        f"data/raw/{test} changed since its last run wrote it (sha256 {was_edited[:12]}, "
         f"now {file_sha256(edited)[:12]})",
         untouched=broken.root / "data" / "processed",
     )
@@ -90,24 +98,26 @@ def test_a_refusal_names_the_file_that_changed_with_both_digests(broken):
     deleted.unlink()
     done = broken.run("data_preprocessing", *SMALL)
     assert (
-        "data/raw/train/davos.csv changed since its last run wrote it "
+        f"data/raw/{train} changed since its last run wrote it "
         f"(sha256 {was_deleted[:12]}, now none)" in done.stderr
     ), done.stderr
 
 
 def test_missing_raw_file(broken):
-    raw(broken, "train/davos.csv").unlink()
+    train = a_station(broken, "train")
+    raw(broken, train).unlink()
     vouch_for(broken.root, "data_creation")  # as if data_creation had left it so
     done = broken.run("data_preprocessing", *SMALL)
     assert_clean_failure(
-        done, "data/raw/train/davos.csv: listed in", untouched=broken.root / "data" / "processed"
+        done, f"data/raw/{train}: listed in", untouched=broken.root / "data" / "processed"
     )
 
 
 def test_garbled_raw_file(broken):
-    raw(broken, "test/moscow.csv").write_bytes(b"\x00\xff garbage")
+    test = a_station(broken, "test")
+    raw(broken, test).write_bytes(b"\x00\xff garbage")
     vouch_for(broken.root, "data_creation")
-    assert_preprocessing_fails(broken, "test/moscow.csv: content changed since data_creation")
+    assert_preprocessing_fails(broken, f"{test}: content changed since data_creation")
 
 
 def edit_and_reseal(project: Project, name: str, edit) -> None:
@@ -116,11 +126,14 @@ def edit_and_reseal(project: Project, name: str, edit) -> None:
 
 
 def test_missing_column(broken):
-    edit_and_reseal(broken, "train/davos.csv", lambda t: t.replace("temperature", "temp", 1))
-    assert_preprocessing_fails(broken, "train/davos.csv: column 'temperature' missing")
+    train = a_station(broken, "train")
+    edit_and_reseal(broken, train, lambda t: t.replace("temperature", "temp", 1))
+    assert_preprocessing_fails(broken, f"{train}: column 'temperature' missing")
 
 
 def test_non_numeric_reading(broken):
+    train = a_station(broken, "train")
+
     def edit(text: str) -> str:
         lines = text.splitlines()
         fields = lines[5].split(",")
@@ -128,8 +141,8 @@ def test_non_numeric_reading(broken):
         lines[5] = ",".join(fields)
         return "\n".join(lines) + "\n"
 
-    edit_and_reseal(broken, "train/davos.csv", edit)
-    assert_preprocessing_fails(broken, "train/davos.csv: line 6: temperature='hot' is not a number")
+    edit_and_reseal(broken, train, edit)
+    assert_preprocessing_fails(broken, f"{train}: line 6: temperature='hot' is not a number")
 
 
 def test_empty_train_folder(broken):
@@ -190,14 +203,16 @@ def test_malformed_user_csv(project, tmp_path):
 
 
 def test_a_stage_process_fails_the_same_way(broken):
-    raw(broken, "train/davos.csv").unlink()
+    train = a_station(broken, "train")
+    raw(broken, train).unlink()
     done = broken.stage("data_preprocessing", *SMALL)
     assert_clean_failure(done, CHANGED_BY_HAND, untouched=broken.root / "data" / "processed")
 
 
 def test_failed_stage_run_is_marked_failed(broken):
-    edit_and_reseal(broken, "train/davos.csv", lambda t: t.replace("temperature", "temp", 1))
+    train = a_station(broken, "train")
+    edit_and_reseal(broken, train, lambda t: t.replace("temperature", "temp", 1))
     broken.run("data_preprocessing", *SMALL)
     runs = [r for r in broken.runs() if r.data.tags["mlflow.runName"] == "data_preprocessing"]
     assert [r.info.status for r in runs] == ["FAILED"]
-    assert "davos.csv" in runs[0].data.tags["mlops.error"]
+    assert train in runs[0].data.tags["mlops.error"]
