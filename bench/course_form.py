@@ -66,7 +66,7 @@ with mlflow.start_run(run_name=STAGE, parent_run_id=PARENT):
         mlflow.log_params({"window": window})
         x_train, y_train = windows("train")
         mlflow.log_input(from_pandas(x_train, name="raw-train"), context="input")
-        pre = build_preprocessor(window, params.data_preprocessing.missing_rule).fit(x_train)
+        pre = build_preprocessor(params.data_preprocessing).fit(x_train)
         skops.io.dump(pre, WORK / "preprocessor.skops")
         x_train.assign(label=y_train).to_parquet(WORK / "train.parquet")
         x_test, y_test = windows("test")

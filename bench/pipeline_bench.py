@@ -130,7 +130,7 @@ def single_process_floor(workdir: Path) -> tuple[float, float]:
         arrays[split] = (np.vstack(windows), np.concatenate(labels))
     (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
     columns = window_columns(window)
-    pre = build_preprocessor(window, params.data_preprocessing.missing_rule)
+    pre = build_preprocessor(params.data_preprocessing)
     pre.fit(pd.DataFrame(x_train, columns=columns))
     features = pre.transform(pd.DataFrame(x_train, columns=columns))
     pd.DataFrame(features).to_parquet(workdir / "train.parquet")

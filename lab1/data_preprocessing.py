@@ -2,7 +2,7 @@
 
 temperature: turns each station's daily series into one row per day holding the raw readings of
 a window around it (the model's input), builds features from that window (missing readings
-handled by data_preprocessing.missing_rule), fits a StandardScaler on the TRAIN stations only and
+handled by data_preprocessing.missing_rule), fits the scaler on the TRAIN stations only and
 applies it to both splits. The fitted preprocessor is saved so that the logged model takes raw
 readings.
 
@@ -53,7 +53,7 @@ def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
     for split, frame in (("train", train), ("test", test)):
         tables.check_both_classes(frame, PATHS.raw / split)  # faulty and normal days in each
     # Fit on train only: fitting the scaler on test would leak its statistics.
-    preprocessor = tables.fit_preprocessor(train, window, params.data_preprocessing.missing_rule)
+    preprocessor = tables.fit_preprocessor(train, params.data_preprocessing)
     train = tables.add_features(train, preprocessor)
     test = tables.add_features(test, preprocessor)
     tables.write_processed(train, test, preprocessor, PATHS.processed)  # atomically

@@ -238,6 +238,15 @@ def changed(section: Any, **changes: Any) -> Any:
     return section.model_copy(update=changes)
 
 
+def preprocessing(**changes: Any) -> Any:
+    """params.yaml's data_preprocessing section with ``changes``: what a test builds its
+    preprocessor from, so that a new option of the stage reaches every test with its value."""
+    from lab1.core.params import load_params
+    from lab1.core.paths import PATHS
+
+    return changed(load_params(PATHS.params).data_preprocessing, **changes)
+
+
 def param_change(
     key: str, value: Any = None, *, text: str | None = None, rename: str | None = None
 ) -> Callable[[Path], None]:

@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lab1.core.params import MISSING_RULES
+from lab1.core.params import MISSING_RULES, DataPreprocessingParams
 
 FEATURE_NAMES = (
     "day_missing",
@@ -158,9 +158,14 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         return values
 
 
-def build_preprocessor(window: int, missing_rule: str) -> Pipeline:
-    """Raw windows -> features -> StandardScaler. Fit it on train only: fitting the scaler on
-    test data would leak the test stations' statistics into training."""
+def build_preprocessor(params: DataPreprocessingParams) -> Pipeline:
+    """Raw windows -> features -> StandardScaler, as ``params`` (params.yaml's data_preprocessing)
+    says: the one place that reads that section for the model, so a new option is read here
+    only. Fit it on train only: fitting the scaler on test data would leak the test stations'
+    statistics into training."""
     return Pipeline(
-        [("features", WindowFeatures(window, missing_rule)), ("scale", StandardScaler())]
+        [
+            ("features", WindowFeatures(params.window, params.missing_rule)),
+            ("scale", StandardScaler()),
+        ]
     )

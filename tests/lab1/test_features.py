@@ -12,6 +12,7 @@ from lab1.core.features import (
     window_columns,
     window_features,
 )
+from tests.project import preprocessing
 
 
 def feature(windows, name, rule="interpolate"):
@@ -65,7 +66,7 @@ def test_transformer_is_stateless_and_checks_width():
 def test_preprocessor_scales_with_train_statistics_only():
     rng = np.random.default_rng(1)
     train, test = rng.normal(0, 1, (300, 15)), rng.normal(0, 5, (300, 15))
-    pre = build_preprocessor(7, "interpolate").fit(train)
+    pre = build_preprocessor(preprocessing(window=7)).fit(train)
     scaled_train, scaled_test = pre.transform(train), pre.transform(test)
     np.testing.assert_allclose(scaled_train.mean(axis=0)[2:], 0, atol=1e-9)
     # The test data is five times noisier; fitted on train only, its spread stays visible.

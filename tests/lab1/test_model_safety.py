@@ -20,7 +20,7 @@ import skops.io
 
 from lab1.core import model_io
 from lab1.core.errors import DataError
-from tests.project import changed
+from tests.project import changed, preprocessing
 
 GADGETS = {
     # subprocess.check_output under its own name, and under scikit-learn's (the name a
@@ -165,7 +165,7 @@ def test_every_model_the_project_trains_needs_only_the_trusted_types():
         for classes in (2, 3):
             model = Pipeline(
                 [
-                    ("pre", build_preprocessor(7, "interpolate")),
+                    ("pre", build_preprocessor(preprocessing(window=7))),
                     ("est", build_estimator(changed(params, estimator=estimator))),
                 ]
             ).fit(x, rng.integers(0, classes, len(x)))

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from lab1.core.features import build_preprocessor, window_columns
+from tests.project import preprocessing
 
 NAME = "temperature-classifier"
 
@@ -67,7 +68,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         for version, c in (("1", 0.05), ("2", 5.0)):  # two genuinely different models
             model = Pipeline(
                 [
-                    ("preprocess", build_preprocessor(7, "interpolate")),
+                    ("preprocess", build_preprocessor(preprocessing(window=7))),
                     ("classify", LogisticRegression(C=c, max_iter=2000)),
                 ]
             )

@@ -13,6 +13,7 @@ from lab1.core.errors import DataError
 from lab3.service.model import ModelInfo, load
 from lab3.service.watcher import ModelWatcher
 from tests.lab3.conftest import windows
+from tests.project import preprocessing
 
 NAME = "integrity-classifier"
 
@@ -34,7 +35,10 @@ def registered(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     x, y = windows(200, seed=3)
     model = Pipeline(
-        [("preprocess", build_preprocessor(7, "interpolate")), ("classify", LogisticRegression())]
+        [
+            ("preprocess", build_preprocessor(preprocessing(window=7))),
+            ("classify", LogisticRegression()),
+        ]
     ).fit(x, y)
     client = connect()
     experiment = experiment_id(client, "integrity-tests")

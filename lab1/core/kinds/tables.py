@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import DataError
 from lab1.core.io import atomic_dir, atomic_path, file_sha256, write_json
-from lab1.core.params import Params
+from lab1.core.params import DataPreprocessingParams, Params
 from lab1.core.paths import PATHS
 
 if TYPE_CHECKING:
@@ -99,12 +99,12 @@ def check_both_classes(frame: pd.DataFrame, where: Path) -> None:
         )
 
 
-def fit_preprocessor(train: pd.DataFrame, window: int, missing_rule: str) -> Any:
+def fit_preprocessor(train: pd.DataFrame, params: DataPreprocessingParams) -> Any:
     """The features-and-scaler pipeline (lab1/core/features.py), fitted on ``train``'s windows."""
     from lab1.core.features import build_preprocessor, window_columns
 
-    preprocessor = build_preprocessor(window, missing_rule)
-    preprocessor.fit(train[window_columns(window)])
+    preprocessor = build_preprocessor(params)
+    preprocessor.fit(train[window_columns(params.window)])
     return preprocessor
 
 
