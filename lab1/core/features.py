@@ -9,13 +9,20 @@ it never saw. It sits inside the logged model, which therefore takes raw reading
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lab1.core.params import MISSING_RULES, DataPreprocessingParams
+if TYPE_CHECKING:
+    from lab1.core.params import DataPreprocessingParams
+
+# A copy of params.MISSING_RULES: the logged model carries this one module (its code_paths) and
+# must load where the project is not, so it imports nothing of lab1; test_features ties the two.
+MISSING_RULES = ("interpolate", "window_median")
 
 FEATURE_NAMES = (
     "day_missing",

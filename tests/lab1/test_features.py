@@ -36,6 +36,13 @@ def test_missing_rules():
         fill_missing(row, "zero")
 
 
+def test_the_models_copy_of_the_missing_rules_is_params_yamls_choice_list():
+    """features.py keeps its own copy (the logged model imports nothing of the project)."""
+    from lab1.core import features, params
+
+    assert features.MISSING_RULES == params.MISSING_RULES
+
+
 def test_features_do_not_depend_on_the_climate():
     rng = np.random.default_rng(0)
     windows = rng.normal(0, 2, size=(50, 15))

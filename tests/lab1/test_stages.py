@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,23 @@ def test_check_declared_allows_only_the_contract(tmp_path):
         check_declared("data_creation", PATHS.registration, "writes")
     with pytest.raises(UndeclaredIO):
         check_declared("data_creation", tmp_path / "elsewhere.csv", "reads")
+
+
+def test_the_logged_model_loads_without_the_project(ran, tmp_path):
+    """MLflow's own loader, in a process that cannot import the project: the model carries the
+    one module it needs (features.py, its code_paths), and that module imports nothing of lab1."""
+    project, _ = ran
+    model_dir = project.root / "models" / "model"
+    script = f"""
+import os, sys
+sys.path = [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "lab1"))]
+import mlflow.sklearn, pandas as pd
+model = mlflow.sklearn.load_model({str(model_dir)!r})
+example = pd.read_json({str(model_dir / "input_example.json")!r}, orient="split")
+print(model.predict_proba(example).shape, sorted(m for m in sys.modules if m.startswith("lab1")))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split(")")[1].strip() == "['lab1', 'lab1.core', 'lab1.core.features']"
