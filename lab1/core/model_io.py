@@ -157,10 +157,31 @@ def load_torch_model(local_dir: Path) -> Any:
 
 
 def save_skops(model: Any, path: Path) -> None:
-    """Write a scikit-learn object with skops (what load_skops reads back)."""
+    """Write a scikit-learn object with skops (what load_skops reads back), the same bytes for the
+    same object: skops names its arrays by id() and dates the zip's entries now, so the ids are
+    renumbered in order of appearance and the entries dated 1980. A stage re-run on the same
+    data then writes the same digest, and what later stages made from it stays valid."""
+    import io
+    import re
+    import zipfile
+
     import skops.io
 
-    skops.io.dump(model, path)
+    written = zipfile.ZipFile(io.BytesIO(skops.io.dumps(model)))
+    ids: dict[str, str] = {}
+
+    def renumber(found: re.Match[str]) -> str:
+        return ids.setdefault(found[0], str(len(ids) + 1))
+
+    schema = written.read("schema.json").decode()
+    schema = re.sub(r'(?<="__id__": )\d+|(?<="file": ")\d+(?=\.npy")', renumber, schema)
+    files = {f"{ids[n.removesuffix('.npy')]}.npy": written.read(n) for n in written.namelist()
+             if n != "schema.json"}  # fmt: skip
+    with zipfile.ZipFile(path, "w") as out:
+        for name, data in sorted({**files, "schema.json": schema.encode()}.items()):
+            entry = zipfile.ZipInfo(name)  # dated 1980-01-01
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(entry, data)
 
 
 def load_skops(path: Path) -> Any:
