@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from lab1.core import cnn  # noqa: E402
 from lab1.core.datasets.images import make_images  # noqa: E402
 from lab1.core.params import load_params  # noqa: E402
 
@@ -35,6 +34,8 @@ from lab1.core.params import load_params  # noqa: E402
 def fashion_mnist(overrides: list[str], out: Path) -> None:
     """One rank's training on Fashion-MNIST (all ranks under torchrun); rank 0 writes what it
     measured to ``out``."""
+    from lab1.core import cnn  # torch: imported for the work, not for --help
+
     params = load_params(ROOT / "params.yaml", ["dataset=fashion_mnist", *overrides])
     with tempfile.TemporaryDirectory() as cache:
         data = make_images(
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # a rank of one run
     args = parser.parse_args(argv)
+    try:
+        from lab1.core import cnn
+    except ModuleNotFoundError as exc:  # the quick tier's environment has no torch
+        sys.stderr.write(f"{exc.name} is not installed: `bash pipeline.sh --setup --images`\n")
+        return 2
     if args.worker:
         fashion_mnist(args.overrides, args.worker)
         return 0

@@ -142,6 +142,8 @@ TESTED: dict[str, str] = {
     "test_image_pipeline_end_to_end",
     "python -m lab1.core.distributed": "tests/lab1/test_distributed.py::"
     "test_two_processes_train_the_model_one_process_would",
+    "python -m lab1.core.distributed --standalone --nproc-per-node N -m lab1.model_preparation"
+    " ...": "tests/lab1/test_distributed.py::test_two_processes_train_the_model_one_process_would",
     "make mlflow-run": MLFLOW_RUN,
     "make mlflow-run ENTRY=model_testing": MLFLOW_RUN,
     "make serve": SIMULATED,

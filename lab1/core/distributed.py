@@ -229,7 +229,11 @@ def _pass_workspace_lock() -> None:
 
 def launch(argv: list[str]) -> int:
     """torchrun with ``argv``; a failed rank: one ERROR line naming it and the cause, exit 1."""
-    from torch.distributed import run as torchrun
+    try:
+        from torch.distributed import run as torchrun
+    except ModuleNotFoundError:  # an environment made without the image datasets' lock
+        logger.error("torch is not installed: `bash pipeline.sh --setup --images` installs it")
+        return 1
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     # torchrun's own report of a failure is a page; the line below says what it says. Its
@@ -272,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
         return run_script("model_preparation", show)
+    if argv[:1] in (["-h"], ["--help"]):  # this wrapper's use; torchrun's options: its own --help
+        sys.stdout.write(f"{__doc__}\ntorchrun's options: python -m torch.distributed.run --help\n")
+        return 0
     setup_logging()
     return launch(argv)
 
