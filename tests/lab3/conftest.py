@@ -7,6 +7,10 @@ a sample of raw reading windows with the offline predictions to compare against.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ import pandas as pd
 import pytest
 
 from lab1.core.features import build_preprocessor, window_columns
-from tests.project import preprocessing
+from tests.project import REPO, clean_env, preprocessing
 
 NAME = "temperature-classifier"
 
@@ -102,6 +106,29 @@ def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
             return value
         time.sleep(every)
     pytest.fail(f"condition not met within {timeout} s")
+
+
+def run_monitor(*args: str) -> subprocess.CompletedProcess:
+    """``python -m lab3.monitor`` with these arguments, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lab3.monitor", *args],
+        cwd=REPO,
+        env=clean_env(PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def wait_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and the seconds that took."""
+    started = time.perf_counter()
+    sock.settimeout(timeout)
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received, time.perf_counter() - started
 
 
 def rows(frame: pd.DataFrame) -> list[list[float | None]]:

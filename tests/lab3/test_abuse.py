@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import loopback
+from tests.lab3.conftest import wait_answer
 
 pytestmark = pytest.mark.e2e
 MIB = 2**20
@@ -220,7 +221,7 @@ def test_thousands_of_half_sent_heads_never_hold_more_than_the_cap_and_time_out(
         assert slowest < 1.0, slowest
         answers = []
         for sock in socks:  # at most head_timeout_s after each was opened
-            answer, _ = _until_closed(sock, timeout=serving.head_timeout_s + 5)
+            answer, _ = wait_answer(sock, timeout=serving.head_timeout_s + 5)
             answers.append(answer[:13])
         assert time.monotonic() - started < 2 * serving.head_timeout_s + 5
     finally:
@@ -231,13 +232,3 @@ def test_thousands_of_half_sent_heads_never_hold_more_than_the_cap_and_time_out(
     assert timed_out + made_room == len(socks), set(answers)
     assert timed_out >= serving.max_connections // 2, (timed_out, made_room)
     assert health_seconds(host, port) < 1.0
-
-
-def _until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
-    started = time.perf_counter()
-    sock.settimeout(timeout)
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(4096):
-            received += chunk
-    return received, time.perf_counter() - started

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests import loopback
-from tests.lab3.conftest import wait_for
+from tests.lab3.conftest import wait_answer, wait_for
 
 KIB = 1024
 
@@ -138,17 +138,6 @@ def capped_port(models):
 
     with uvicorn_serving(models.folders["1"], limited(Limits(**CAPPED))) as serving:
         yield serving
-
-
-def wait_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, float]:
-    """Everything the server sends until it closes the connection, and the seconds that took."""
-    started = time.perf_counter()
-    sock.settimeout(timeout)
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(4096):
-            received += chunk
-    return received, time.perf_counter() - started
 
 
 def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed_at_the_deadline(quick_port):

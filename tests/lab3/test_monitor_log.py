@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tracemalloc
 from datetime import UTC, datetime
 
@@ -19,7 +18,8 @@ from lab1.core import profile as profiles
 from lab1.core.errors import DataError
 from lab1.core.params import load_params
 from lab3.monitor import checks, report, traffic
-from tests.project import REPO, clean_env
+from tests.lab3.conftest import run_monitor
+from tests.project import REPO
 
 WINDOW = (datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
 COLUMNS = [f"t_{i}" for i in range(15)]
@@ -127,17 +127,6 @@ def test_a_window_is_read_as_arrays_not_held_as_json(tmp_path):
         tracemalloc.stop()
     assert len(got.keys) == 40_000
     assert peak < 4 * size, (peak, size)
-
-
-def run_monitor(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lab3.monitor", *args],
-        cwd=REPO,
-        env=clean_env(PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def one_error(done: subprocess.CompletedProcess) -> str:

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from lab1.core import profile as profiles
+from tests.lab3.conftest import run_monitor
 from tests.project import REPO, clean_env
 
 
@@ -77,17 +78,6 @@ def test_the_profile_holds_no_training_rows():
         "window": 7, "missing_rule": "interpolate"})  # fmt: skip
     sizes = {len(m["quantiles"]) for m in built["measures"].values()}
     assert sizes == {profiles.QUANTILE_LEVELS}  # a fixed size, whatever the training set's
-
-
-def run_monitor(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lab3.monitor", *args],
-        cwd=REPO,
-        env=clean_env(PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_bad_input_is_one_line_naming_what_is_wrong(tmp_path):
