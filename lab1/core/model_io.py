@@ -69,13 +69,13 @@ def trusted_types(model: Any) -> list[str]:
 
 @contextlib.contextmanager
 def sklearn_options(
-    model: Any, example: pd.DataFrame, classes: list[str], trusted: list[str] | None = None
+    model: Any, example: pd.DataFrame, classes: list[str]
 ) -> Iterator[dict[str, Any]]:
     """The arguments of ``mlflow.sklearn.log_model`` for the pipeline's model: skops (no pickle)
-    with its exact-name trust list (``trusted`` if known, else computed), signature, input
-    example, exact pip requirements, the class names in label order (the MLmodel's metadata)
-    and, as code_paths, just the one module the model needs (lab1/core/features.py), staged in
-    a temporary folder that lives while the model is logged."""
+    with its exact-name trust list, signature, input example, exact pip requirements, the class
+    names in label order (the MLmodel's metadata) and, as code_paths, just the one module the
+    model needs (lab1/core/features.py), staged in a temporary folder that lives while the model
+    is logged."""
     from mlflow.models import infer_signature
 
     with tempfile.TemporaryDirectory() as staging:
@@ -87,7 +87,7 @@ def sklearn_options(
         yield {
             "metadata": {"classes": list(classes)},
             "serialization_format": "skops",
-            "skops_trusted_types": trusted if trusted is not None else trusted_types(model),
+            "skops_trusted_types": trusted_types(model),
             "signature": infer_signature(example, model.predict(example)),
             "input_example": example,
             "pip_requirements": pip_requirements(),
@@ -187,18 +187,13 @@ def save_skops(model: Any, path: Path) -> None:
 def load_skops(path: Path) -> Any:
     """Read a skops file under the trust policy of allowed_types (never unpickles); a missing or
     unreadable file raises DataError naming it."""
-    return load_skops_trusted(path)[0]
-
-
-def load_skops_trusted(path: Path) -> tuple[Any, list[str]]:
-    """load_skops, also returning the non-default types it trusted (the MLmodel records them)."""
     import skops.io
 
     if not path.exists():
         raise DataError(f"{path}: file not found (run the stage that writes it first)")
     try:
         trusted = allowed_types(skops.io.get_untrusted_types(file=path), str(path))
-        return skops.io.load(path, trusted=trusted), trusted
+        return skops.io.load(path, trusted=trusted)
     except Exception as exc:
         raise DataError(f"{path}: cannot load ({exc})") from None
 
