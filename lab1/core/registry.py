@@ -107,35 +107,24 @@ def reconcile(client: MlflowClient, name: str) -> list[str]:
         if version.tags.get(DECISION) != "pending":
             continue
         promoted = current is not None and current.version == version.version
+        outcome = "promoted" if promoted else "abandoned"
         run_id = version.tags.get("lineage.run_id")
         if run_id:  # the registration run says what happened, as the version does
             with contextlib.suppress(Exception):  # a run deleted since: the version still settles
-                client.set_tag(run_id, DECISION, "promoted" if promoted else "abandoned")
-        if promoted:
-            _set_tags(client, name, version.version, {DECISION: "promoted"})
-            logger.warning(
-                "%s version %s: registration was interrupted after the alias moved; "
-                "now marked promoted",
-                name,
-                version.version,
+                client.set_tag(run_id, DECISION, outcome)
+        settle = {DECISION: outcome}
+        if not promoted:
+            settle["gate.reason"] = (
+                f"registration interrupted before the {CHAMPION} alias moved; never served"
             )
-        else:
-            _set_tags(
-                client,
-                name,
-                version.version,
-                {
-                    DECISION: "abandoned",
-                    "gate.reason": "registration interrupted before the "
-                    f"{CHAMPION} alias moved; never served",
-                },
-            )
-            logger.warning(
-                "%s version %s: registration was interrupted before the alias moved; "
-                "marked abandoned",
-                name,
-                version.version,
-            )
+        _set_tags(client, name, version.version, settle)
+        logger.warning(
+            "%s version %s: registration was interrupted %s the alias moved; %s",
+            name,
+            version.version,
+            "after" if promoted else "before",
+            "now marked promoted" if promoted else "marked abandoned",
+        )
         settled.append(version.version)
     return settled
 
@@ -156,16 +145,17 @@ def gate_state(
     current = champion(client, name)
     same = [v for v in versions(client, name) if v.tags.get(FINGERPRINT) == fingerprint]
     existing = same[-1] if same else None
-    is_champion = bool(existing and current and existing.version == current.version)
     state: dict[str, Any] = {
         "existing": existing.version if existing else None,
         "champion_version": current.version if current else None,
         "unchanged": None,
         "champion": None,
     }
-    if existing is not None and is_champion and _passed_under(existing, gate):
-        state["unchanged"] = {"version": existing.version, "champion": existing.version}
-    if current is not None and not is_champion:
+    if existing is not None and current is not None and existing.version == current.version:
+        passed = existing.tags.get("gate.last_decision") != "rejected"
+        if passed and existing.tags.get(SETTINGS) == gate.settings():  # nothing to decide
+            state["unchanged"] = {"version": existing.version, "champion": existing.version}
+    elif current is not None:
         model_dir = None
         if current.tags.get(TEST_DIGEST) != test_digest:
             model_dir = download_checked(
@@ -178,12 +168,6 @@ def gate_state(
             "model_dir": model_dir,
         }
     return state
-
-
-def _passed_under(version: ModelVersion, gate: GateParams) -> bool:
-    """The gate last checked ``version`` under these same settings, and it passed them."""
-    same_settings = version.tags.get(SETTINGS) == gate.settings()
-    return same_settings and version.tags.get("gate.last_decision") != "rejected"
 
 
 def register_gated(
@@ -223,7 +207,7 @@ def register_gated(
     result: dict[str, Any] = {
         "version": None,
         "passed": passed,
-        "decision": "promoted" if passed else "rejected",
+        "decision": decision.label,
         "reason": reason,
         "reference": reference.what if reference else None,
         "reference_accuracy": reference.accuracy if reference else None,
@@ -292,12 +276,8 @@ def promote(
     """Point `champion` at ``version``, recording where it came from, then mark the version and
     the registration run ``run_id`` promoted (in this order: see the module's note on crash
     consistency)."""
-    _set_tags(
-        client,
-        name,
-        version,
-        {"champion.previous_version": previous or "", "champion.promoted_at": _now()},
-    )
+    moved = {"champion.previous_version": previous or "", "champion.promoted_at": _now()}
+    _set_tags(client, name, version, moved)
     client.set_registered_model_alias(name, CHAMPION, version)
     if run_id:
         client.set_tag(run_id, DECISION, "promoted")
