@@ -16,16 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_CHUNK = 1 << 20
-
 
 def file_sha256(path: Path) -> str:
     """Return the hex sha256 of one file's bytes."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def tree_sha256(path: Path) -> str:
@@ -34,9 +29,7 @@ def tree_sha256(path: Path) -> str:
         return file_sha256(path)
     digest = hashlib.sha256()
     for name, file_digest in file_digests(path).items():
-        digest.update(name.encode())
-        digest.update(b"\0")
-        digest.update(file_digest.encode())
+        digest.update(f"{name}\0{file_digest}".encode())
     return digest.hexdigest()
 
 
