@@ -8,13 +8,13 @@ holds the files, and checked (check_files) before a registry model is loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab1.core.errors import DataError
+from lab1.core.io import file_digests, file_sha256
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -32,11 +32,7 @@ DOWNLOAD_NOTE = "registered_model_meta"
 
 def files_sha256(folder: Path) -> dict[str, str]:
     """{path relative to ``folder``: sha256} of every file of the model in it."""
-    return {
-        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() != DOWNLOAD_NOTE
-    }
+    return {name: digest for name, digest in file_digests(folder).items() if name != DOWNLOAD_NOTE}
 
 
 def check_files(folder: Path, recorded: str | None, where: str) -> None:
@@ -59,7 +55,7 @@ def check_files(folder: Path, recorded: str | None, where: str) -> None:
         path = (root / name).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise DataError(f"{where}: file {name} is missing, though it was logged with the model")
-        found = hashlib.sha256(path.read_bytes()).hexdigest()
+        found = file_sha256(path)
         if found != digest:
             raise DataError(
                 f"{where}: file {name} was changed since the model was logged (sha256 "
