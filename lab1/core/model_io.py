@@ -23,7 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from lab1.core import registry
 from lab1.core.errors import DataError, one_line
+from lab1.core.model_files import FILES_SHA256, download_checked, files_sha256
 from lab1.core.paths import PATHS
 
 logger = logging.getLogger(__name__)
@@ -42,12 +44,11 @@ TRUSTED_TYPES = frozenset(
 )
 ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 PICKLED = "a pickled model; this project loads only skops or torch.export files"
-# What loading the model needs, pinned to the versions that trained it.
-REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
 
 
-def pip_requirements() -> list[str]:
-    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+def pip_requirements(*names: str) -> list[str]:
+    """What loading the model needs, pinned to the versions that trained it."""
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def allowed_types(found: list[str], where: str) -> list[str]:
@@ -60,13 +61,6 @@ def allowed_types(found: list[str], where: str) -> list[str]:
     return sorted(found)
 
 
-def trusted_types(model: Any) -> list[str]:
-    """The non-default types skops must trust to load ``model`` (see allowed_types)."""
-    import skops.io
-
-    return allowed_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)), "model")
-
-
 @contextlib.contextmanager
 def sklearn_options(
     model: Any, example: pd.DataFrame, classes: list[str]
@@ -76,8 +70,10 @@ def sklearn_options(
     names in label order (the MLmodel's metadata) and, as code_paths, just the one module the
     model needs (lab1/core/features.py), staged in a temporary folder that lives while the model
     is logged."""
+    import skops.io
     from mlflow.models import infer_signature
 
+    trusted = allowed_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)), "model")
     with tempfile.TemporaryDirectory() as staging:
         package = Path(staging) / "lab1"
         (package / "core").mkdir(parents=True)
@@ -87,10 +83,12 @@ def sklearn_options(
         yield {
             "metadata": {"classes": list(classes)},
             "serialization_format": "skops",
-            "skops_trusted_types": trusted_types(model),
+            "skops_trusted_types": trusted,
             "signature": infer_signature(example, model.predict(example)),
             "input_example": example,
-            "pip_requirements": pip_requirements(),
+            "pip_requirements": pip_requirements(
+                "mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy"
+            ),
             "code_paths": [str(package)],
         }
 
@@ -108,7 +106,7 @@ def torch_options(model: Any, example: Any, classes: list[str]) -> dict[str, Any
         "serialization_format": "pt2",
         "input_example": example,
         "signature": infer_signature(example, output),
-        "pip_requirements": [f"{n}=={version(n)}" for n in ("mlflow", "torch", "numpy")],
+        "pip_requirements": pip_requirements("mlflow", "torch", "numpy"),
         "metadata": {"classes": list(classes)},
     }
 
@@ -119,8 +117,6 @@ def keep_copy(logged: Any, local_dir: Path) -> None:
     sha256 of each of its files on the LoggedModel, checked before every registry load."""
     import mlflow.artifacts
     from mlflow.tracking import MlflowClient
-
-    from lab1.core.model_files import FILES_SHA256, files_sha256
 
     local_dir.mkdir(parents=True)
     mlflow.artifacts.download_artifacts(artifact_uri=logged.model_uri, dst_path=str(local_dir))
@@ -133,7 +129,6 @@ def load_torch_model(local_dir: Path) -> Any:
     whose archive MLflow checks to be free of pickle payloads before torch reads it. A model
     saved with pickle ("pth") is refused before anything in it is read."""
     import mlflow.pytorch
-    from mlflow.exceptions import MlflowException
 
     flavor = _flavor(local_dir, "pytorch")
     data = local_dir / str(flavor.get("model_data", "data"))
@@ -144,10 +139,7 @@ def load_torch_model(local_dir: Path) -> Any:
     os.environ[ALLOW_PICKLE] = "false"
     try:
         return mlflow.pytorch.load_model(str(local_dir))
-    except MlflowException as exc:
-        first = exc.message.splitlines()[0]
-        raise DataError(f"{local_dir}: cannot load the model ({first})") from None
-    except Exception as exc:  # a garbled MLmodel or model file: torch's and yaml's own errors
+    except Exception as exc:  # MLflow's refusal, or a garbled MLmodel or model file
         raise DataError(f"{local_dir}: cannot load the model ({one_line(exc)})") from None
     finally:
         if previous is None:
@@ -212,9 +204,6 @@ def load_model(uri_or_dir: str | Path) -> Any:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from lab1.core import registry
-    from lab1.core.model_files import download_checked
-
     uri = str(uri_or_dir)
     with tempfile.TemporaryDirectory(prefix="mlops-model-") as staging:
         try:
@@ -224,9 +213,7 @@ def load_model(uri_or_dir: str | Path) -> Any:
             else:
                 local = mlflow.artifacts.download_artifacts(uri, dst_path=staging)
         except MlflowException as exc:
-            raise DataError(
-                f"{uri_or_dir}: cannot load the model ({exc.message.splitlines()[0]})"
-            ) from None
+            raise DataError(f"{uri_or_dir}: cannot load the model ({one_line(exc)})") from None
         return load_skops(_skops_file(Path(local)))
 
 
