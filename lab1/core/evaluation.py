@@ -26,15 +26,7 @@ def classification_metrics(
     baseline accuracy (what always answering the most common label would score)."""
     y_true = np.asarray(y_true).astype(int)
     y_pred = (np.asarray(proba) >= threshold).astype(int)
-    majority = np.bincount(y_true, minlength=2).max()
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y_true, proba)),
-        "baseline_accuracy": float(majority / len(y_true)),
-    }
+    return _metrics(y_true, y_pred, roc_auc_score(y_true, proba), "binary")
 
 
 def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -44,14 +36,20 @@ def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float
     proba = np.asarray(proba)
     if proba.shape[1] == 2:
         return classification_metrics(y_true, proba[:, 1], 0.5)
-    y_pred = proba.argmax(axis=1)
-    labels = list(range(proba.shape[1]))
+    roc_auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=list(range(proba.shape[1])))
+    return _metrics(y_true, proba.argmax(axis=1), roc_auc, "macro")
+
+
+def _metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, roc_auc: float, average: str
+) -> dict[str, float]:
+    """Both kinds' metrics; ``average``: how precision, recall and F1 span the classes."""
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "roc_auc": float(roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)),
+        "precision": float(precision_score(y_true, y_pred, average=average, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, average=average, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, average=average, zero_division=0)),
+        "roc_auc": float(roc_auc),
         "baseline_accuracy": float(np.bincount(y_true).max() / len(y_true)),
     }
 
