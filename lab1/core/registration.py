@@ -20,6 +20,7 @@ from lab1.core.io import write_json
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
+from lab1.core.registry import FINGERPRINT, TEST_DIGEST
 from lab1.core.tracking import CI_ENV_TAGS, dvc_state, git, is_embedded, sqlite_file, tracking_uri
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 def version_tags(lineage: dict[str, Any], report: dict[str, Any], run_id: str) -> dict[str, str]:
     """The lineage a registered version carries, from the records of the finished runs that
     made it (not from today's params.yaml, which may have changed since)."""
-    from lab1.core.registry import FINGERPRINT, TEST_DIGEST
-
     training = lineage["stages"].get("model_preparation", {})
     tags = {
         **{k: str(v) for k, v in training.get("git", {}).items()},
@@ -197,11 +196,11 @@ def registry_lock(name: str) -> Iterator[None]:
     uri = tracking_uri()
     # An embedded store is keyed on its database's resolved path, not the URI's text:
     # sqlite:////x/./a.db and sqlite:////x/a.db are one store and must share one lock.
-    store = str(sqlite_file(uri).resolve()) if is_embedded(uri) else uri
-    key = hashlib.sha256(f"{store}\0{name}".encode()).hexdigest()[:16]
+    database = sqlite_file(uri).resolve() if is_embedded(uri) else None
+    key = hashlib.sha256(f"{database or uri}\0{name}".encode()).hexdigest()[:16]
     # Beside an embedded store (it goes with the store); for a server, in the temp folder.
-    folder = sqlite_file(uri).resolve().parent if is_embedded(uri) else None
-    path = (folder or Path(tempfile.gettempdir())) / f"mlops-registry-{key}.lock"
+    folder = database.parent if database else Path(tempfile.gettempdir())
+    path = folder / f"mlops-registry-{key}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
         try:
