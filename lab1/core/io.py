@@ -103,11 +103,7 @@ def atomic_contents(target: Path, last: str | None = None) -> Iterator[Path]:
     entry named ``last`` goes last), and entries it did not make are removed. ``target`` itself
     is never renamed, so it may be a mount point (a Docker volume). A reader sees each entry
     whole, old or new; provenance (the folder's digest) refuses a mix of the two."""
-    target.mkdir(parents=True, exist_ok=True)
-    _remove_dead_leftovers(target / ".contents")
-    tmp = target / f"..contents.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = _fresh_tmp(target / ".contents")
     try:
         yield tmp
         made = sorted(tmp.iterdir(), key=lambda entry: entry.name == last)
@@ -148,11 +144,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     next writer puts it back if the target is missing. Leftovers of crashed writers (whose
     process is gone) are cleaned up first.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_leftovers(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = _fresh_tmp(target)
     try:
         try:
             yield tmp
@@ -167,9 +159,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove_dead_leftovers(target: Path) -> None:
-    """Clean up after writers that died: drop their temp folders; restore a set-aside old
-    folder if the target is missing (the writer died between its two renames)."""
+def _fresh_tmp(target: Path) -> Path:
+    """An empty temporary folder ``.<name>.tmp-<pid>`` beside ``target``, made after cleaning up
+    after writers that died: their temp folders are dropped, and a set-aside old folder is
+    restored if the target is missing (the writer died between its two renames)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     for kind in ("tmp", "old"):
         for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
             pid = leftover.name.rsplit("-", 1)[-1]
@@ -179,6 +173,10 @@ def _remove_dead_leftovers(target: Path) -> None:
                 os.replace(leftover, target)
             else:
                 shutil.rmtree(leftover, ignore_errors=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
 
 
 def pid_alive(pid: int) -> bool:
