@@ -74,22 +74,24 @@ def _listening() -> dict[str, str]:
     return found
 
 
-def _parent(pid: int) -> int:
-    """The parent's pid (0 when the process is gone)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+def _lineage(pid: int) -> list[int]:
+    """``pid``, its parent, theirs... up to init (a process gone ends the chain)."""
+    chain = []
+    while pid > 1:
+        chain.append(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return chain
 
 
 def users_of(folder: Path) -> list[str]:
     """Other processes with a file under ``folder`` open (an MLflow UI or a model service on
     the embedded store), each as "pid N (command), listening on port P" (Linux /proc)."""
     listening = _listening()
-    ours, pid = set(), os.getpid()
-    while pid > 1:  # this process and those that run it (pipeline.sh, a test, a notebook)
-        ours.add(pid)
-        pid = _parent(pid)
+    # This process and those that run it (pipeline.sh, a test, a notebook).
+    ours = set(_lineage(os.getpid()))
     users: dict[int, tuple[str, set[str]]] = {}  # pid -> (command, ports)
     for proc in Path("/proc").glob("[0-9]*"):
         if int(proc.name) in ours:
@@ -105,10 +107,7 @@ def users_of(folder: Path) -> list[str]:
     # A UI is a tree of processes (server, workers, job runners): name its top one, once.
     tops: dict[int, set[str]] = {}
     for pid, (_, ports) in users.items():
-        top, parent = pid, _parent(pid)
-        while parent > 1:
-            top = parent if parent in users else top
-            parent = _parent(parent)
+        top = [above for above in _lineage(pid) if above in users][-1]
         tops.setdefault(top, set()).update(ports)
     return [
         f"pid {pid} ({users[pid][0]})" + (f", listening on {', '.join(sorted(p))}" if p else "")
