@@ -30,7 +30,7 @@ def version_tags(lineage: dict[str, Any], report: dict[str, Any], run_id: str) -
     """The lineage a registered version carries, from the records of the finished runs that
     made it (not from today's params.yaml, which may have changed since)."""
     training = lineage["stages"].get("model_preparation", {})
-    tags = {
+    return {
         **{k: str(v) for k, v in training.get("git", {}).items()},
         "dataset": str(lineage["params"].get("dataset", "")),
         "params.hash": lineage["params_hash"],
@@ -42,10 +42,9 @@ def version_tags(lineage: dict[str, Any], report: dict[str, Any], run_id: str) -
         "testing_run_id": report["testing_run_id"],
         "pipeline_run_id": training.get("pipeline_run_id") or "",
         "lineage.run_id": run_id,
+        **dvc_state(),  # under `dvc repro`: DVC's own hash of data/raw
+        **{tag: os.environ[env] for env, tag in CI_ENV_TAGS.items() if os.environ.get(env)},
     }
-    tags.update(dvc_state())  # under `dvc repro`: DVC's own hash of data/raw
-    tags.update({tag: os.environ[env] for env, tag in CI_ENV_TAGS.items() if os.environ.get(env)})
-    return tags
 
 
 WHAT_IT_DOES = {
