@@ -146,7 +146,7 @@ def add_model_routes(app: FastAPI, watcher: ModelWatcher) -> None:
     @app.get(
         "/model",
         summary="What is served and where it came from",
-        responses=answers(ServedModelInfo, e503="No model loaded yet"),
+        responses=answers(ServedModelInfo, {503: "No model loaded yet"}),
         response_model=None,  # documented by ``responses``; the body is built here
     )
     async def model_info() -> dict[str, Any]:
@@ -175,7 +175,7 @@ def add_prediction_routes(
         "/predict",
         summary="Predict a batch",
         openapi_extra=PREDICT_OPENAPI,
-        responses=answers(Predictions, **PREDICTION_ERRORS),
+        responses=answers(Predictions, PREDICTION_ERRORS),
     )
     async def predict(request: Request) -> Response:
         model = served_by(watcher)
@@ -197,7 +197,7 @@ def add_prediction_routes(
         "/predict/image",
         summary="Classify one PNG or JPEG image",
         openapi_extra=IMAGE_OPENAPI,
-        responses=answers(ImagePrediction, **PREDICTION_ERRORS),
+        responses=answers(ImagePrediction, PREDICTION_ERRORS),
     )
     async def predict_image(request: Request) -> Response:
         model = served_by(watcher)
