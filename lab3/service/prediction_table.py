@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from lab1.core.errors import one_line
 from lab3.service.settings import shown
 
 logger = logging.getLogger(__name__)
@@ -109,11 +110,10 @@ class Table:
         self._connection = None
         self._next_try = time.monotonic() + RETRY_EVERY_S
         if not self._failing:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             logger.warning(
                 "prediction log %s: %s; predictions go on, unlogged rows are counted in /metrics",
                 self.shown,
-                reason,
+                one_line(exc),
             )
             self._failing = True
 
