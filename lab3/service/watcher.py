@@ -167,10 +167,10 @@ class ModelWatcher:
             name=found.name,
             version=str(found.version),
             alias=alias["alias"] if alias else None,
-            run_id=tags.get("source_run_id") or found.run_id,
+            source_run_id=tags.get("source_run_id") or found.run_id,
             git_commit=tags.get("git.commit"),
             data_digest=tags.get("data.digest"),
-            metrics=version_metrics(found),
+            test_metrics=version_metrics(found),
             lineage=version_lineage(client, found),  # what `python -m lab1.lineage` prints
             files_sha256=recorded_files_sha256(client, found),
         )
