@@ -16,7 +16,7 @@ from typing import IO
 import numpy as np
 import orjson
 
-from lab1.core.errors import DataError
+from lab1.core.errors import DataError, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,10 @@ def read_log(source: Path | str, since: datetime, until: datetime) -> Traffic:
     window = _Window(since, until)
     if isinstance(source, str):
         from lab3.service.prediction_table import read_window
-        from lab3.service.settings import shown
 
         for line in read_window(source, since, until):
             window.add(line)
-        shown_source: object = shown(source)
+        shown_source: object = without_credentials(source)
     else:
         _read_folder(source, window)
         shown_source = source
