@@ -180,17 +180,15 @@ def add_prediction_routes(
     async def predict(request: Request) -> Response:
         model = served_by(watcher)
         _require_type(request, ("application/json",))
+        max_rows = settings.max_batch_rows
         if model.kind == "tabular":
-            per_row = 1  # a row is one list or object of numbers
+            body = await _body_within(request, max_rows, 1)  # a row: one list or object of numbers
+            batch = inputs.tabular_batch(inputs.parse_json(body), model.columns, max_rows)
         else:
-            height, width, _ = model.image_input_shape()
-            per_row = 1 + height + height * width  # an image: rows of pixels of channels
-        body = await _body_within(request, settings.max_batch_rows, per_row)
-        payload = inputs.parse_json(body)
-        if model.kind == "tabular":
-            batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
-        else:
-            batch = inputs.image_batch(payload, model.image_input_shape(), settings.max_batch_rows)
+            shape = model.image_input_shape()
+            per_image = 1 + shape[0] + shape[0] * shape[1]  # rows of pixels of channels
+            body = await _body_within(request, max_rows, per_image)
+            batch = inputs.image_batch(inputs.parse_json(body), shape, max_rows)
         return await _answer(model, batch, batcher, request, log)
 
     @app.post(
