@@ -124,16 +124,12 @@ def run_checks(
     rule = profile["settings"]["missing_rule"]
     reference = profile["measures"]
     with np.errstate(all="ignore"):  # an overflow is a NaN measure, reported as such
-        drift = [
+        measured = profiles.measures(traffic.inputs, rule)
+        measured[profiles.PREDICTION] = traffic.probabilities  # the answers: last
+        *drift, prediction = [
             measure_drift(name, reference[name], values, settings.drift)
-            for name, values in profiles.measures(traffic.inputs, rule).items()
+            for name, values in measured.items()
         ]
-        prediction = measure_drift(
-            profiles.PREDICTION,
-            reference[profiles.PREDICTION],
-            traffic.probabilities,
-            settings.drift,
-        )
     result = Result(
         traffic=traffic,
         rows=len(traffic.keys),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +163,10 @@ def push_gauges(gateway: str, result: Result) -> None:
 
     registry = CollectorRegistry()
     labels = {"model": result.traffic.model, "version": result.traffic.version}
-    for name, value in {**result.metrics(), "last_run_timestamp_seconds": _now()}.items():
+    for name, value in {**result.metrics(), "last_run_timestamp_seconds": time.time()}.items():
         gauge = Gauge(GAUGE_PREFIX + name, f"lab3.monitor: {name}", list(labels), registry=registry)
         gauge.labels(**labels).set(value)
     try:
         push_to_gateway(gateway, job=PUSH_JOB, registry=registry, timeout=10)
     except OSError as exc:
         raise PipelineError(f"--pushgateway {gateway}: cannot push ({exc})") from None
-
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -66,8 +66,9 @@ def station_week(climate_name: str, start: pd.Timestamp, broken: bool, params, s
 
 def fleet(kind: str, seed: int, stations: int, params) -> list[tuple[str, list, list]]:
     """``stations`` (name, windows, fault kinds) of one week of ``kind``."""
-    trained = [s for s in params.data_creation.temperature.stations if s not in _held_out(params)]
-    climates = _held_out(params) if kind in ("climate", "shifted") else trained
+    held_out = list(params.data_creation.temperature.test_stations)
+    trained = [s for s in params.data_creation.temperature.stations if s not in held_out]
+    climates = held_out if kind in ("climate", "shifted") else trained
     rng = np.random.default_rng([seed, 0])
     start = pd.Timestamp("2025-01-01") + pd.Timedelta(days=int(rng.integers(0, 365)))
     out = []
@@ -77,10 +78,6 @@ def fleet(kind: str, seed: int, stations: int, params) -> list[tuple[str, list, 
         windows, kinds = station_week(climate, start, broken, params, [seed, i, 2])
         out.append((f"{climate}-{i}", windows, kinds))
     return out
-
-
-def _held_out(params) -> list[str]:
-    return list(params.data_creation.temperature.test_stations)
 
 
 def send_week(url: str, name: str, stations: list, labels: Path) -> str:

@@ -9,14 +9,14 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 import orjson
 
-from lab1.core.errors import DataError
+from lab1.core.errors import DataError, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ class Traffic:
 
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time; one without a zone is UTC."""
-    from datetime import UTC
-
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -57,11 +55,10 @@ def read_log(source: Path | str, since: datetime, until: datetime) -> Traffic:
     window = _Window(since, until)
     if isinstance(source, str):
         from lab3.service.prediction_table import read_window
-        from lab3.service.settings import shown
 
         for line in read_window(source, since, until):
             window.add(line)
-        shown_source: object = shown(source)
+        shown_source: object = without_credentials(source)
     else:
         _read_folder(source, window)
         shown_source = source
@@ -130,7 +127,8 @@ class _Window:
     def __init__(self, since: datetime, until: datetime):
         self.since, self.until = since, until
         self.skipped = 0
-        self.versions: dict[tuple[str, str], _Rows] = {}
+        # (model, version) -> its columns, and (request id, inputs, faulty, predicted) per line
+        self.versions: dict[tuple[str, str], tuple[tuple[str, ...], list[list]]] = {}
 
     def holds(self, text: str) -> bool:
         """Whether a line's time is in the window (an unreadable time: to be parsed whole)."""
@@ -152,45 +150,37 @@ class _Window:
             return
         if found is None:  # an image model's line: not monitored here
             return
-        key, columns, request_id, inputs, faulty, predicted = found
-        rows = self.versions.setdefault(key, _Rows(columns))
-        if columns != rows.columns:  # one version, one set of columns
+        key, columns, *part = found
+        known, parts = self.versions.setdefault(key, (columns, []))
+        if columns != known:  # one version, one set of columns
             self.skipped += 1
             return
-        rows.add(request_id, inputs, faulty, predicted)
+        parts.append(part)
 
     def traffic(self) -> Traffic:
-        counts = {key: rows.count for key, rows in self.versions.items()}
-        (model, version) = max(counts, key=counts.__getitem__)
-        mine = self.versions[(model, version)]
+        """The rows of the version that answered the most of them."""
+        counts = {
+            key: sum(len(rows) for _, rows, *_ in parts)
+            for key, (_, parts) in self.versions.items()
+        }
+        model, version = max(counts, key=counts.__getitem__)
+        columns, parts = self.versions[(model, version)]
+        request_ids, inputs, faulty, predicted = zip(*parts, strict=True)
         return Traffic(
             model=model,
             version=version,
-            columns=list(mine.columns),
-            keys=mine.keys,
-            inputs=np.concatenate(mine.inputs),
-            probabilities=np.concatenate(mine.probabilities),
-            predicted=np.concatenate(mine.predicted),
-            left_out=sum(counts.values()) - mine.count,
+            columns=list(columns),
+            keys=[
+                (request_id, row)
+                for request_id, rows in zip(request_ids, inputs, strict=True)
+                for row in range(len(rows))
+            ],
+            inputs=np.concatenate(inputs),
+            probabilities=np.concatenate(faulty),
+            predicted=np.concatenate(predicted),
+            left_out=sum(counts.values()) - counts[(model, version)],
             skipped=self.skipped,
         )
-
-
-class _Rows:
-    def __init__(self, columns: tuple[str, ...]):
-        self.columns = columns
-        self.count = 0
-        self.keys: list[tuple[str, int]] = []
-        self.inputs: list[np.ndarray] = []
-        self.probabilities: list[np.ndarray] = []
-        self.predicted: list[np.ndarray] = []
-
-    def add(self, request_id: str, inputs: np.ndarray, faulty: np.ndarray, predicted: np.ndarray):
-        self.keys += [(request_id, i) for i in range(len(inputs))]
-        self.inputs.append(inputs)
-        self.probabilities.append(faulty)
-        self.predicted.append(predicted)
-        self.count += len(inputs)
 
 
 def _checked(line: dict) -> tuple | None:

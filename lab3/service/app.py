@@ -146,7 +146,7 @@ def add_model_routes(app: FastAPI, watcher: ModelWatcher) -> None:
     @app.get(
         "/model",
         summary="What is served and where it came from",
-        responses=answers(ServedModelInfo, e503="No model loaded yet"),
+        responses=answers(ServedModelInfo, {503: "No model loaded yet"}),
         response_model=None,  # documented by ``responses``; the body is built here
     )
     async def model_info() -> dict[str, Any]:
@@ -175,29 +175,27 @@ def add_prediction_routes(
         "/predict",
         summary="Predict a batch",
         openapi_extra=PREDICT_OPENAPI,
-        responses=answers(Predictions, **PREDICTION_ERRORS),
+        responses=answers(Predictions, PREDICTION_ERRORS),
     )
     async def predict(request: Request) -> Response:
         model = served_by(watcher)
         _require_type(request, ("application/json",))
+        max_rows = settings.max_batch_rows
         if model.kind == "tabular":
-            per_row = 1  # a row is one list or object of numbers
+            body = await _body_within(request, max_rows, 1)  # a row: one list or object of numbers
+            batch = inputs.tabular_batch(inputs.parse_json(body), model.columns, max_rows)
         else:
-            height, width, _ = model.image_input_shape()
-            per_row = 1 + height + height * width  # an image: rows of pixels of channels
-        body = await _body_within(request, settings.max_batch_rows, per_row)
-        payload = inputs.parse_json(body)
-        if model.kind == "tabular":
-            batch = inputs.tabular_batch(payload, model.columns, settings.max_batch_rows)
-        else:
-            batch = inputs.image_batch(payload, model.image_input_shape(), settings.max_batch_rows)
+            shape = model.image_input_shape()
+            per_image = 1 + shape[0] + shape[0] * shape[1]  # rows of pixels of channels
+            body = await _body_within(request, max_rows, per_image)
+            batch = inputs.image_batch(inputs.parse_json(body), shape, max_rows)
         return await _answer(model, batch, batcher, request, log)
 
     @app.post(
         "/predict/image",
         summary="Classify one PNG or JPEG image",
         openapi_extra=IMAGE_OPENAPI,
-        responses=answers(ImagePrediction, **PREDICTION_ERRORS),
+        responses=answers(ImagePrediction, PREDICTION_ERRORS),
     )
     async def predict_image(request: Request) -> Response:
         model = served_by(watcher)

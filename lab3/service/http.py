@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -92,7 +91,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
                 return
             oldest._close_with(b"")  # it waited longest for a request head: make room
         self.waiting[self] = None
-        self._arm(limits.head_timeout_s, self._head_timed_out)
+        self._arm(in_body=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -100,21 +99,16 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_body:
-            super().data_received(data)
-            if self._in_body and self._timer is None and self.limits:
-                self._arm(self.limits.body_timeout_s, self._body_timed_out)
-            return
-        self._head_bytes += len(data)
-        super().data_received(data)
-        # Still in the head after this read (a complete request resets the count): too long?
         if not self._in_body:
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse()
-            elif self._head_bytes and self._timer is None and self.limits:
-                self._arm(self.limits.head_timeout_s, self._head_timed_out)
-        elif self._timer is None and self.limits:  # the head came, the body is still to come
-            self._arm(self.limits.body_timeout_s, self._body_timed_out)
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_body:  # the head came, the body is still to come
+            self._arm(in_body=True)
+        # Still in the head after this read (a complete request resets the count): too long?
+        elif self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse()
+        elif self._head_bytes:
+            self._arm(in_body=False)
 
     def on_message_begin(self) -> None:
         self._in_body = False
@@ -152,29 +146,29 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if self.limits and not self.pipeline and not self.transport.is_closing():
             self.waiting[self] = None
 
-    def _arm(self, seconds: float, then: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, then)
+    def _arm(self, in_body: bool) -> None:
+        """Start the time limit on the request's head or body, unless one is running."""
+        if self.limits and self._timer is None:
+            seconds = self.limits.body_timeout_s if in_body else self.limits.head_timeout_s
+            self._timer = self.loop.call_later(seconds, self._timed_out, in_body)
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _head_timed_out(self) -> None:
+    def _timed_out(self, in_body: bool) -> None:
         self._timer = None
-        sent = self._head_bytes > 0  # a connection that said nothing is closed without a word
-        limit = self.limits.head_timeout_s if self.limits else 0
-        detail = f"request headers: not complete within {limit:g} s"
-        self._close_with(answer(b"408 Request Timeout", detail) if sent else b"")
-
-    def _body_timed_out(self) -> None:
-        self._timer = None
-        limit = self.limits.body_timeout_s if self.limits else 0
-        started = self.cycle is not None and self.cycle.response_started
-        detail = f"body: not complete within {limit:g} s"
-        # The application waiting for the body sees the connection close (http.disconnect).
-        self._close_with(b"" if started else answer(b"408 Request Timeout", detail))
+        assert self.limits is not None  # only _arm sets a timer
+        if in_body:
+            limit, what = self.limits.body_timeout_s, "body"
+            # The application waiting for the body sees the connection close (http.disconnect).
+            silent = self.cycle is not None and self.cycle.response_started
+        else:
+            limit, what = self.limits.head_timeout_s, "request headers"
+            silent = not self._head_bytes  # a connection that said nothing: closed without a word
+        detail = f"{what}: not complete within {limit:g} s"
+        self._close_with(b"" if silent else answer(b"408 Request Timeout", detail))
 
     def _refuse(self) -> None:
         self._refused = True

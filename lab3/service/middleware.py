@@ -52,9 +52,7 @@ class Metrics:
             registry=self.registry,
         )
 
-        self.registry.register(_WatcherCollector(watcher))
-        if log is not None:
-            self.registry.register(_LogCollector(log))
+        self.registry.register(_StateCollector(watcher, log))
 
     def model_call(self, requests: int, rows: int, seconds: float) -> None:
         self.batch_requests.observe(requests)
@@ -62,22 +60,11 @@ class Metrics:
         self.model_seconds.observe(seconds)
 
 
-class _LogCollector:
-    def __init__(self, log: PredictionLog):
-        self.log = log
+class _StateCollector:
+    """The watcher's state, and what the prediction log did, at scrape time."""
 
-    def collect(self):
-        rows = CounterMetricFamily(
-            "service_prediction_log_rows", "Predicted rows by what the log did", labels=["outcome"]
-        )
-        for outcome, count in self.log.rows.items():
-            rows.add_metric([outcome], count)
-        yield rows
-
-
-class _WatcherCollector:
-    def __init__(self, watcher: ModelWatcher):
-        self.watcher = watcher
+    def __init__(self, watcher: ModelWatcher, log: PredictionLog | None):
+        self.watcher, self.log = watcher, log
 
     def collect(self):
         watcher, model = self.watcher, self.watcher.current
@@ -94,6 +81,15 @@ class _WatcherCollector:
         yield GaugeMetricFamily(
             "service_model_load_failures", "Failed resolves or loads", value=watcher.failures
         )
+        if self.log is not None:
+            rows = CounterMetricFamily(
+                "service_prediction_log_rows",
+                "Predicted rows by what the log did",
+                labels=["outcome"],
+            )
+            for outcome, count in self.log.rows.items():
+                rows.add_metric([outcome], count)
+            yield rows
 
 
 class Guard:
@@ -116,13 +112,12 @@ class Guard:
         limit = self.limit
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            status = 413 if declared.isdigit() else 400
-            detail = (
-                f"body: larger than the limit of {limit} bytes"
-                if status == 413
-                else "bad Content-Length header"
-            )
-            await JSONResponse({"detail": detail}, status)(scope, receive, send)
+            if declared.isdigit():
+                error = BodyTooLarge(limit)
+            else:
+                error = HTTPException(400, "bad Content-Length header")
+            status = error.status_code
+            await JSONResponse({"detail": error.detail}, status)(scope, receive, send)
             self._record(endpoint, status, started)
             return
         received = 0

@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +30,24 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Where a loaded model came from (the body of GET /model)."""
+    """Where a loaded model came from (the body of GET /model, but for files_sha256)."""
 
     uri: str  # the exact, immutable URI that was loaded (models:/name/version, a folder, ...)
     name: str | None = None
     version: str | None = None
     alias: str | None = None
-    run_id: str | None = None
+    source_run_id: str | None = None
     git_commit: str | None = None
     data_digest: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] | None = None  # lineage.version_lineage, for registry versions
     loaded_at: str = ""
     files_sha256: str | None = None  # registry versions: model_files.FILES_SHA256 (not shown)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "name": self.name,
-            "version": self.version,
-            "alias": self.alias,
-            "source_run_id": self.run_id,
-            "git_commit": self.git_commit,
-            "data_digest": self.data_digest,
-            "test_metrics": self.metrics,
-            "lineage": self.lineage,
-            "loaded_at": self.loaded_at,
-        }
+        shown = asdict(self)
+        del shown["files_sha256"]
+        return shown
 
 
 class ServedModel:
@@ -139,10 +130,8 @@ def load(uri: str, info: ModelInfo) -> ServedModel:
         else:
             try:
                 local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(staging)))
-            except MlflowException as exc:
+            except (MlflowException, OSError) as exc:
                 raise DataError(f"{uri}: cannot fetch the model ({one_line(exc)})") from None
-            except OSError as exc:
-                raise DataError(f"{uri}: cannot fetch the model ({exc})") from None
         if not (local / "MLmodel").exists():
             raise DataError(f"{uri}: no MLmodel file (not an MLflow model)")
         if info.version is not None:  # a registry version: its files as they were logged
@@ -173,7 +162,7 @@ def _build(local: Path, mlmodel: Any, info: ModelInfo) -> ServedModel:
 
     info = replace(
         info,
-        run_id=info.run_id or mlmodel.run_id,
+        source_run_id=info.source_run_id or mlmodel.run_id,
         loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     classes = list((mlmodel.metadata or {}).get("classes") or [])

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from lab3.service.settings import LogSettings, is_database, shown
+from lab1.core.errors import without_credentials
+from lab3.service.settings import LogSettings, is_database
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -61,7 +62,7 @@ class PredictionLog:
     """The service's side: a queue, and a thread that hands it to the writer process."""
 
     def __init__(self, settings: LogSettings):
-        self.destination = shown(settings.destination)
+        self.destination = without_credentials(str(settings.destination))
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._counts = context.RawArray("q", 2)
         self._max_pending = int(settings.max_pending_mb * 2**20)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from lab3.service.settings import shown
+from lab1.core.errors import one_line, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Table:
 
     def __init__(self, url: str, keep_days: float):
         self.url, self.keep_days = url, keep_days
-        self.shown = shown(url)
+        self.shown = without_credentials(url)
         self._connection: Any = None
         self._rows: list[tuple[Any, ...]] = []  # one per line: a table row per request
         self._answers = 0  # the predicted rows those lines hold
@@ -109,11 +109,10 @@ class Table:
         self._connection = None
         self._next_try = time.monotonic() + RETRY_EVERY_S
         if not self._failing:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             logger.warning(
                 "prediction log %s: %s; predictions go on, unlogged rows are counted in /metrics",
                 self.shown,
-                reason,
+                one_line(exc),
             )
             self._failing = True
 

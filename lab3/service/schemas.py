@@ -65,20 +65,20 @@ class Error(BaseModel):
     detail: str
 
 
-def answers(model: type[BaseModel], **errors: str) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: its 200 answer, and each error status (``e413="..."``)."""
+def answers(model: type[BaseModel], errors: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: its 200 answer, and each error status with what it means."""
     documented: dict[int | str, dict[str, Any]] = {200: {"model": model}}
     for status, text in errors.items():
-        documented[int(status.removeprefix("e"))] = {"model": Error, "description": text}
+        documented[status] = {"model": Error, "description": text}
     return documented
 
 
 PREDICTION_ERRORS = {
-    "e400": "Malformed body",
-    "e413": "Body or batch over the limit",
-    "e415": "Wrong content type",
-    "e422": "Body does not fit the model",
-    "e503": "No model loaded yet",
+    400: "Malformed body",
+    413: "Body or batch over the limit",
+    415: "Wrong content type",
+    422: "Body does not fit the model",
+    503: "No model loaded yet",
 }
 
 
@@ -90,6 +90,28 @@ ROW_SCHEMA = {
         {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
     ]
 }
+EXAMPLE_ROW = [1.5, 2.0, 1.8, 2.2, 2.5, 2.4, 2.9, 3.1, 3.0, 2.7, 2.8, 3.3, 3.0, 2.9, 3.2]
+
+
+def _only(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An object with the one property ``key``."""
+    return {
+        "type": "object",
+        "required": [key],
+        "additionalProperties": False,
+        "properties": {key: schema},
+    }
+
+
+DATAFRAME_SPLIT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "data": {"type": "array", "items": ROW_SCHEMA},
+    },
+}
+COLUMNAR = {"type": "object", "additionalProperties": {"type": "array"}}
 PREDICT_OPENAPI = {
     "requestBody": {
         "required": True,
@@ -101,67 +123,11 @@ PREDICT_OPENAPI = {
                     "reading outside -90..60 (degrees C) is refused with 422. "
                     "Image models: instances/inputs hold uint8 images (H, W, C).",
                     "oneOf": [
-                        {
-                            "type": "object",
-                            "required": ["instances"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "instances": {"type": "array", "minItems": 1, "items": {}}
-                            },
-                        },
-                        {
-                            "type": "object",
-                            "required": ["dataframe_split"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "dataframe_split": {
-                                    "type": "object",
-                                    "required": ["data"],
-                                    "properties": {
-                                        "columns": {"type": "array", "items": {"type": "string"}},
-                                        "data": {"type": "array", "items": ROW_SCHEMA},
-                                    },
-                                }
-                            },
-                        },
-                        {
-                            "type": "object",
-                            "required": ["inputs"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "inputs": {
-                                    "oneOf": [
-                                        {"type": "array", "items": {}},
-                                        {
-                                            "type": "object",
-                                            "additionalProperties": {"type": "array"},
-                                        },
-                                    ]
-                                }
-                            },
-                        },
+                        _only("instances", {"type": "array", "minItems": 1, "items": {}}),
+                        _only("dataframe_split", DATAFRAME_SPLIT),
+                        _only("inputs", {"oneOf": [{"type": "array", "items": {}}, COLUMNAR]}),
                     ],
-                    "example": {
-                        "instances": [
-                            [
-                                1.5,
-                                2.0,
-                                1.8,
-                                2.2,
-                                2.5,
-                                2.4,
-                                2.9,
-                                3.1,
-                                3.0,
-                                2.7,
-                                2.8,
-                                3.3,
-                                3.0,
-                                2.9,
-                                3.2,
-                            ]
-                        ]
-                    },
+                    "example": {"instances": [EXAMPLE_ROW]},
                 }
             }
         },

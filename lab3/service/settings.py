@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lab1.core.errors import PipelineError, without_credentials
+from lab1.core.errors import PipelineError
 from lab1.core.params import ServingParams
 
 
@@ -94,8 +94,3 @@ class Settings(BaseModel):
 def is_database(destination: Path | str) -> bool:
     """Whether a prediction log destination is a PostgreSQL URL rather than a folder."""
     return str(destination).startswith(("postgresql://", "postgres://"))
-
-
-def shown(destination: Path | str) -> str:
-    """A log destination as log lines may show it: a database URL without its credentials."""
-    return without_credentials(str(destination))

@@ -16,22 +16,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab1.core.errors import one_line
 from lab1.core.registry import ALIAS_URI, VERSION_URI
-from lab1.core.tracking import is_embedded, sqlite_file, tracking_uri
+from lab1.core.tracking import connect, is_embedded, sqlite_file, tracking_uri
 from lab3.service.model import ModelInfo, ServedModel, load
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Target:
-    """What MODEL_URI points at right now: an immutable URI to load and its lineage."""
-
-    uri: str
-    info: ModelInfo
 
 
 class ModelWatcher:
@@ -50,7 +45,7 @@ class ModelWatcher:
         self.loads = 0  # successful loads (the first one included)
         self.failures = 0
         self._loader = loader
-        self._client = None
+        self._client: MlflowClient | None = None
         self._store: tuple[int, int] | None = None  # the embedded store file's (device, inode)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,7 +77,7 @@ class ModelWatcher:
         if not self._same_store():
             return
         try:
-            target = self._resolve()
+            target = self._resolve()  # what MODEL_URI points at now: an immutable URI
         except Exception as exc:
             message = f"cannot resolve {self.model_uri}: {one_line(exc)}"
             if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
@@ -94,7 +89,7 @@ class ModelWatcher:
             self.last_error = None
             return
         try:
-            model = self._loader(target.uri, target.info)
+            model = self._loader(target.uri, target)
         except Exception as exc:  # a broken version must not take the service down
             self._failed(f"cannot load {target.uri}: {one_line(exc)}")
             return
@@ -151,11 +146,13 @@ class ModelWatcher:
         self.failures += 1
         self.last_error = message
 
-    def _resolve(self) -> Target:
+    def _resolve(self) -> ModelInfo:
         alias, version = ALIAS_URI.match(self.model_uri), VERSION_URI.match(self.model_uri)
         if not (alias or version):
-            return Target(self.model_uri, ModelInfo(uri=self.model_uri))
-        client = self._registry()
+            return ModelInfo(uri=self.model_uri)
+        if self._client is None:
+            self._client = connect()  # the same default store as the pipeline
+        client = self._client
         if alias:
             found = client.get_model_version_by_alias(alias["name"], alias["alias"])
         elif version:
@@ -165,24 +162,15 @@ class ModelWatcher:
         from lab1.core.registry import version_metrics
 
         tags = found.tags or {}
-        uri = f"models:/{found.name}/{found.version}"
-        info = ModelInfo(
-            uri=uri,
+        return ModelInfo(
+            uri=f"models:/{found.name}/{found.version}",
             name=found.name,
             version=str(found.version),
             alias=alias["alias"] if alias else None,
-            run_id=tags.get("source_run_id") or found.run_id,
+            source_run_id=tags.get("source_run_id") or found.run_id,
             git_commit=tags.get("git.commit"),
             data_digest=tags.get("data.digest"),
-            metrics=version_metrics(found),
+            test_metrics=version_metrics(found),
             lineage=version_lineage(client, found),  # what `python -m lab1.lineage` prints
             files_sha256=recorded_files_sha256(client, found),
         )
-        return Target(uri, info)
-
-    def _registry(self):
-        if self._client is None:
-            from lab1.core.tracking import connect
-
-            self._client = connect()  # the same default store as the pipeline
-        return self._client
