@@ -106,13 +106,12 @@ def inject_faults(
 
 
 def _length_range(fault: str, faults: FaultParams) -> list[int]:
-    ranges = {
+    return {
         "spike": [1, 1],
         "stuck": faults.stuck_days,
         "drift": faults.drift_days,
         "missing": faults.missing_days,
-    }
-    return ranges[fault]
+    }[fault]
 
 
 def _fault_length(fault: str, faults: FaultParams, rng: np.random.Generator) -> int:
@@ -129,7 +128,11 @@ def generate(params: TemperatureParams, seed: int) -> dict[str, pd.DataFrame]:
         base = read_station_csv(Path(params.csv_path))
     else:
         base = _synthetic_base(params, seed)
-    _check_split(params, set(base), source=params.csv_path or "data_creation.temperature.stations")
+    source = params.csv_path or "data_creation.temperature.stations"
+    for station in params.stations:
+        if station not in base:
+            raise DataError(f"{source}: no station {station!r} (found: {', '.join(sorted(base))})")
+    # test_stations within stations, and some left to train on: params.py checks that.
     frames = {}
     for index, station in enumerate(params.stations):
         # One generator per station: adding a station never changes the others' data.
@@ -172,15 +175,6 @@ def _synthetic_base(params: TemperatureParams, seed: int) -> dict[str, pd.Series
         rng = np.random.default_rng([seed, index, 0])
         base[station] = pd.Series(clean_series(CLIMATES[station], dates, rng), index=dates)
     return base
-
-
-def _check_split(params: TemperatureParams, available: set[str], source: str) -> None:
-    for station in params.stations:
-        if station not in available:
-            raise DataError(
-                f"{source}: no station {station!r} (found: {', '.join(sorted(available))})"
-            )
-    # test_stations within stations, and some left to train on: params.py checks that.
 
 
 def read_station_csv(path: Path) -> dict[str, pd.Series]:

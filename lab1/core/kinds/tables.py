@@ -15,7 +15,7 @@ from lab1.core.errors import DataError
 from lab1.core.io import atomic_dir, atomic_path, file_sha256, write_json
 from lab1.core.params import FAULT_KINDS, DataPreprocessingParams, Params
 from lab1.core.paths import PATHS
-from lab1.core.processed import LABEL, feature_columns, input_columns, read_split
+from lab1.core.processed import LABEL, META_COLUMNS, feature_columns, input_columns, read_split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,10 +80,8 @@ def to_windows(frames: list[pd.DataFrame], window: int) -> pd.DataFrame:
             continue
         kept = frame.iloc[window : len(frame) - window]
         part = pd.DataFrame(rows, columns=window_columns(window))
-        part.insert(0, "station", kept["station"].to_numpy())
-        part.insert(1, "date", kept["date"].to_numpy())
-        part.insert(2, LABEL, kept[LABEL].to_numpy())
-        part.insert(3, "fault_kind", kept["fault_kind"].to_numpy())
+        for position, column in enumerate(META_COLUMNS):
+            part.insert(position, column, kept[column].to_numpy())
         parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
