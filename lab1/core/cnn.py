@@ -21,7 +21,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -137,14 +137,8 @@ class EpochResult:
         )
 
     def metrics(self) -> dict[str, float]:
-        """What MLflow records for the epoch (as step metrics)."""
-        return {
-            "train_loss": self.train_loss,
-            "train_accuracy": self.train_accuracy,
-            "val_loss": self.val_loss,
-            "val_accuracy": self.val_accuracy,
-            "images_per_second": self.images_per_second,
-        }
+        """What MLflow records for the epoch (as step metrics): all but its number and seconds."""
+        return {k: v for k, v in asdict(self).items() if k not in ("epoch", "seconds")}
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -144,18 +144,14 @@ def train_epoch(
         seen += len(target)
         loss_sum += loss.detach().double() * (len(index) / group.size if group else len(index))
         correct += (logits.argmax(1) == target).sum()
-        # A terminal only (reading the sums waits for the device), and rank 0's share only.
-        if _show_progress() and not (group and group.rank):
+        # A terminal only (quiet in logs, CI, Jenkins; reading the sums waits for the device),
+        # and rank 0's share only.
+        if sys.stderr.isatty() and not (group and group.rank):
             _progress(epoch, params.epochs, step + 1, steps, loss_sum / seen, correct / seen)
     if group:
         loss_sum, correct, total = group.total(loss_sum, correct, torch.tensor(seen, device=dev))
         seen = int(total.item())
     return loss_sum.item() / seen, correct.item() / seen
-
-
-def _show_progress() -> bool:
-    """A progress bar only on a terminal (quiet in logs, CI, Jenkins)."""
-    return sys.stderr.isatty()
 
 
 def _progress(

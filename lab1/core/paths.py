@@ -14,6 +14,16 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+class _Below:
+    """A path of the project, ``relative`` to its root: read on every access, never stored."""
+
+    def __init__(self, relative: str):
+        self.relative = relative
+
+    def __get__(self, paths: ProjectPaths, owner: type) -> Path:
+        return paths.root / self.relative
+
+
 @dataclass
 class ProjectPaths:
     """The files that are the contracts between stages (see README, "What each stage reads and
@@ -21,32 +31,23 @@ class ProjectPaths:
 
     root: Path
 
-    @property
-    def params(self) -> Path:
-        return self.root / "params.yaml"
+    params = _Below("params.yaml")
 
     # Stage 1 -> 2
-    @property
-    def raw(self) -> Path:
-        return self.root / "data" / "raw"
-
-    @property
-    def raw_manifest(self) -> Path:
-        return self.raw / "manifest.json"
+    raw = _Below("data/raw")
+    raw_manifest = _Below("data/raw/manifest.json")
+    # Downloaded or unpacked image datasets (torchvision's layout), reused across runs.
+    data_cache = _Below("data/cache")
 
     def raw_images(self, split: str) -> Path:
         """Image datasets: one split's uint8 images and labels."""
         return self.raw / f"{split}.npz"
 
-    @property
-    def data_cache(self) -> Path:
-        """Downloaded or unpacked image datasets (torchvision's layout), reused across runs."""
-        return self.root / "data" / "cache"
-
     # Stage 2 -> 3, 4
-    @property
-    def processed(self) -> Path:
-        return self.root / "data" / "processed"
+    processed = _Below("data/processed")
+    preprocessor = _Below("data/processed/preprocessor.skops")
+    # Image datasets: per-channel mean/std of the train images and the augmentation.
+    normalization = _Below("data/processed/normalization.json")
 
     def processed_table(self, split: str) -> Path:
         """temperature: one split's rows (meta columns, the raw window, the features)."""
@@ -56,85 +57,33 @@ class ProjectPaths:
         """Image datasets: one split, as stage 3/4 read it."""
         return self.processed / f"{split}.npz"
 
-    @property
-    def preprocessor(self) -> Path:
-        return self.processed / "preprocessor.skops"
-
-    @property
-    def normalization(self) -> Path:
-        """Image datasets: per-channel mean/std of the train images and the augmentation."""
-        return self.processed / "normalization.json"
-
     # Stage 3 -> 4, 5
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def model_dir(self) -> Path:
-        return self.models / "model"
-
-    @property
-    def model_info(self) -> Path:
-        return self.models / "model.json"
+    models = _Below("models")
+    model_dir = _Below("models/model")
+    model_info = _Below("models/model.json")
 
     # Stage 4 -> 5
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def metrics(self) -> Path:
-        return self.reports / "metrics.json"
-
-    @property
-    def confusion_matrix_plot(self) -> Path:
-        return self.reports / "confusion_matrix.png"
-
-    @property
-    def misclassified_plot(self) -> Path:
-        return self.reports / "misclassified.png"
+    reports = _Below("reports")
+    metrics = _Below("reports/metrics.json")
+    confusion_matrix_plot = _Below("reports/confusion_matrix.png")
+    misclassified_plot = _Below("reports/misclassified.png")
 
     # Stage 5
-    @property
-    def registration(self) -> Path:
-        return self.reports / "registration.json"
-
-    @property
-    def lineage(self) -> Path:
-        return self.reports / "lineage.json"
-
-    @property
-    def code_diff(self) -> Path:
-        return self.reports / "code.diff"
-
-    @property
-    def registration_staging(self) -> Path:
-        """Where the registration's records are written before the alias moves."""
-        return self.reports / ".registration-staged"
+    registration = _Below("reports/registration.json")
+    lineage = _Below("reports/lineage.json")
+    code_diff = _Below("reports/code.diff")
+    # Where the registration's records are written before the alias moves.
+    registration_staging = _Below("reports/.registration-staged")
 
     # Embedded MLflow store (used when MLFLOW_TRACKING_URI is not set)
-    @property
-    def mlflow_dir(self) -> Path:
-        return self.root / ".mlflow"
-
-    @property
-    def mlflow_db(self) -> Path:
-        return self.mlflow_dir / "mlflow.db"
-
-    @property
-    def mlflow_artifacts(self) -> Path:
-        return self.mlflow_dir / "artifacts"
+    mlflow_dir = _Below(".mlflow")
+    mlflow_db = _Below(".mlflow/mlflow.db")
+    mlflow_artifacts = _Below(".mlflow/artifacts")
 
     # Parent-run hand-off for callers that run the stages one by one (Jenkins)
-    @property
-    def run_context(self) -> Path:
-        return self.root / ".mlops" / "pipeline_run.json"
-
+    run_context = _Below(".mlops/pipeline_run.json")
     # Held while stages run: one pipeline per workspace (workspace.py)
-    @property
-    def workspace_lock(self) -> Path:
-        return self.root / ".mlops" / "workspace.lock"
+    workspace_lock = _Below(".mlops/workspace.lock")
 
 
 PATHS = ProjectPaths(PROJECT_ROOT)

@@ -10,10 +10,12 @@ data/processed/preprocessor.skops is the fitted preprocessor (skops: loading nev
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from lab1.core.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported to read a file: the names here cost nothing to import
+    import pandas as pd
 
 META_COLUMNS = ["station", "date", "is_faulty", "fault_kind"]
 LABEL = "is_faulty"
@@ -33,6 +35,8 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 
 def read_split(path: Path) -> pd.DataFrame:
     """Read one processed split, checking the contract's columns; DataError names the file."""
+    import pandas as pd
+
     try:
         frame = pd.read_parquet(path)
     except FileNotFoundError:
@@ -47,12 +51,6 @@ def read_split(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: no rows")
     return frame
-
-
-def save_preprocessor(preprocessor, path: Path) -> None:
-    from lab1.core.model_io import save_skops
-
-    save_skops(preprocessor, path)
 
 
 def load_preprocessor(path: Path):

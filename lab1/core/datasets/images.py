@@ -119,7 +119,7 @@ def load_fashion_mnist(section: ImageSourceParams, cache: Path) -> ImageSplits:
     raw = cache / reader.__name__ / "raw"
     local = Path(section.data_dir) if section.data_dir else DEBIAN_FASHION_MNIST
     verified = section.verify
-    if local.is_dir() and (section.data_dir or _has_idx_files(local)):
+    if local.is_dir() and (section.data_dir or any(local.glob("*-idx*-ubyte*"))):
         # Put the local files where torchvision's reader looks, unzipped. Verification: Debian
         # recompressed the archives, so its files are checked against the package's own
         # checksums (dpkg --verify); a user's folder against torchvision's published md5 sums.
@@ -145,8 +145,9 @@ def load_fashion_mnist(section: ImageSourceParams, cache: Path) -> ImageSplits:
         source = str(local)
     else:
         source = f"{raw} (download)"
+    complete = all((raw / name.removesuffix(".gz")).exists() for name, _ in reader.resources)
     try:
-        train = reader(str(cache), train=True, download=not raw.exists() or not _complete(raw))
+        train = reader(str(cache), train=True, download=not complete)
         test = reader(str(cache), train=False, download=False)
     except (RuntimeError, OSError) as exc:
         raise DataError(
@@ -175,17 +176,6 @@ def _dpkg_verify(package: str, where: Path) -> None:
         raise DataError(f"{where}: dpkg --verify {package} failed ({changed})")
 
 
-def _has_idx_files(folder: Path) -> bool:
-    return any(folder.glob("*-idx*-ubyte*"))
-
-
-def _complete(raw: Path) -> bool:
-    return all(
-        (raw / name.removesuffix(".gz")).exists()
-        for name, _ in _torchvision().FashionMNIST.resources
-    )
-
-
 def _reason(exc: BaseException) -> str:
     return " ".join(str(getattr(exc, "reason", exc)).split())[:200]
 
@@ -208,7 +198,7 @@ def select(splits: ImageSplits, section: ImageSourceParams, seed: int, name: str
     originals = [splits.classes.index(c) for c in classes]
     rng = np.random.default_rng(seed)
 
-    def pick(images, labels, limit):
+    def pick(images, labels, limit) -> tuple[np.ndarray, np.ndarray]:
         keep = np.flatnonzero(np.isin(labels, originals))
         if limit is not None and limit < len(keep):
             keep = np.sort(rng.permutation(keep)[:limit])
@@ -216,17 +206,9 @@ def select(splits: ImageSplits, section: ImageSourceParams, seed: int, name: str
         relabel[originals] = np.arange(len(originals))
         return images[keep], relabel[labels[keep]]
 
-    train_images, train_labels = pick(splits.train_images, splits.train_labels, section.max_train)
-    test_images, test_labels = pick(splits.test_images, splits.test_labels, section.max_test)
-    return ImageSplits(
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-        list(classes),
-        splits.verified,
-        splits.source,
-    )
+    train = pick(splits.train_images, splits.train_labels, section.max_train)
+    test = pick(splits.test_images, splits.test_labels, section.max_test)
+    return ImageSplits(*train, *test, list(classes), splits.verified, splits.source)
 
 
 LOADERS = {"cifar10": load_cifar10, "fashion_mnist": load_fashion_mnist}

@@ -106,13 +106,12 @@ def inject_faults(
 
 
 def _length_range(fault: str, faults: FaultParams) -> list[int]:
-    ranges = {
+    return {
         "spike": [1, 1],
         "stuck": faults.stuck_days,
         "drift": faults.drift_days,
         "missing": faults.missing_days,
-    }
-    return ranges[fault]
+    }[fault]
 
 
 def _fault_length(fault: str, faults: FaultParams, rng: np.random.Generator) -> int:
@@ -129,7 +128,11 @@ def generate(params: TemperatureParams, seed: int) -> dict[str, pd.DataFrame]:
         base = read_station_csv(Path(params.csv_path))
     else:
         base = _synthetic_base(params, seed)
-    _check_split(params, set(base), source=params.csv_path or "data_creation.temperature.stations")
+    source = params.csv_path or "data_creation.temperature.stations"
+    for station in params.stations:
+        if station not in base:
+            raise DataError(f"{source}: no station {station!r} (found: {', '.join(sorted(base))})")
+    # test_stations within stations, and some left to train on: params.py checks that.
     frames = {}
     for index, station in enumerate(params.stations):
         # One generator per station: adding a station never changes the others' data.
@@ -174,24 +177,12 @@ def _synthetic_base(params: TemperatureParams, seed: int) -> dict[str, pd.Series
     return base
 
 
-def _check_split(params: TemperatureParams, available: set[str], source: str) -> None:
-    for station in params.stations:
-        if station not in available:
-            raise DataError(
-                f"{source}: no station {station!r} (found: {', '.join(sorted(available))})"
-            )
-    # test_stations within stations, and some left to train on: params.py checks that.
-
-
 def read_station_csv(path: Path) -> dict[str, pd.Series]:
     """Read real daily readings (columns date, station, temperature) into one daily series per
     station. Days absent from the file become missing readings (NaN)."""
     frame = _read_csv(path, ["date", "station", "temperature"], dtype={"station": str})
     dates = pd.to_datetime(frame["date"], errors="coerce", format="%Y-%m-%d")
-    if dates.isna().any():
-        line = _line_of(dates.isna())
-        value = frame["date"].iloc[line - 2]
-        raise DataError(f"{path}: line {line}: date={value!r} is not YYYY-MM-DD")
+    _refuse_first(dates.isna(), frame["date"], path, "is not YYYY-MM-DD")
     _check_station_names(frame, path)
     readings = _numeric(frame, "temperature", path)
     _check_plausible(readings, frame["temperature"], path)
@@ -219,25 +210,19 @@ PLAUSIBLE_C = (-90.0, 60.0)
 def _check_station_names(frame: pd.DataFrame, path: Path) -> None:
     names = frame["station"].astype(str)
     bad = ~names.str.match(STATION_NAME) | names.str.contains("..", regex=False)
-    if bad.any():
-        line = _line_of(bad)
-        raise DataError(
-            f"{path}: line {line}: station={names.iloc[line - 2]!r} may hold only letters, "
-            "digits, _, -, . and spaces (it names MLflow metrics)"
-        )
+    problem = "may hold only letters, digits, _, -, . and spaces (it names MLflow metrics)"
+    _refuse_first(bad, names, path, problem)
 
 
 def _check_plausible(readings: pd.Series, as_written: pd.Series, path: Path) -> None:
     """Refuse infinite readings and readings no thermometer on Earth has shown."""
     low, high = PLAUSIBLE_C
     bad = readings.notna() & ~readings.between(low, high)
-    if bad.any():
-        line = _line_of(bad)
-        value = str(as_written.iloc[line - 2])
-        raise DataError(
-            f"{path}: line {line}: temperature={value!r} is outside {low:g}..{high:g} degrees C "
-            "(Earth's records: -89.2, 56.7): a broken sensor, or not Celsius"
-        )
+    problem = (
+        f"is outside {low:g}..{high:g} degrees C (Earth's records: -89.2, 56.7): a broken "
+        "sensor, or not Celsius"
+    )
+    _refuse_first(bad, as_written.map(str), path, problem)
 
 
 def read_raw_station_file(path: Path) -> pd.DataFrame:
@@ -279,11 +264,15 @@ def _numeric(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
     """``column`` as numbers; an empty cell is NaN, any other non-number is an error."""
     numeric = pd.to_numeric(frame[column], errors="coerce")
     bad = numeric.isna() & frame[column].notna() & (frame[column].astype(str).str.strip() != "")
+    _refuse_first(bad, frame[column], path, "is not a number")
+    return numeric
+
+
+def _refuse_first(bad: pd.Series, values: pd.Series, path: Path, problem: str) -> None:
+    """DataError at the first row ``bad`` marks: "<path>: line <n>: <column>=<value> <problem>"."""
     if bad.any():
         line = _line_of(bad)
-        value = frame[column].iloc[line - 2]
-        raise DataError(f"{path}: line {line}: {column}={value!r} is not a number")
-    return numeric
+        raise DataError(f"{path}: line {line}: {values.name}={values.iloc[line - 2]!r} {problem}")
 
 
 def _line_of(mask: pd.Series) -> int:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from lab1.core.errors import DataError
 from lab1.core.io import atomic_dir, atomic_path, file_sha256, write_json
-from lab1.core.params import DataPreprocessingParams, Params
+from lab1.core.params import FAULT_KINDS, DataPreprocessingParams, Params
 from lab1.core.paths import PATHS
+from lab1.core.processed import LABEL, META_COLUMNS, feature_columns, input_columns, read_split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +71,6 @@ def to_windows(frames: list[pd.DataFrame], window: int) -> pd.DataFrame:
     import pandas as pd
 
     from lab1.core.features import extract_windows, window_columns
-    from lab1.core.processed import LABEL
 
     parts = []
     for frame in frames:
@@ -80,17 +80,13 @@ def to_windows(frames: list[pd.DataFrame], window: int) -> pd.DataFrame:
             continue
         kept = frame.iloc[window : len(frame) - window]
         part = pd.DataFrame(rows, columns=window_columns(window))
-        part.insert(0, "station", kept["station"].to_numpy())
-        part.insert(1, "date", kept["date"].to_numpy())
-        part.insert(2, LABEL, kept[LABEL].to_numpy())
-        part.insert(3, "fault_kind", kept["fault_kind"].to_numpy())
+        for position, column in enumerate(META_COLUMNS):
+            part.insert(position, column, kept[column].to_numpy())
         parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def check_both_classes(frame: pd.DataFrame, where: Path) -> None:
-    from lab1.core.processed import LABEL
-
     classes = sorted(frame[LABEL].unique().tolist()) if len(frame) else []
     if len(classes) < 2:
         raise DataError(
@@ -121,8 +117,6 @@ def add_features(frame: pd.DataFrame, preprocessor: Any) -> pd.DataFrame:
 
 
 def faulty_fraction(frame: pd.DataFrame) -> float:
-    from lab1.core.processed import LABEL
-
     return float(frame[LABEL].mean())
 
 
@@ -130,12 +124,12 @@ def write_processed(
     train: pd.DataFrame, test: pd.DataFrame, preprocessor: Any, out_dir: Path
 ) -> None:
     """data/processed: train.parquet, test.parquet and preprocessor.skops, all at once."""
-    from lab1.core.processed import save_preprocessor
+    from lab1.core.model_io import save_skops
 
     with atomic_dir(out_dir) as tmp:
         train.to_parquet(tmp / PATHS.processed_table("train").name, index=False)
         test.to_parquet(tmp / PATHS.processed_table("test").name, index=False)
-        save_preprocessor(preprocessor, tmp / PATHS.preprocessor.name)
+        save_skops(preprocessor, tmp / PATHS.preprocessor.name)
 
 
 # --- stage 3: model_preparation --------------------------------------------------------------
@@ -147,7 +141,6 @@ def train(train: pd.DataFrame, preprocessor: Any, section: Any) -> Any:
     from sklearn.pipeline import Pipeline
 
     from lab1.core.models import build_estimator
-    from lab1.core.processed import LABEL, feature_columns
 
     estimator = build_estimator(section)
     estimator.fit(train[feature_columns(train)].to_numpy(), train[LABEL].to_numpy())
@@ -156,8 +149,6 @@ def train(train: pd.DataFrame, preprocessor: Any, section: Any) -> Any:
 
 def input_example(train: pd.DataFrame) -> pd.DataFrame:
     """Five complete rows of the model's input (raw windows): MLflow's input example."""
-    from lab1.core.processed import input_columns
-
     inputs = input_columns(train)
     complete = train[inputs].notna().all(axis=1)
     return train.loc[complete, inputs].head(5).reset_index(drop=True)
@@ -171,7 +162,6 @@ def write_reference_profile(model: Any, train: pd.DataFrame, section: Any, into:
     from sklearn.model_selection import KFold, cross_val_predict
 
     from lab1.core import profile
-    from lab1.core.processed import LABEL, input_columns
 
     inputs = input_columns(train)
     # The answers a model like this one gives on rows it has not seen (3 folds): on its own
@@ -191,8 +181,6 @@ def write_reference_profile(model: Any, train: pd.DataFrame, section: Any, into:
 
 
 def accuracy(model: Any, frame: pd.DataFrame) -> float:
-    from lab1.core.processed import LABEL, input_columns
-
     return float((model.predict(frame[input_columns(frame)]) == frame[LABEL]).mean())
 
 
@@ -205,8 +193,6 @@ def evaluate(model: Any, test_path: Path, threshold: float) -> tuple[dict, dict[
     import numpy as np
 
     from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
-    from lab1.core.params import FAULT_KINDS
-    from lab1.core.processed import LABEL, read_split
 
     test = read_split(test_path)
     y_true = test[LABEL].to_numpy()
@@ -236,8 +222,6 @@ def evaluate(model: Any, test_path: Path, threshold: float) -> tuple[dict, dict[
 
 def _fault_probability(model: Any, test: pd.DataFrame, model_dir: Path) -> Any:
     """P(faulty) for each test row; DataError when the model was trained on other features."""
-    from lab1.core.processed import input_columns
-
     columns = input_columns(test)
     expected = [str(c) for c in getattr(model, "feature_names_in_", columns)]
     if expected != columns:
@@ -253,7 +237,6 @@ def score(params: Params, model_dir: Path) -> dict[str, float]:
     DataError when it cannot score it (trained on other features)."""
     from lab1.core.evaluation import classification_metrics
     from lab1.core.model_io import load_model
-    from lab1.core.processed import LABEL, read_split
 
     test = read_split(PATHS.processed_table("test"))
     proba = _fault_probability(load_model(model_dir), test, model_dir)
