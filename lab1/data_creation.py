@@ -23,7 +23,6 @@ from lab1.core.io import atomic_dir, file_sha256
 from lab1.core.kinds import images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.stage import StageRun
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +33,14 @@ def create_data(params: Params) -> int:
     with stage.run("data_creation", params) as run:
         mlflow.log_params(run.params)
         if params.is_image:
-            create_images(params, run)
+            create_images(params)
         else:
-            create_stations(params, run)
+            create_stations(params)
+        mlflow.log_input(run.dataset(PATHS.raw, "output"), context="output")
     return 0
 
 
-def create_stations(params: Params, run: StageRun) -> None:
+def create_stations(params: Params) -> None:
     import mlflow
 
     from lab1.core.datasets import temperature  # pandas: imported for the work, not for --help
@@ -50,7 +50,6 @@ def create_stations(params: Params, run: StageRun) -> None:
     splits = temperature.split_by_station(frames, section.test_stations)
     with atomic_dir(PATHS.raw) as tmp:  # all of data/raw appears at once, or nothing does
         manifest = tables.write_raw(splits, tmp, params.dataset)
-    mlflow.log_input(run.dataset(PATHS.raw, "output"), context="output")
     rows = {split: sum(len(f) for f in frames.values()) for split, frames in splits.items()}
     faulty = sum(f["faulty"] for f in manifest["files"])
     mlflow.log_metrics(
@@ -68,7 +67,7 @@ def create_stations(params: Params, run: StageRun) -> None:
     logger.info("wrote %d station files (%s rows) to %s", len(manifest["files"]), rows, PATHS.raw)
 
 
-def create_images(params: Params, run: StageRun) -> None:
+def create_images(params: Params) -> None:
     import mlflow
 
     from lab1.core.datasets.images import make_images
@@ -77,7 +76,6 @@ def create_images(params: Params, run: StageRun) -> None:
     splits = make_images(params.dataset, section, params.data_creation.seed, PATHS.data_cache)
     with atomic_dir(PATHS.raw) as tmp:
         manifest = images.write_images(splits, tmp, params.dataset)
-    mlflow.log_input(run.dataset(PATHS.raw, "output"), context="output")
     mlflow.log_metrics(
         {"train_rows": len(splits.train_labels), "test_rows": len(splits.test_labels)}
     )

@@ -19,11 +19,9 @@ from __future__ import annotations
 import logging
 
 from lab1.core import stage
-from lab1.core.errors import DataError
 from lab1.core.kinds import checked_manifest, images, tables
 from lab1.core.params import Params
 from lab1.core.paths import PATHS
-from lab1.core.stage import StageRun
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +33,17 @@ def preprocess(params: Params) -> int:
         mlflow.log_params(run.params)  # its input, data/raw, was checked and logged by stage.run
         manifest = checked_manifest(PATHS.raw, params.dataset)
         if params.is_image:
-            preprocess_images(params, manifest, run)
+            preprocess_images(params, manifest)
         else:
-            preprocess_stations(params, manifest, run)
+            preprocess_stations(params, manifest)
+        mlflow.log_input(run.dataset(PATHS.processed, "output"), context="output")
     return 0
 
 
-def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
+def preprocess_stations(params: Params, manifest: dict) -> None:
     import mlflow
 
     window = params.data_preprocessing.window
-    if window < 1:
-        raise DataError(f"params.yaml: data_preprocessing.window={window} must be >= 1")
     splits = tables.read_raw(PATHS.raw, manifest)
     train = tables.to_windows(splits["train"], window)
     test = tables.to_windows(splits["test"], window)
@@ -57,7 +54,6 @@ def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
     train = tables.add_features(train, preprocessor)
     test = tables.add_features(test, preprocessor)
     tables.write_processed(train, test, preprocessor, PATHS.processed)  # atomically
-    mlflow.log_input(run.dataset(PATHS.processed, "output"), context="output")
     mlflow.log_metrics(
         {
             "train_rows": len(train),
@@ -75,7 +71,7 @@ def preprocess_stations(params: Params, manifest: dict, run: StageRun) -> None:
     )
 
 
-def preprocess_images(params: Params, manifest: dict, run: StageRun) -> None:
+def preprocess_images(params: Params, manifest: dict) -> None:
     import mlflow
 
     from lab1.core import cnn  # imports torch: only for images
@@ -86,7 +82,6 @@ def preprocess_images(params: Params, manifest: dict, run: StageRun) -> None:
     mean, std = cnn.channel_stats(train_images)
     augmentation = params.data_preprocessing.augmentation[params.dataset]
     images.write_processed(splits, mean, std, manifest, augmentation, PATHS.processed)
-    mlflow.log_input(run.dataset(PATHS.processed, "output"), context="output")
     mlflow.log_metrics(
         {
             "train_rows": len(train_labels),

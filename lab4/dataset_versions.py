@@ -21,8 +21,8 @@ An s3:// remote takes its credentials where DVC and boto3 look for them: AWS_ACC
 AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials), and the endpoint from --endpoint-url or
 AWS_ENDPOINT_URL (none: AWS itself). Keys given in the endpoint's URL (http://KEY:SECRET@host, as
 for MinIO) go only to .dvc/config.local, which git never sees, never into a commit or a message.
-The bucket is checked before any work, so a wrong bucket,
-wrong keys or an unreachable endpoint is one line within seconds.
+The bucket is checked before any work, so a wrong bucket, wrong keys or an unreachable endpoint
+is one line within seconds.
 
 The table of versions goes to stdout; the commands it runs are logged to stderr.
 """
@@ -42,6 +42,7 @@ import pandas as pd
 
 from lab1.core.cli import setup_logging
 from lab1.core.errors import EXIT_ERROR, PipelineError, without_credentials
+from lab1.core.io import atomic_path
 
 logger = logging.getLogger("lab4.dataset_versions")
 
@@ -201,11 +202,8 @@ def make_versions(repo: Path, table: pd.DataFrame) -> dict[str, str]:
     current = table
     for tag in VERSIONS:
         current = BUILDERS[tag](current)
-        target = repo / DATASET
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        current.to_csv(tmp, index=False)
-        tmp.replace(target)
+        with atomic_path(repo / DATASET) as tmp:
+            current.to_csv(tmp, index=False)
         dvc(repo, "add", "-q", str(DATASET))
         run(repo, "git", "add", f"{DATASET}.dvc", str(DATASET.parent / ".gitignore"))
         run(repo, "git", "commit", "-q", "-m", f"dataset {tag}: {BUILDERS[tag].__doc__}")
@@ -222,11 +220,6 @@ def on_remote(repo: Path) -> bool:
     """Whether the remote holds the checked-out version: DVC's remote is content-addressed (the
     object's name is its md5), and `dvc status --cloud` reports a file it lacks as "new"."""
     return dvc(repo, "status", "--cloud", "--json", f"{DATASET}.dvc").strip() in ("{}", "")
-
-
-def file_md5(repo: Path) -> str:
-    """The md5 of the checked-out file's bytes (DVC 3 hashes a file's bytes as they are)."""
-    return hashlib.md5((repo / DATASET).read_bytes()).hexdigest()
 
 
 def switch(repo: Path, tag: str) -> str:
@@ -286,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for tag in VERSIONS:
             recorded = switch(repo, tag)
-            found = file_md5(repo)
+            # The md5 of the checked-out file's bytes (DVC 3 hashes a file's bytes as they are).
+            found = hashlib.md5((repo / DATASET).read_bytes()).hexdigest()
             if found != recorded or found != pushed[tag]:
                 rows.append((tag, found, f"MISMATCH (pushed {pushed[tag]})"))
             else:

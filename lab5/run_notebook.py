@@ -55,14 +55,6 @@ def _failed(cell) -> bool:
     return any(out.get("output_type") == "error" for out in cell.get("outputs", []))
 
 
-def save(notebook, path: Path) -> None:
-    """Write atomically (a temp sibling, then rename): a crash never leaves half a notebook."""
-    import nbformat
-
-    with atomic_path(path) as tmp:
-        nbformat.write(notebook, tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 1
     if not args.check:
-        save(notebook, args.notebook)
+        import nbformat
+
+        with atomic_path(args.notebook) as tmp:  # a crash never leaves half a notebook
+            nbformat.write(notebook, tmp)
     logger.info(
         "%s: all %d cells ran%s",
         args.notebook,

@@ -56,13 +56,9 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def is_follower() -> bool:
     """A rank other than 0 of a torchrun job: it trains its share and records nothing."""
-    return world_size() > 1 and rank() > 0
+    return world_size() > 1 and int(os.environ.get("RANK", "0")) > 0
 
 
 def backend() -> str:
@@ -71,18 +67,14 @@ def backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
-def per_rank_batch(batch_size: int, size: int) -> int:
-    """The largest share of a global batch one rank gets (``tensor_split``'s first part)."""
-    return -(-batch_size // size)
-
-
 def run_params(batch_size: int) -> dict[str, Any]:
     """What rank 0 records on the MLflow run (1 process: world_size 1, backend none)."""
     size = world_size()
     return {
         "world_size": size,
         "backend": backend() if size > 1 else "none",
-        "per_rank_batch_size": per_rank_batch(batch_size, size),
+        # The largest share of a global batch one rank gets (``tensor_split``'s first part).
+        "per_rank_batch_size": -(-batch_size // size),
     }
 
 
@@ -94,8 +86,13 @@ class Group:
     size: int
     device: torch.device
 
-    def check_sizes(self, train_images: int, batch_size: int) -> None:
-        """DataError (one line, the sizes) unless every rank gets images in every batch."""
+    def prepare(self, model: nn.Module, train_images: int, batch_size: int, seed: int) -> nn.Module:
+        """The model as this rank trains it (DDP: rank 0's weights everywhere, gradients
+        averaged), once the sizes are checked (DataError unless every rank gets images in every
+        batch); each rank draws its own dropout masks."""
+        import torch
+        from torch.nn.parallel import DistributedDataParallel
+
         if train_images < self.size:
             raise DataError(
                 f"{train_images} training images (after the validation share) cannot give "
@@ -103,19 +100,7 @@ class Group:
             )
         if batch_size < self.size:  # params checks this too; here for a caller's own params
             raise DataError(f"batch_size {batch_size} cannot be split among {self.size} processes")
-
-    def prepare(self, model: nn.Module, train_images: int, batch_size: int, seed: int) -> nn.Module:
-        """The model as this rank trains it (DDP: rank 0's weights everywhere, gradients
-        averaged), once the sizes are checked; each rank draws its own dropout masks."""
-        import torch
-
-        self.check_sizes(train_images, batch_size)
         torch.manual_seed(seed + self.rank)
-        return self.wrap(model)
-
-    def wrap(self, model: nn.Module) -> nn.Module:
-        from torch.nn.parallel import DistributedDataParallel
-
         # The first convolution of a one-channel image: its weight gradient's strides differ from
         # the bucket's only along a dimension of size 1 (the same layout), and DDP warns anyway.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
