@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from lab1.core.cli import Terminated, check_store, raise_terminated, store_name
 from lab1.core.errors import PipelineError, one_line, without_credentials
 from lab1.core.io import pid_alive, read_json, write_json
+from lab1.core.mlflow_ui import experiment_id, show_pipeline
 from lab1.core.paths import PATHS, is_embedded, sqlite_file, tracking_uri
+from lab1.core.stage_io import run_params
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun
@@ -161,8 +163,6 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
     ``mlops.error``) or KILLED (Ctrl-C, SIGTERM), with its ``duration_s`` metric."""
     import mlflow
 
-    from lab1.core.mlflow_ui import experiment_id
-
     client = connect()
     parent = parent_run_id()
     if parent is not None and not _running(client, parent):
@@ -217,9 +217,6 @@ def begin_pipeline(params: Params, owner_pid: int | None) -> str:
     id. ``owner_pid``: the process that ends it (pipeline.sh); None: the run belongs to the
     run-context file (Jenkins runs each step in a new shell), and a later begin ends the run a
     crashed build left there."""
-    from lab1.core.mlflow_ui import experiment_id
-    from lab1.core.stage_io import run_params
-
     client = connect()
     reap(client)
     with contextlib.suppress(Exception):
@@ -256,8 +253,6 @@ def begin_pipeline(params: Params, owner_pid: int | None) -> str:
 def end_pipeline(run_id: str, status: str) -> None:
     """End the parent run FINISHED, FAILED or KILLED, with the test metrics, the gate's decision
     and what its stages recorded (mlflow_ui.show_pipeline) on it."""
-    from lab1.core.mlflow_ui import show_pipeline
-
     client = connect()
     reap(client)
     with contextlib.suppress(Exception):
