@@ -86,9 +86,8 @@ def setup_logging(verbose: bool = False) -> None:
     handler.setFormatter(
         ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
-    )
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # MLflow and its HTTP stack are chatty at INFO; their warnings still show.
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

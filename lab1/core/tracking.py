@@ -7,7 +7,9 @@ adopted), the reaping of runs a SIGKILL left RUNNING (``reap``), git/DVC/CI tags
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
+import hashlib
 import logging
 import os
 import signal
@@ -16,6 +18,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+import yaml
 
 from lab1.core.cli import Terminated, check_store, raise_terminated, store_name
 from lab1.core.errors import PipelineError, one_line, without_credentials
@@ -51,8 +55,6 @@ def connect() -> MlflowClient:
     """Point MLflow at the store and return a client; a store that does not answer or is not
     one is a PipelineError line. A new embedded store is created once, under a file lock:
     processes creating one at the same moment crash in its schema migration."""
-    import fcntl
-
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     uri = tracking_uri()
@@ -100,8 +102,6 @@ def code_state() -> dict[str, str]:
     """Commit and dirty flag of the checkout ("unknown" outside git), and the digest of the code
     the stages run: lab1's modules and the locked libraries. The model's fingerprint takes that
     digest, not the commit: a change anywhere else (a README, .dvc/config) leaves the same code."""
-    import hashlib
-
     commit = (git("rev-parse", "HEAD") or "").strip() or os.environ.get("GIT_COMMIT") or "unknown"
     status = git("status", "--porcelain", "--untracked-files=no")
     code = hashlib.sha256()
@@ -117,8 +117,6 @@ def dvc_state() -> dict[str, str]:
     stage, lock = os.environ.get("DVC_STAGE"), PATHS.root / "dvc.lock"
     if not stage or not lock.exists():
         return {}
-    import yaml
-
     raw = PATHS.raw.relative_to(PATHS.root).as_posix()
     entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get("data_creation", {})
     md5 = next((out.get("md5") for out in entry.get("outs", []) if out.get("path") == raw), None)
