@@ -31,6 +31,7 @@ import yaml
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
 from lab1.core.errors import EXIT_ERROR, EXIT_OK, PipelineError
 from lab1.core.paths import PATHS
+from lab1.core.tracking import code_state, connect
 
 logger = logging.getLogger("lab1.lineage")
 
@@ -59,16 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from lab1.core.lineage import version_lineage
         from lab1.core.registry import resolve
-        from lab1.core.tracking import connect
 
         params = params_from_args(args)
         uri = args.model_uri or f"models:/{params.registered_model_name}@champion"
         client = connect()
         lineage = version_lineage(client, resolve(client, uri))
         sys.stdout.write((json.dumps(lineage, indent=2) if args.json else render(lineage)) + "\n")
-        if args.reproduce:
-            return reproduce(lineage)
-        return EXIT_OK
+        return reproduce(lineage) if args.reproduce else EXIT_OK
 
     return run_script("lineage", body)
 
@@ -116,8 +114,6 @@ def _yaml(tree: dict[str, Any]) -> str:
 
 def reproduce(lineage: dict[str, Any]) -> int:
     """Re-run the pipeline at ``lineage``'s params in a scratch copy of this checkout; compare."""
-    from lab1.core.tracking import code_state
-
     recorded, here = lineage["code"], code_state()
     if recorded.get("commit") != here["git.commit"]:
         raise PipelineError(

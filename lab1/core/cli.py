@@ -25,7 +25,7 @@ from lab1.core.errors import (
     without_credentials,
 )
 from lab1.core.params import DATASETS, Params, load_params
-from lab1.core.paths import PATHS
+from lab1.core.paths import PATHS, tracking_uri
 
 logger = logging.getLogger("lab1.core.cli")  # also when run as __main__ (pipeline.sh)
 
@@ -86,9 +86,8 @@ def setup_logging(verbose: bool = False) -> None:
     handler.setFormatter(
         ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
-    )
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # MLflow and its HTTP stack are chatty at INFO; their warnings still show.
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -180,8 +179,6 @@ def store_name(uri: str) -> str:
 
 def store_error_line(exc: BaseException) -> str:
     """A tracking-store error as one line naming the store (no credentials)."""
-    from lab1.core.paths import tracking_uri
-
     store = store_name(tracking_uri())
     message = without_credentials(one_line(exc))
     hint = " (the disk is full: free some space)" if "disk is full" in message else ""
@@ -286,13 +283,11 @@ def check_main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def check() -> int:
-        from lab1.core.paths import tracking_uri
-
         params = params_from_args(args)
         if args.experiment_name:
             sys.stdout.write(params.experiment_name + "\n")
-            return EXIT_OK
-        check_store(tracking_uri())  # now, rather than after the first stages' work
+        else:
+            check_store(tracking_uri())  # now, rather than after the first stages' work
         return EXIT_OK
 
     return run_script("pipeline.sh", check)

@@ -36,6 +36,7 @@ from lab1.core.errors import DataError
 from lab1.core.io import file_digests, first_change, tree_sha256
 from lab1.core.mlflow_ui import run_link, version_link
 from lab1.core.paths import PATHS
+from lab1.core.registry import version_metrics
 from lab1.core.stage_io import STAGE_IO, flatten
 from lab1.core.stages import STAGES
 from lab1.core.tracking import git
@@ -244,8 +245,6 @@ def model_lineage(ancestry: Ancestry) -> dict[str, Any]:
 
 def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, Any]:
     """Everything known about how ``version`` was made, as plain data (see the module doc)."""
-    from lab1.core.registry import version_metrics
-
     tags = version.tags or {}
     recorded = _lineage_json(client, tags.get("lineage.run_id"))
     runs = {stage: dict(ids) for stage, ids in recorded.get("runs", {}).items()}

@@ -31,8 +31,9 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from lab1.core.errors import without_credentials
 from lab1.core.io import read_json
-from lab1.core.paths import PATHS
+from lab1.core.paths import PATHS, is_embedded, sqlite_file, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -61,9 +62,7 @@ VIEW_COLUMNS = [
 def ui_base() -> str:
     """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally. (Read
     from the environment: the embedded store, the default, is never an http URI.) Without the
-    URI's credentials: links are shown and stored."""
-    from lab1.core.errors import without_credentials  # a link: the browser asks
-
+    URI's credentials: links are shown and stored (the browser asks for what it needs)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     http = uri.startswith(("http://", "https://"))
     return without_credentials(uri, hidden="").rstrip("/") if http else LOCAL_UI
@@ -117,8 +116,6 @@ def experiment_id(client: MlflowClient, name: str, view: dict[str, str] | None =
     model-training experiment with the saved ``view`` (default: the "Pipeline story"), whose
     artifacts an embedded store keeps beside its database, never in the working directory."""
     from mlflow.exceptions import MlflowException
-
-    from lab1.core.paths import is_embedded, sqlite_file, tracking_uri
 
     view = view or saved_view_tag()
     found = client.get_experiment_by_name(name)

@@ -336,12 +336,10 @@ def load_params(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Para
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     """The keys the section at ``loc`` declares (in ``dict[str, Section]``, the dict's key)."""
     node: Any = Params
-    in_dict = False
-    for part in loc:
-        if in_dict:  # ``part`` is the dict's key (a dataset name): the section is the value
-            in_dict = False
-            continue
+    parts = iter(loc)
+    for part in parts:
         node = node.model_fields[part].annotation
         if getattr(node, "__origin__", None) is dict:
-            node, in_dict = node.__args__[1], True
+            node = node.__args__[1]
+            next(parts, None)  # the dict's key (a dataset name): the section is the value
     return list(node.model_fields)

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
+from lab1.core.cli import Terminated, params_from_args, run_script, setup_logging, stage_parser
 from lab1.core.params import Params
+from lab1.core.paths import PATHS
+from lab1.core.stage_io import STAGE_IO, check_declared, run_params, used_by
+from lab1.core.workspace import workspace_held
 
 if TYPE_CHECKING:
     from mlflow.data.dataset import Dataset
@@ -49,8 +52,6 @@ def exit_code(
     script's own options stand for), holding the workspace (one pipeline per checkout: taken
     before the work imports MLflow, so that a second pipeline waits at once); return its exit
     code, or 1/2 after one ERROR line."""
-    from lab1.core.workspace import workspace_held
-
     setup_logging(args.verbose)
 
     def held() -> int:
@@ -77,7 +78,6 @@ class StageRun:
         named by its path, with its content digest (lineage.PathDataset), for
         ``mlflow.log_input``."""
         from lab1.core.lineage import PathDataset
-        from lab1.core.stage_io import check_declared
 
         check_declared(self.stage, path, "reads" if context == "input" else "writes")
         # An input was hashed by the input check, and cannot change while the workspace is held.
@@ -92,8 +92,6 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
     import mlflow
 
     from lab1.core import lineage
-    from lab1.core.paths import PATHS
-    from lab1.core.stage_io import STAGE_IO, run_params, stage_params
     from lab1.core.tracking import stage_run
 
     with stage_run(name, params) as active:
@@ -104,7 +102,10 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
             lineage.Ancestry(),
         )  # fmt: skip
         # The params the stage used, typed (MLflow's params are strings): the model's lineage.
-        mlflow.set_tag("mlops.params", json.dumps(stage_params(params, name), sort_keys=True))
+        # A setting it does not read for this dataset (the CNN's epochs for a temperature
+        # model) is left out: it does not make another model.
+        used = {"dataset": params.dataset, name: used_by(params, name)}
+        mlflow.set_tag("mlops.params", json.dumps(used, sort_keys=True))
         # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
         here.ancestry = lineage.check_inputs(name, client, [info.experiment_id])
         for path in STAGE_IO[name].reads:  # what the next stage's check follows back
@@ -116,8 +117,6 @@ def process(main: Callable[[], int]) -> int:
     """A stage script's process: ``main``'s exit code, 130 after Ctrl-C and 143 after SIGTERM
     (the run already ended KILLED and said so: no traceback), without the 1 s that the
     interpreter's final garbage collection of MLflow's and scikit-learn's modules would cost."""
-    from lab1.core.cli import Terminated
-
     try:
         return main()
     except KeyboardInterrupt:

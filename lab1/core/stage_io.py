@@ -8,7 +8,7 @@ same files in prose.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ class StageIO:
     writes: tuple[str, ...] = ()  # outputs DVC caches
     metrics: tuple[str, ...] = ()  # small JSON outputs kept in git, not in DVC's cache
     plots: tuple[str, ...] = ()
-    records: tuple[str, ...] = field(default=())  # other small outputs kept in git
+    records: tuple[str, ...] = ()  # other small outputs kept in git
     # Outputs DVC does not track: written for some datasets only, or a download cache.
     untracked: tuple[str, ...] = ()
 
@@ -136,10 +136,3 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def stage_params(params: Params, stage: str) -> dict[str, Any]:
-    """The resolved params ``stage`` used (stage_io.used_by) and the dataset: what its record,
-    and so the model's fingerprint, holds. A setting the stage does not read for this dataset
-    (the CNN's epochs for a temperature model) does not make another model."""
-    return {"dataset": params.dataset, stage: used_by(params, stage)}

@@ -7,7 +7,9 @@ adopted), the reaping of runs a SIGKILL left RUNNING (``reap``), git/DVC/CI tags
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
+import hashlib
 import logging
 import os
 import signal
@@ -17,10 +19,14 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import yaml
+
 from lab1.core.cli import Terminated, check_store, raise_terminated, store_name
 from lab1.core.errors import PipelineError, one_line, without_credentials
 from lab1.core.io import pid_alive, read_json, write_json
+from lab1.core.mlflow_ui import experiment_id, show_pipeline
 from lab1.core.paths import PATHS, is_embedded, sqlite_file, tracking_uri
+from lab1.core.stage_io import run_params
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun
@@ -49,8 +55,6 @@ def connect() -> MlflowClient:
     """Point MLflow at the store and return a client; a store that does not answer or is not
     one is a PipelineError line. A new embedded store is created once, under a file lock:
     processes creating one at the same moment crash in its schema migration."""
-    import fcntl
-
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     uri = tracking_uri()
@@ -98,8 +102,6 @@ def code_state() -> dict[str, str]:
     """Commit and dirty flag of the checkout ("unknown" outside git), and the digest of the code
     the stages run: lab1's modules and the locked libraries. The model's fingerprint takes that
     digest, not the commit: a change anywhere else (a README, .dvc/config) leaves the same code."""
-    import hashlib
-
     commit = (git("rev-parse", "HEAD") or "").strip() or os.environ.get("GIT_COMMIT") or "unknown"
     status = git("status", "--porcelain", "--untracked-files=no")
     code = hashlib.sha256()
@@ -115,8 +117,6 @@ def dvc_state() -> dict[str, str]:
     stage, lock = os.environ.get("DVC_STAGE"), PATHS.root / "dvc.lock"
     if not stage or not lock.exists():
         return {}
-    import yaml
-
     raw = PATHS.raw.relative_to(PATHS.root).as_posix()
     entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get("data_creation", {})
     md5 = next((out.get("md5") for out in entry.get("outs", []) if out.get("path") == raw), None)
@@ -160,8 +160,6 @@ def stage_run(stage: str, params: Params) -> Iterator[ActiveRun]:
     (else alone), or the run `mlflow run` made. Ends FINISHED, FAILED (the error in tag
     ``mlops.error``) or KILLED (Ctrl-C, SIGTERM), with its ``duration_s`` metric."""
     import mlflow
-
-    from lab1.core.mlflow_ui import experiment_id
 
     client = connect()
     parent = parent_run_id()
@@ -217,9 +215,6 @@ def begin_pipeline(params: Params, owner_pid: int | None) -> str:
     id. ``owner_pid``: the process that ends it (pipeline.sh); None: the run belongs to the
     run-context file (Jenkins runs each step in a new shell), and a later begin ends the run a
     crashed build left there."""
-    from lab1.core.mlflow_ui import experiment_id
-    from lab1.core.stage_io import run_params
-
     client = connect()
     reap(client)
     with contextlib.suppress(Exception):
@@ -256,8 +251,6 @@ def begin_pipeline(params: Params, owner_pid: int | None) -> str:
 def end_pipeline(run_id: str, status: str) -> None:
     """End the parent run FINISHED, FAILED or KILLED, with the test metrics, the gate's decision
     and what its stages recorded (mlflow_ui.show_pipeline) on it."""
-    from lab1.core.mlflow_ui import show_pipeline
-
     client = connect()
     reap(client)
     with contextlib.suppress(Exception):
