@@ -222,6 +222,11 @@ def on_remote(repo: Path) -> bool:
     return dvc(repo, "status", "--cloud", "--json", f"{DATASET}.dvc").strip() in ("{}", "")
 
 
+def file_md5(repo: Path) -> str:
+    """The md5 of the checked-out file's bytes (DVC 3 hashes a file's bytes as they are)."""
+    return hashlib.md5((repo / DATASET).read_bytes()).hexdigest()
+
+
 def switch(repo: Path, tag: str) -> str:
     """Check out ``tag`` and its data; returns the data's content hash.
 
@@ -279,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for tag in VERSIONS:
             recorded = switch(repo, tag)
-            # The md5 of the checked-out file's bytes (DVC 3 hashes a file's bytes as they are).
-            found = hashlib.md5((repo / DATASET).read_bytes()).hexdigest()
+            found = file_md5(repo)
             if found != recorded or found != pushed[tag]:
                 rows.append((tag, found, f"MISMATCH (pushed {pushed[tag]})"))
             else:

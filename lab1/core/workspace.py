@@ -107,7 +107,7 @@ def users_of(folder: Path) -> list[str]:
     # A UI is a tree of processes (server, workers, job runners): name its top one, once.
     tops: dict[int, set[str]] = {}
     for pid, (_, ports) in users.items():
-        top = [above for above in _lineage(pid) if above in users][-1]
+        top = ([above for above in _lineage(pid) if above in users] or [pid])[-1]  # pid 1: itself
         tops.setdefault(top, set()).update(ports)
     return [
         f"pid {pid} ({users[pid][0]})" + (f", listening on {', '.join(sorted(p))}" if p else "")

@@ -145,8 +145,8 @@ def load_fashion_mnist(section: ImageSourceParams, cache: Path) -> ImageSplits:
         source = str(local)
     else:
         source = f"{raw} (download)"
-    complete = all((raw / name.removesuffix(".gz")).exists() for name, _ in reader.resources)
     try:
+        complete = all((raw / name.removesuffix(".gz")).exists() for name, _ in reader.resources)
         train = reader(str(cache), train=True, download=not complete)
         test = reader(str(cache), train=False, download=False)
     except (RuntimeError, OSError) as exc:
