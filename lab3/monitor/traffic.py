@@ -159,8 +159,8 @@ class _Window:
 
     def traffic(self) -> Traffic:
         """The rows of the version that answered the most of them."""
-        counts = {
-            key: sum(len(rows) for _, rows, *_ in parts)
+        counts = {  # a line's inputs hold one row per predicted row
+            key: sum(len(inputs) for _, inputs, _, _ in parts)
             for key, (_, parts) in self.versions.items()
         }
         model, version = max(counts, key=counts.__getitem__)
@@ -173,7 +173,7 @@ class _Window:
             keys=[
                 (request_id, row)
                 for request_id, rows in zip(request_ids, inputs, strict=True)
-                for row in range(len(rows))
+                for row in range(len(rows))  # (request id, row in the request)
             ],
             inputs=np.concatenate(inputs),
             probabilities=np.concatenate(faulty),
