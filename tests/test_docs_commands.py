@@ -12,9 +12,9 @@ A command the docs show that is in none of them fails the test, so a new command
 cannot go untested silently; an entry whose command the docs no longer show fails too.
 
 Where a command is "shown":
-- README.md and lab*/README.md: every line of a fenced ```bash/```sh/```shell block (a trailing
-  `\\` joins the next line; `# comments` are dropped), every `$ ` line of any block, every line
-  of another block that starts as a command of this project does (below), and every
+- every Markdown file (README.md, lab*/README.md, docs/, tests/, bench/): every line of a fenced
+  ```bash/```sh/```shell block (a trailing `\\` joins the next line; `# comments` are dropped),
+  every `$ ` line of any block, every line of another block that starts as a command of this project does (below), and every
   inline code span outside the blocks that starts as a user types one of this project's commands:
   `bash `, `.venv/bin/`, `python ` or `make` with a target of the Makefile (or alone). Inline
   spans of other tools (`dvc exp show`, `mlflow ui`, `curl`) name the tool in prose; the blocks
@@ -42,8 +42,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.project import tracked_files
+
 REPO = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "lab2/README.md", "lab3/README.md", "lab4/README.md", "lab5/README.md"]
+# Every Markdown file of the project: the READMEs and the reference pages they link to.
+DOCS = sorted(name for name in tracked_files(REPO) if name.endswith(".md"))
 SHELL_BLOCKS = {"bash", "sh", "shell"}  # every line a command
 PROJECT = ("bash ", ".venv/bin/", "python ")
 ASSIGNMENTS = re.compile(r"^(?:[A-Z_]+=\S*\s+)*")

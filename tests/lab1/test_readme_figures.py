@@ -1,6 +1,6 @@
 """The docs' measured figures against a real run, so that they cannot go stale silently: the
-default pipeline's accuracy line, quoted in the README and the labs' READMEs, and the default
-model's test metrics the README's data section gives."""
+default pipeline's accuracy line, quoted in the READMEs, the default model's test metrics that
+lab1/README.md's data section gives, and the metrics line of its lineage example."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import re
 
 import pytest
 
-from tests.conftest import REPO, Project
+from tests.conftest import REPO, Project, tracked_files
 
 pytestmark = pytest.mark.e2e  # the default pipeline, full size
-DOCS = [REPO / "README.md", *sorted(REPO.glob("lab*/README.md"))]
+DOCS = [REPO / name for name in tracked_files(REPO) if name.endswith(".md")]
+LAB1 = REPO / "lab1" / "README.md"
 
 
 def test_the_docs_quote_what_the_default_pipeline_prints(project: Project):
@@ -29,8 +30,17 @@ def test_the_docs_quote_what_the_default_pipeline_prints(project: Project):
     metrics = json.loads((project.root / "reports" / "metrics.json").read_text())["metrics"]
     said = re.search(
         r"default model achieves on the test stations: accuracy (\S+) \(baseline (\S+)\), F1 (\S+)",
-        " ".join((REPO / "README.md").read_text().split()),
+        " ".join(LAB1.read_text().split()),
     )
-    assert said, "the README's data section no longer gives the default model's metrics"
+    assert said, "lab1/README.md's data section no longer gives the default model's metrics"
     measured = tuple(f"{metrics[k]:.3f}" for k in ("accuracy", "baseline_accuracy", "f1"))
     assert tuple(value.rstrip(",") for value in said.groups()) == measured
+    # The lineage example: `python -m lab1.lineage`'s metrics line, as the default run logged it.
+    example = re.search(
+        r"^metrics  on test set (\w+): accuracy (\S+), \S+ (\S+), f1 (\S+),", LAB1.read_text(), re.M
+    )
+    assert example, "lab1/README.md's lineage example no longer shows the metrics line"
+    test_digest = json.loads((project.root / "reports" / "metrics.json").read_text())["test_digest"]
+    logged = tuple(f"{metrics[k]:.4f}" for k in ("accuracy", "baseline_accuracy", "f1"))
+    assert example.group(1) == test_digest
+    assert tuple(value.rstrip(",") for value in example.groups()[1:]) == logged
