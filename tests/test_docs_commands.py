@@ -14,8 +14,9 @@ cannot go untested silently; an entry whose command the docs no longer show fail
 Where a command is "shown":
 - every Markdown file (README.md, lab*/README.md, docs/, tests/, bench/): every line of a fenced
   ```bash/```sh/```shell block (a trailing `\\` joins the next line; `# comments` are dropped),
-  every `$ ` line of any block, every line of another block that starts as a command of this project does (below), and every
-  inline code span outside the blocks that starts as a user types one of this project's commands:
+  every `$ ` line of any block, every line of another block that starts as a command of this
+  project does (below), and every inline code span outside the blocks that starts as a user
+  types one of this project's commands:
   `bash `, `.venv/bin/`, `python ` or `make` with a target of the Makefile (or alone). Inline
   spans of other tools (`dvc exp show`, `mlflow ui`, `curl`) name the tool in prose; the blocks
   hold the commands to type for them.
