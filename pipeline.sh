@@ -12,6 +12,7 @@ IMAGE_DATASETS="cifar10 fashion_mnist"
 VENV="${MLOPS_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 EXIT_GATE_REJECTED=3  # from lab1/core/errors.py
+EXIT_IN_USE=3  # --clean refused: the store is in use (lab1/core/workspace.py)
 
 usage() {
   cat <<'EOF'
@@ -47,7 +48,8 @@ Environment:
   MLOPS_OVERRIDES         extra overrides, one section.key=value per line (before -S options)
 
 Exit codes: 0 ok; 1 a stage failed; 2 bad command line; 3 the quality gate rejected the model
-(the accuracy line is still printed; the `champion` alias did not move).
+(the accuracy line is still printed; the `champion` alias did not move), or --clean refused (an
+MLflow UI or a model service uses the store; nothing was removed).
 
 One pipeline runs per checkout at a time: a second one waits for the first, and says so.
 Where the champion came from (data, code, params, metrics, runs; --reproduce re-runs it):
@@ -235,11 +237,15 @@ case "$MODE" in
   clean)
     lock_workspace
     # An MLflow UI or a model service on the embedded store would go on showing runs and serving
-    # a version that no longer exist: name them (pid, port) and leave the store alone.
-    if [ -d "$ROOT/.mlflow" ] && ! "$PY" -m lab1.core.workspace --users-of "$ROOT/.mlflow"; then
+    # a version that no longer exist: name them (pid, port) and leave the store alone. A refusal
+    # has its own code (3, as the gate's): nothing failed, and a script can tell.
+    used=0
+    [ ! -d "$ROOT/.mlflow" ] || "$PY" -m lab1.core.workspace --users-of "$ROOT/.mlflow" || used=$?
+    if [ "$used" -eq "$EXIT_IN_USE" ]; then
       log "stop them first (kill PID), then run --clean again; nothing was removed"
-      exit 1
+      exit "$EXIT_IN_USE"
     fi
+    [ "$used" -eq 0 ] || exit 1
     for made in data models reports .mlflow .mlops; do
       if [ -e "$ROOT/$made" ]; then rm -rf "${ROOT:?}/$made"; log "removed $made/"; fi
     done

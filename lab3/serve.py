@@ -8,9 +8,9 @@ must arrive in time (408), and connections are capped: params.yaml's serving sec
     MODEL_URI=models/model .venv/bin/python -m lab3.serve --port 8080   # a local model folder
 
 Settings come from the environment (MODEL_URI, MLFLOW_TRACKING_URI, POLL_INTERVAL_S,
-MAX_BATCH_ROWS, MAX_BODY_BYTES: see lab3/service/settings.py); the options below override the
-first two. One process serves one model; scale out with more replicas behind a load balancer
-(each is stateless and follows the alias by itself). Logs go to stderr.
+MAX_BATCH_ROWS, MAX_BODY_BYTES, MLFLOW_UI_URL: see lab3/service/settings.py); the options below
+override the first two. One process serves one model; scale out with more replicas behind a
+load balancer (each is stateless and follows the alias by itself). Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -53,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import uvicorn
 
+    from lab1.core.mlflow_ui import ui_base
     from lab3.service.app import create_app
     from lab3.service.http import Limits, limited
     from lab3.service.settings import Settings
 
     try:
+        ui_base()  # MLFLOW_UI_URL, for GET /model's links: a bad one is refused now
         settings = Settings.from_env()
         app = create_app(settings)
     except PipelineError as exc:

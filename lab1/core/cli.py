@@ -283,11 +283,14 @@ def check_main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def check() -> int:
+        from lab1.core.mlflow_ui import ui_base
+
         params = params_from_args(args)
         if args.experiment_name:
             sys.stdout.write(params.experiment_name + "\n")
         else:
             check_store(tracking_uri())  # now, rather than after the first stages' work
+            ui_base()  # MLFLOW_UI_URL: the links the run prints at its end
         return EXIT_OK
 
     return run_script("pipeline.sh", check)

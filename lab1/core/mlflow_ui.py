@@ -28,10 +28,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from lab1.core.errors import without_credentials
+from lab1.core.errors import PipelineError, without_credentials
 from lab1.core.io import read_json
 from lab1.core.paths import PATHS, is_embedded, sqlite_file, tracking_uri
 
@@ -60,12 +61,28 @@ VIEW_COLUMNS = [
 
 
 def ui_base() -> str:
-    """The MLflow UI's address: the tracking server, or `mlflow ui`'s default locally. (Read
-    from the environment: the embedded store, the default, is never an http URI.) Without the
-    URI's credentials: links are shown and stored (the browser asks for what it needs)."""
+    """The MLflow UI's address, for links: MLFLOW_UI_URL if set (the Makefile sets it from `make
+    ui`'s PORT), else the tracking server of MLFLOW_TRACKING_URI (it is its own UI), else `mlflow
+    ui`'s default, LOCAL_UI. Without credentials: links are shown and stored (the browser asks
+    for what it needs). A value that is no http(s) address raises PipelineError."""
+    given = os.environ.get("MLFLOW_UI_URL", "")
+    if given and not is_http_address(given):
+        raise PipelineError(
+            f"environment: MLFLOW_UI_URL={without_credentials(given)!r} is not the address of "
+            "an MLflow UI (e.g. http://127.0.0.1:5001)"
+        )
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    http = uri.startswith(("http://", "https://"))
-    return without_credentials(uri, hidden="").rstrip("/") if http else LOCAL_UI
+    server = uri if uri.startswith(("http://", "https://")) else ""
+    return without_credentials(given or server or LOCAL_UI, hidden="").rstrip("/")
+
+
+def is_http_address(text: str) -> bool:
+    """Whether ``text`` is http(s)://host, with a port from 1 to 65535 if it has one."""
+    parts = urllib.parse.urlsplit(text)
+    try:
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # urllib's word for a port that is no number from 0 to 65535
+        return False
 
 
 def run_link(experiment_id: str, run_id: str) -> str:

@@ -115,15 +115,18 @@ def users_of(folder: Path) -> list[str]:
     ]
 
 
+IN_USE = 3  # pipeline.sh --clean's exit code when it refuses: a refusal, not a failure (1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """pipeline.sh --clean: list what still uses the embedded store (exit 1 if anything does)."""
+    """pipeline.sh --clean: list what still uses the embedded store (exit 3 if anything does)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--users-of", type=Path, required=True, help="a folder")
     args = parser.parse_args(argv)
     users = users_of(args.users_of.resolve())
     for user in users:
         sys.stderr.write(f"{args.users_of} is in use by {user}\n")
-    return 1 if users else 0
+    return IN_USE if users else 0
 
 
 if __name__ == "__main__":

@@ -71,10 +71,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def monitor(args: argparse.Namespace) -> int:
+    from lab1.core.mlflow_ui import ui_base
     from lab1.core.tracking import connect
     from lab3.monitor import checks, publish, report, traffic
 
     params = params_from_args(args)
+    ui_base()  # MLFLOW_UI_URL, for the report's links: refused before any work
     if params.is_image:
         raise UsageError("monitoring covers the temperature model (the image models' log lines "
                          "keep only each image's shape and mean)")  # fmt: skip

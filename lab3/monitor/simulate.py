@@ -38,6 +38,7 @@ import requests
 from lab1.core.cli import params_from_args, run_script, setup_logging, stage_parser
 from lab1.core.datasets.temperature import CLIMATES, clean_series, inject_faults
 from lab1.core.errors import PipelineError
+from lab1.core.mlflow_ui import is_http_address
 from lab1.core.paths import PATHS
 
 logger = logging.getLogger("lab3.monitor.simulate")
@@ -145,7 +146,7 @@ def simulate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     alarms: dict[str, list[bool]] = {kind: [] for kind in args.kinds}
     windows: dict[str, tuple[str, str]] = {}  # the last week of each kind: --since, --until
-    wait_ready(args.url.rstrip("/"))
+    wait_ready(args.url)
     for week in range(args.weeks):
         for kind in args.kinds:
             name = f"{kind}-{args.seed + week}"
@@ -154,7 +155,7 @@ def simulate(args: argparse.Namespace) -> int:
             # The request ids are new in each run of the simulation: waiting for the last one
             # must not find an earlier run's.
             sent = f"{since:%Y%m%dT%H%M%S.%f}-{name}"
-            last = send_week(args.url.rstrip("/"), sent, stations, out / f"{name}.labels.csv")
+            last = send_week(args.url, sent, stations, out / f"{name}.labels.csv")
             wait_logged(folder, last)
             windows[kind] = (since.isoformat(), datetime.now(UTC).isoformat())
             code = monitor_main([
@@ -176,10 +177,24 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def service_url(text: str) -> str:
+    """--url's type: http(s)://host[:port], checked before any week is made."""
+    if not is_http_address(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not the address of a service (e.g. http://127.0.0.1:8080)"
+        )
+    return text.rstrip("/")
+
+
 def parser() -> argparse.ArgumentParser:
     cli = stage_parser(__doc__)
     cli.prog = "python -m lab3.monitor.simulate"
-    cli.add_argument("--url", default="http://127.0.0.1:8080", help="the service (make serve)")
+    cli.add_argument(
+        "--url",
+        type=service_url,
+        default="http://127.0.0.1:8080",
+        help="the service (make serve; make simulate gives SERVE_PORT's)",
+    )
     cli.add_argument("--weeks", type=int, default=1, help="weeks of each kind (default: 1)")
     cli.add_argument("--kinds", nargs="+", choices=KINDS, default=["normal", "shifted"])
     cli.add_argument("--stations", type=int, default=40, help="stations in the fleet")

@@ -10,6 +10,9 @@ PREDICTION_LOG       the prediction log's folder (default: params.yaml's
                      monitoring.prediction_log, relative to the checkout), or a PostgreSQL URL
                      (postgresql://user:password@host:port/db: the stack's database); ""
                      turns it off. Rotation and retention: params.yaml's monitoring section.
+MLFLOW_UI_URL        the MLflow UI that GET /model's links open (default: the tracking server,
+                     else http://127.0.0.1:5000; `make serve` gives `make ui`'s PORT). Read
+                     by lab1/core/mlflow_ui.py, which makes every link; lab3/serve.py checks it.
 Time limits on reading a request and the cap on connections: params.yaml's serving section.
 """
 

@@ -156,6 +156,26 @@ def test_links_to_the_mlflow_ui_carry_no_credentials(monkeypatch):
     assert run_link("1", "abc").startswith("https://mlflow.example:5000/#/")
 
 
+def test_links_open_mlflow_ui_url_else_the_tracking_server_else_the_local_ui(monkeypatch):
+    """MLFLOW_UI_URL (the Makefile's, from `make ui`'s PORT) wins; a tracking server is its own
+    UI; else `mlflow ui`'s default. A value that is no UI address is refused in one line."""
+    from lab1.core.mlflow_ui import LOCAL_UI, ui_base
+
+    monkeypatch.delenv("MLFLOW_UI_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert ui_base() == LOCAL_UI == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert ui_base() == "http://mlflow.example:5000"
+    monkeypatch.setenv("MLFLOW_UI_URL", f"https://admin:{SECRET}@ui.example/mlflow/")
+    assert ui_base() == "https://ui.example/mlflow"
+    bad = ["127.0.0.1:5001", "http://127.0.0.1:x;touch y", "http://h:99999", f"ftp://a:{SECRET}@h"]
+    for value in bad:
+        monkeypatch.setenv("MLFLOW_UI_URL", value)
+        with pytest.raises(PipelineError, match="is not the address of an MLflow UI") as refused:
+            ui_base()
+        assert "cret" not in str(refused.value)
+
+
 @pytest.mark.integration
 def test_a_uri_with_credentials_works_against_mlflows_basic_auth_server(tmp_path, monkeypatch):
     """The real `mlflow server --app-name basic-auth` (lab3's config): connect() with the

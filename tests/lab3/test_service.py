@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -382,6 +383,20 @@ def test_follows_the_alias_and_keeps_serving_when_a_version_is_broken(
         registry.promote(client_registry, NAME, "1", None)  # other tests expect version 1
 
 
+def test_the_links_of_get_model_open_the_ui_mlflow_ui_url_names(models, monkeypatch):
+    """`make ui PORT=5001` beside `make serve PORT=5001`: GET /model's links open that UI (the
+    Makefile gives the service MLFLOW_UI_URL=http://127.0.0.1:5001)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", models.tracking_uri)
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://127.0.0.1:5001/")
+    with TestClient(create_app(settings(f"models:/{NAME}@champion"))) as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        lineage = client.get("/model").json()["lineage"]
+    page = f"#/models/{NAME}/versions/1?workflowType=machine_learning"
+    assert lineage["model"]["url"] == f"http://127.0.0.1:5001/{page}"
+    links = re.findall(r"https?://[^\"\s]+", json.dumps(lineage))
+    assert all(link.startswith("http://127.0.0.1:5001/#/") for link in links), links
+
+
 def test_public_keeps_web_links_whole_and_hides_file_paths():
     link = "http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning"
     shown = public({"url": link, "about": [f"see {link} for /home/ann/data/my.csv"]})
@@ -413,6 +428,15 @@ def test_serve_cli_help_and_bad_settings():
     )
     assert done.returncode == 1
     assert "MAX_BODY_BYTES='tiny' is not an integer" in done.stderr.strip().splitlines()[-1]
+    env = {"PATH": "/usr/bin:/bin", "MLFLOW_UI_URL": "127.0.0.1:5001"}  # no http://
+    done = subprocess.run(
+        [sys.executable, "-m", "lab3.serve"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 1
+    assert (
+        "MLFLOW_UI_URL='127.0.0.1:5001' is not the address of an MLflow UI"
+        in (done.stderr.strip().splitlines()[-1])
+    )
 
 
 def test_a_tabular_model_refuses_image_uploads(models):
