@@ -192,9 +192,12 @@ def register_gated(
     current = champion(client, name)
     before = current.version if current else None
     if before != champion_seen:
+        seen, now = (
+            f"version {v}" if v is not None else "no version" for v in (champion_seen, before)
+        )
         raise PipelineError(
-            f"registered model {name!r}: {CHAMPION} moved from version {champion_seen} to "
-            f"{before} while this gate ran; run model_registration again"
+            f"registered model {name!r}: {CHAMPION} moved from {seen} to {now} while this gate "
+            "ran; run model_registration again"
         )
     reference = None
     if champion_here is not None and current is not None and current.version != existing:

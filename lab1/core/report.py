@@ -33,7 +33,9 @@ def summary(root: Path) -> list[str]:
         verdict = f"{name} version {version} is now champion ({was})"
     elif decision["decision"] == "rejected":
         what = f"version {version} gated again" if version is not None else "not registered"
-        verdict = f"rejected, {what}; champion stays version {decision['champion_before']}"
+        before = decision["champion_before"]
+        stays = f"champion stays version {before}" if before is not None else "no champion yet"
+        verdict = f"rejected, {what}; {stays}"
     else:
         verdict = decision["reason"]
     lines = [

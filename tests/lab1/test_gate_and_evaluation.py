@@ -1,5 +1,7 @@
 """The quality gate and the evaluation metrics: pure functions."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,22 @@ def test_a_rejection_says_registered_only_of_a_new_model(caplog):
     first, second = (record.getMessage() for record in caplog.records)
     assert "version 1 gated again and rejected" in first and "not registered" not in first
     assert "rejected, not registered" in second
+
+
+@pytest.mark.parametrize(
+    ("before", "verdict"),
+    [
+        (None, "rejected, not registered; no champion yet"),
+        ("2", "rejected, not registered; champion stays version 2"),
+    ],
+)
+def test_the_summary_of_a_rejection_names_the_champion_or_that_there_is_none(
+    before, verdict, tmp_path
+):
+    from lab1.core.report import summary
+
+    (tmp_path / "reports").mkdir()
+    decision = {"registered_model": "m", "decision": "rejected", "version": None}
+    decision |= {"champion_before": before, "reason": "accuracy 0.8797 < min_accuracy 0.8800"}
+    (tmp_path / "reports" / "registration.json").write_text(json.dumps(decision))
+    assert summary(tmp_path)[0] == f"decision  {verdict}"
