@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args in (["-h"], ["--help"]):
         sys.stderr.write(
-            "usage: python -m lab1.core.report [METRICS_JSON | --summary]\n"
+            "usage: .venv/bin/python -m lab1.core.report [METRICS_JSON | --summary]\n"
             "Print the accuracy line from reports/metrics.json (or METRICS_JSON); with\n"
             "--summary, the last run's decision, outputs and links (to stderr).\n"
         )
