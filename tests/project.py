@@ -155,8 +155,10 @@ def vouch_for(root: Path, stage: str) -> None:
     try:
         with project_at(root) as paths:
             client = connect()
-            experiment = experiment_id(client, load_params(paths.params).experiment_name)
-            ancestry = lineage.check_inputs(stage, client, [experiment])  # the real, finished ones
+            params = load_params(paths.params)
+            experiment = experiment_id(client, params.experiment_name)
+            # The real, finished runs behind the inputs.
+            ancestry = lineage.check_inputs(stage, client, [experiment], params.dataset)
             reads = [
                 lineage.PathDataset(root / p, ancestry.digests[p]) for p in STAGE_IO[stage].reads
             ]

@@ -127,9 +127,11 @@ class Ancestry:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def check_inputs(stage: str, client: MlflowClient, experiments: list[str]) -> Ancestry:
+def check_inputs(
+    stage: str, client: MlflowClient, experiments: list[str], dataset: str
+) -> Ancestry:
     """Check that ``stage``'s declared inputs are outputs of finished runs of one lineage, in
-    ``experiments``; return that lineage. Raises DataError (one line) otherwise."""
+    ``experiments`` (``dataset``'s); return that lineage. Raises DataError (one line) otherwise."""
     ancestry = Ancestry()
     pending: list[tuple[str, str]] = []  # (path, digest) whose producing run is still to find
     for path in STAGE_IO[stage].reads:
@@ -150,7 +152,7 @@ def check_inputs(stage: str, client: MlflowClient, experiments: list[str]) -> An
                     "%s: no finished %s run here; DVC's lock vouches for it", path, producer
                 )
                 continue
-            raise DataError(_not_made_by(client, experiments, producer, path, content))
+            raise DataError(_not_made_by(client, experiments, producer, path, content, dataset))
         ancestry.runs[producer] = record = _record(run)
         for used, used_content in record["inputs"].items():
             known = ancestry.digests.get(used)
@@ -184,10 +186,23 @@ def _record(run: Run) -> dict[str, Any]:
 
 
 def _not_made_by(
-    client: MlflowClient, experiments: list[str], producer: str, path: str, content: str
+    client: MlflowClient,
+    experiments: list[str],
+    producer: str,
+    path: str,
+    content: str,
+    dataset: str,
 ) -> str:
-    """Why ``path`` is not an output of a finished ``producer`` run, naming the file that changed
-    since its last run wrote it, with both digests."""
+    """Why ``path`` is not an output of a finished ``producer`` run of ``dataset``: another
+    dataset's pipeline made it (after a run with --dataset), or else it changed since its last
+    run wrote it (named, with both digests) or that run did not finish."""
+    other = _written_for(client, experiments, path, content)
+    if other is not None and other != dataset:
+        return (
+            f"{path} holds the {other} pipeline's output (from a finished {other} {producer} "
+            f"run), not {dataset}'s: the {dataset} stages need their own; run bash pipeline.sh "
+            f"--dataset {dataset} first"
+        )
     last = next(iter(finished_runs(client, experiments, producer)), None)
     written = datasets(last, "output").get(path) if last is not None else None
     change: tuple[str, str | None, str | None] = (path, written and written.digest, content)
@@ -202,6 +217,17 @@ def _not_made_by(
         f"wrote it (sha256 {(was or 'none')[:12]}, now {(now_digest or 'none')[:12]}), or that run "
         f"failed or was interrupted; run {producer} again"
     )
+
+
+def _written_for(
+    client: MlflowClient, experiments: list[str], path: str, content: str
+) -> str | None:
+    """The dataset whose finished run, recorded outside ``experiments`` (each dataset has an
+    experiment of its own), wrote ``content`` to ``path``; None when none did."""
+    others = [e.experiment_id for e in client.search_experiments()]
+    others = [e for e in others if e not in experiments]
+    run = find(client, others, path, content) if others else None
+    return json.loads(run.data.tags.get("mlops.params", "{}")).get("dataset") if run else None
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model

@@ -107,7 +107,7 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
         used = {"dataset": params.dataset, name: used_by(params, name)}
         mlflow.set_tag("mlops.params", json.dumps(used, sort_keys=True))
         # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
-        here.ancestry = lineage.check_inputs(name, client, [info.experiment_id])
+        here.ancestry = lineage.check_inputs(name, client, [info.experiment_id], params.dataset)
         for path in STAGE_IO[name].reads:  # what the next stage's check follows back
             mlflow.log_input(here.dataset(PATHS.root / path), context="input")
         yield here
