@@ -138,7 +138,9 @@ TESTED: dict[str, str] = {
     "python -m lab1.pipeline_run": ONE_BY_ONE,
     ".venv/bin/python -m lab1.pipeline_run begin --owner-pid PID": FIRST_RUN,
     ".venv/bin/python -m lab1.pipeline_run begin --context": ONE_BY_ONE,
-    ".venv/bin/python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED": ONE_BY_ONE,
+    ".venv/bin/python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED": (
+        ONE_BY_ONE
+    ),
     "bash pipeline.sh --dataset fashion_mnist": "tests/lab1/test_images.py::"
     "test_image_pipeline_end_to_end",
     "python -m lab1.core.distributed": "tests/lab1/test_distributed.py::"
