@@ -75,9 +75,9 @@ class StageRun:
 
     def dataset(self, path: Path, context: str = "input") -> Dataset:
         """``path`` (a file or folder the stage declares, stage_io.py) as an MLflow dataset
-        named by its path, with its content digest (lineage.PathDataset), for
+        named by its path, with its content digest (records.PathDataset), for
         ``mlflow.log_input``."""
-        from lab1.core.lineage import PathDataset
+        from lab1.core.records import PathDataset
 
         check_declared(self.stage, path, "reads" if context == "input" else "writes")
         # An input was hashed by the input check, and cannot change while the workspace is held.
