@@ -1,10 +1,10 @@
 """Where a registered model came from: data, code, params, metrics, runs, and how to reproduce it.
 
-  python -m lab1.lineage                          the champion of params.yaml's dataset
-  python -m lab1.lineage models:/temperature-classifier/3
-  python -m lab1.lineage --json                   the same for machines
-  python -m lab1.lineage --reproduce              re-run the pipeline at the recorded params in a
-                                                  scratch copy of this checkout and compare
+  .venv/bin/python -m lab1.lineage               the champion of params.yaml's dataset
+  .venv/bin/python -m lab1.lineage models:/temperature-classifier/3
+  .venv/bin/python -m lab1.lineage --json        the same for machines
+  .venv/bin/python -m lab1.lineage --reproduce   re-run the pipeline at the recorded params in
+                                                  a scratch copy of this checkout and compare
 
 The answers come from what the runs logged (the version's tags and its registration run's
 lineage.json). --reproduce refuses when the recorded commit is not this checkout's; it runs

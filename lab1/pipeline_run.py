@@ -1,8 +1,8 @@
 """Begin or end the MLflow parent run of one pipeline execution (used by pipeline.sh, Jenkins).
 
-  python -m lab1.pipeline_run begin --owner-pid PID     -> prints the run id (pipeline.sh)
-  python -m lab1.pipeline_run begin --context           -> keeps it in .mlops/pipeline_run.json
-  python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED
+  .venv/bin/python -m lab1.pipeline_run begin --owner-pid PID   prints the run id (pipeline.sh)
+  .venv/bin/python -m lab1.pipeline_run begin --context         keeps it in .mlops/pipeline_run.json
+  .venv/bin/python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED
 
 ``begin`` also marks KILLED any run on this host whose process died. ``--context`` is for
 callers with no process that lives as long as the pipeline (Jenkins runs each stage in a new

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = target.read_text() if target.exists() else ""
         if current != text:
-            sys.stderr.write(f"{target}: out of date; run: python -m lab4.dvc_pipeline\n")
+            sys.stderr.write(f"{target}: out of date; run: .venv/bin/python -m lab4.dvc_pipeline\n")
             return 1
         return 0
     with atomic_path(target) as tmp:

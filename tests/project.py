@@ -142,7 +142,7 @@ def vouch_for(root: Path, stage: str) -> None:
     which otherwise refuses files that no finished run made."""
     import mlflow
 
-    from lab1.core import lineage
+    from lab1.core import lineage, records
     from lab1.core.mlflow_ui import experiment_id
     from lab1.core.params import load_params
     from lab1.core.paths import project_at
@@ -155,12 +155,14 @@ def vouch_for(root: Path, stage: str) -> None:
     try:
         with project_at(root) as paths:
             client = connect()
-            experiment = experiment_id(client, load_params(paths.params).experiment_name)
-            ancestry = lineage.check_inputs(stage, client, [experiment])  # the real, finished ones
+            params = load_params(paths.params)
+            experiment = experiment_id(client, params.experiment_name)
+            # The real, finished runs behind the inputs.
+            ancestry = lineage.check_inputs(stage, client, [experiment], params.dataset)
             reads = [
-                lineage.PathDataset(root / p, ancestry.digests[p]) for p in STAGE_IO[stage].reads
+                records.PathDataset(root / p, ancestry.digests[p]) for p in STAGE_IO[stage].reads
             ]
-            outputs = [lineage.PathDataset(root / p) for p in lineage.outputs_of(stage)]
+            outputs = [records.PathDataset(root / p) for p in records.outputs_of(stage)]
             with mlflow.start_run(experiment_id=experiment, run_name=stage):
                 for dataset in reads:
                     mlflow.log_input(dataset, context="input")

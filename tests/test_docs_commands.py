@@ -60,7 +60,7 @@ RUN: dict[str, tuple[int, str]] = {
     "make help": (0, "make mlflow-run "),
     "bash pipeline.sh --help": (0, "Usage: bash pipeline.sh [OPTIONS]"),
     ".venv/bin/python lab1/model_testing.py --help": (0, "Stage 4/5: model testing."),
-    "python -m lab3.monitor --help": (0, "usage: python -m lab3.monitor"),
+    "python -m lab3.monitor --help": (0, "usage: .venv/bin/python -m lab3.monitor"),
     "python -m lab1.core.cli": (0, ""),  # checks options, params and the store: all fine
     "python -m lab4.dvc_pipeline --check": (0, ""),
     ".venv/bin/python -m lab4.dvc_pipeline --check": (0, ""),
@@ -119,6 +119,7 @@ TESTED: dict[str, str] = {
     ".venv/bin/python -m lab1.lineage": MAKE_TASKS,
     "python -m lab1.lineage": MAKE_TASKS,
     "python -m lab1.lineage --json": MAKE_TASKS,
+    ".venv/bin/python -m lab1.lineage --json": MAKE_TASKS,
     ".venv/bin/python -m lab1.model_testing": MAKE_TASKS,
     ".venv/bin/python lab1/data_creation.py --csv my.csv": MAKE_TASKS,
     "bash pipeline.sh -S model_preparation.estimator=logistic_regression": MAKE_TASKS,
@@ -126,8 +127,8 @@ TESTED: dict[str, str] = {
     "bash pipeline.sh -S model_preparation.estimator=random_forest -S data_creation.seed=7": (
         LINEAGE + "test_two_pipelines_in_one_checkout_take_turns_and_register_their_own_models"
     ),
-    "python -m lab1.lineage --reproduce": REPRODUCE,
-    "python -m lab1.lineage models:/temperature-classifier/3": ANSWERS,
+    ".venv/bin/python -m lab1.lineage --reproduce": REPRODUCE,
+    ".venv/bin/python -m lab1.lineage models:/temperature-classifier/3": ANSWERS,
     ".venv/bin/python -m lab1.lineage [models:/NAME/VERSION] [--json] [--reproduce]": ANSWERS,
     "bash pipeline.sh -S data_creation.seed=7": "tests/lab1/test_provenance.py::"
     "test_a_model_trained_on_another_data_seed_is_compared_on_its_own_test_set",
@@ -139,9 +140,11 @@ TESTED: dict[str, str] = {
     "bash pipeline.sh --stage NAME": ONE_BY_ONE,
     "bash pipeline.sh --stage <name>": ONE_BY_ONE,
     "python -m lab1.pipeline_run": ONE_BY_ONE,
-    "python -m lab1.pipeline_run begin --owner-pid PID": FIRST_RUN,
-    "python -m lab1.pipeline_run begin --context": ONE_BY_ONE,
-    "python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED": ONE_BY_ONE,
+    ".venv/bin/python -m lab1.pipeline_run begin --owner-pid PID": FIRST_RUN,
+    ".venv/bin/python -m lab1.pipeline_run begin --context": ONE_BY_ONE,
+    ".venv/bin/python -m lab1.pipeline_run end [RUN_ID] --status FINISHED|FAILED|KILLED": (
+        ONE_BY_ONE
+    ),
     "bash pipeline.sh --dataset fashion_mnist": "tests/lab1/test_images.py::"
     "test_image_pipeline_end_to_end",
     "python -m lab1.core.distributed": "tests/lab1/test_distributed.py::"

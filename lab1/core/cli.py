@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lab1 import wrong_python
 from lab1.core.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -110,7 +111,8 @@ def params_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
 def run_script(name: str, body: Callable[[], int]) -> int:
     """Run a script's body; every failure becomes one ERROR line and an exit code: 2 for a
     command-line mistake, 1 for anything else. No traceback reaches the user unless -v asked
-    for it: an unexpected exception is a bug in the project, and the line says so."""
+    for it: an unexpected exception is a bug in the project, and the line says so (a library
+    missing from the Python that runs it is not: lab1.wrong_python says which Python to use)."""
     try:
         return body()
     except UsageError as exc:
@@ -123,6 +125,9 @@ def run_script(name: str, body: Callable[[], int]) -> int:
         logger.error("%s failed: %s", name, os_error_line(exc))
         return EXIT_ERROR
     except Exception as exc:
+        if (line := wrong_python(exc)) is not None:  # a Python without the project's libraries
+            logger.error("%s", line)
+            return EXIT_ERROR
         if is_store_error(exc):  # the tracking store failed (a full disk, a broken database)
             logger.error("%s failed: %s", name, store_error_line(exc))
             return EXIT_ERROR

@@ -1,6 +1,7 @@
 """Data-parallel CNN training: PyTorch's DistributedDataParallel, launched by torchrun.
 
-``model_preparation.cnn.processes`` > 1 (an image dataset) makes pipeline.sh run the stage as
+``model_preparation.cnn.processes`` > 1 (an image dataset) makes pipeline.sh run the stage, with
+the project's Python (.venv/bin/python), as
 
     python -m lab1.core.distributed --standalone --nproc-per-node N -m lab1.model_preparation ...
 
@@ -14,9 +15,9 @@ same augmentation as one process would and trains on its share of each global ba
 to summation order and batch-norm statistics (per rank). Rank 0 alone opens the MLflow run and
 writes the model; the other ranks only train (``follow``).
 
-Also ``python -m lab1.core.distributed --processes [stage options]``: prints how many processes
-model_preparation runs with (1 unless an image dataset asks for more), or one line and exit 2
-when that is more than the GPUs here (the CPUs are checked with the other params).
+Also ``.venv/bin/python -m lab1.core.distributed --processes [stage options]``: prints how many
+processes model_preparation runs with (1 unless an image dataset asks for more), or one line and
+exit 2 when that is more than the GPUs here (the CPUs are checked with the other params).
 """
 
 from __future__ import annotations
@@ -262,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_script("model_preparation", show)
     if argv[:1] in (["-h"], ["--help"]):  # this wrapper's use; torchrun's options: its own --help
-        sys.stdout.write(f"{__doc__}\ntorchrun's options: python -m torch.distributed.run --help\n")
+        sys.stdout.write(
+            f"{__doc__}\ntorchrun's options: .venv/bin/python -m torch.distributed.run --help\n"
+        )
         return 0
     setup_logging()
     return launch(argv)

@@ -2,11 +2,12 @@
 
 **Were my inputs made by one finished execution?** MLflow's dataset records are the one record:
 every stage run logs what it read (context "input") and wrote ("output"), each named by its path
-with its content digest (PathDataset). Before a stage runs, ``check_inputs`` finds, for each
-input's content, the newest FINISHED run that wrote it, and follows that run's own inputs back
-to data_creation. It refuses, in one line, an input no finished run wrote (naming the file that
-changed, with both digests) and inputs from different executions. Matching is by content, so
-outputs DVC restores from its cache still match.
+with its content digest (records.py). Before a stage runs, ``check_inputs`` finds, for each
+input's content, the newest FINISHED run of this dataset that wrote it, and follows that run's
+own inputs back to data_creation. It refuses, in one line, an input no finished run wrote (naming
+the file that changed, with both digests, or the other dataset whose pipeline made it) and inputs
+from different executions. Matching is by content, so outputs DVC restores from its cache still
+match.
 
 **What made this model?** The chain found is the model's lineage (``model_lineage``):
 model_registration tags the version with it and logs it as lineage.json. ``version_lineage``
@@ -29,13 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from mlflow.data.dataset_source_registry import get_registered_sources
-from mlflow.data.meta_dataset import MetaDataset
 
 from lab1.core.errors import DataError
 from lab1.core.io import file_digests, first_change, tree_sha256
 from lab1.core.mlflow_ui import run_link, version_link
 from lab1.core.paths import PATHS
+from lab1.core.records import DIGEST, datasets, find, finished_runs, producer_of
 from lab1.core.registry import version_metrics
 from lab1.core.stage_io import STAGE_IO, flatten
 from lab1.core.stages import STAGES
@@ -48,74 +48,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DIGEST = 16  # hex digits of a content digest that a dataset record keeps
 GIT_TAGS = ("git.commit", "git.dirty", "code.sha256")
-
-
-def outputs_of(stage: str) -> tuple[str, ...]:
-    """The outputs a stage's run vouches for (those DVC tracks; not plots or caches)."""
-    io = STAGE_IO[stage]
-    return io.writes + io.metrics + io.records
-
-
-def producer_of(path: str) -> str:
-    """The stage that writes ``path`` (a declared output, relative to the project root)."""
-    for stage in STAGE_IO:
-        if path in outputs_of(stage):
-            return stage
-    raise ValueError(f"no stage declares {path} as an output")  # a bug in stage_io.py
-
-
-class PathDataset(MetaDataset):
-    """A file or folder of the project as an MLflow dataset: named by its path, with its content
-    digest (``known``, else computed); a folder's also lists the digest of each of its files
-    (its profile), so that a refusal can name the file that changed."""
-
-    def __init__(self, path: Path, known: str | None = None):
-        self.files = None
-        if known is None and path.is_dir():
-            self.files = {k: v[:DIGEST] for k, v in file_digests(path).items()}
-        # MLflow's source for local files (its class is made at run time: no name to import).
-        local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
-        content = known or tree_sha256(path)
-        super().__init__(local(path.resolve().as_uri()), self.name_of(path), content[:DIGEST])
-
-    @staticmethod
-    def name_of(path: Path) -> str:
-        return path.relative_to(PATHS.root).as_posix()
-
-    @property
-    def profile(self) -> dict[str, Any] | None:
-        return None if self.files is None else {"files": self.files}
-
-    def to_dict(self) -> dict[str, str]:
-        config = super().to_dict()
-        if self.files is not None:
-            config["profile"] = json.dumps(self.profile, sort_keys=True)
-        return config
-
-
-def datasets(run: Run, context: str) -> dict[str, Any]:
-    """The datasets ``run`` logged with ``context`` ("input"/"output"), by name."""
-    logged = run.inputs.dataset_inputs if run.inputs else []
-    tagged = [(d.dataset, {t.key: t.value for t in d.tags}) for d in logged]
-    return {d.name: d for d, tags in tagged if tags.get("mlflow.data.context") == context}
-
-
-def finished_runs(client: MlflowClient, experiments: list[str], stage: str, query: str = ""):
-    """The FINISHED runs of ``stage``, newest first (``query``: more of the filter)."""
-    where = f"attributes.run_name = '{stage}' AND attributes.status = 'FINISHED'" + query
-    return client.search_runs(experiments, where, order_by=["attributes.end_time DESC"])
-
-
-def find(client: MlflowClient, experiments: list[str], path: str, content: str) -> Run | None:
-    """The newest FINISHED run of ``path``'s producer that wrote ``content`` to it."""
-    query = f" AND datasets.name = '{path}' AND datasets.digest = '{content}'"
-    for run in finished_runs(client, experiments, producer_of(path), query):
-        written = datasets(run, "output").get(path)
-        if written is not None and written.digest == content:
-            return run
-    return None
 
 
 @dataclass
@@ -127,9 +60,11 @@ class Ancestry:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def check_inputs(stage: str, client: MlflowClient, experiments: list[str]) -> Ancestry:
+def check_inputs(
+    stage: str, client: MlflowClient, experiments: list[str], dataset: str
+) -> Ancestry:
     """Check that ``stage``'s declared inputs are outputs of finished runs of one lineage, in
-    ``experiments``; return that lineage. Raises DataError (one line) otherwise."""
+    ``experiments`` (``dataset``'s); return that lineage. Raises DataError (one line) otherwise."""
     ancestry = Ancestry()
     pending: list[tuple[str, str]] = []  # (path, digest) whose producing run is still to find
     for path in STAGE_IO[stage].reads:
@@ -150,7 +85,7 @@ def check_inputs(stage: str, client: MlflowClient, experiments: list[str]) -> An
                     "%s: no finished %s run here; DVC's lock vouches for it", path, producer
                 )
                 continue
-            raise DataError(_not_made_by(client, experiments, producer, path, content))
+            raise DataError(_not_made_by(client, experiments, producer, path, content, dataset))
         ancestry.runs[producer] = record = _record(run)
         for used, used_content in record["inputs"].items():
             known = ancestry.digests.get(used)
@@ -184,10 +119,23 @@ def _record(run: Run) -> dict[str, Any]:
 
 
 def _not_made_by(
-    client: MlflowClient, experiments: list[str], producer: str, path: str, content: str
+    client: MlflowClient,
+    experiments: list[str],
+    producer: str,
+    path: str,
+    content: str,
+    dataset: str,
 ) -> str:
-    """Why ``path`` is not an output of a finished ``producer`` run, naming the file that changed
-    since its last run wrote it, with both digests."""
+    """Why ``path`` is not an output of a finished ``producer`` run of ``dataset``: another
+    dataset's pipeline made it (after a run with --dataset), or else it changed since its last
+    run wrote it (named, with both digests) or that run did not finish."""
+    other = _written_for(client, experiments, path, content)
+    if other is not None and other != dataset:
+        return (
+            f"{path} holds the {other} pipeline's output (from a finished {other} {producer} "
+            f"run), not {dataset}'s: the {dataset} stages need their own; run bash pipeline.sh "
+            f"--dataset {dataset} first"
+        )
     last = next(iter(finished_runs(client, experiments, producer)), None)
     written = datasets(last, "output").get(path) if last is not None else None
     change: tuple[str, str | None, str | None] = (path, written and written.digest, content)
@@ -202,6 +150,17 @@ def _not_made_by(
         f"wrote it (sha256 {(was or 'none')[:12]}, now {(now_digest or 'none')[:12]}), or that run "
         f"failed or was interrupted; run {producer} again"
     )
+
+
+def _written_for(
+    client: MlflowClient, experiments: list[str], path: str, content: str
+) -> str | None:
+    """The dataset whose finished run, recorded outside ``experiments`` (each dataset has an
+    experiment of its own), wrote ``content`` to ``path``; None when none did."""
+    others = [e.experiment_id for e in client.search_experiments()]
+    others = [e for e in others if e not in experiments]
+    run = find(client, others, path, content) if others else None
+    return json.loads(run.data.tags.get("mlops.params", "{}")).get("dataset") if run else None
 
 
 MODEL_STAGES = STAGES[:-1]  # the stages whose runs make and measure a model

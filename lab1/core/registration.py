@@ -75,8 +75,9 @@ def model_card(params: Params, report: dict[str, Any], lineage: dict[str, Any]) 
             f"ROC AUC {metrics.get('roc_auc', float('nan')):.3f}",
             f"- **{label.capitalize()}**: "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(per_kind.items())),
-            f"- **Lineage**: `python -m lab1.lineage models:/{params.registered_model_name}/<this "
-            "version>`",
+            "- **Lineage**: `.venv/bin/python -m lab1.lineage "
+            f"models:/{params.registered_model_name}/<this version>` (in a checkout of the "
+            "project, after `bash pipeline.sh --setup`)",
         ]
     )
     return {"model": what, "version": version}

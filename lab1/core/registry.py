@@ -193,8 +193,8 @@ def register_gated(
     before = current.version if current else None
     if before != champion_seen:
         raise PipelineError(
-            f"registered model {name!r}: {CHAMPION} moved from version {champion_seen} to "
-            f"{before} while this gate ran; run model_registration again"
+            f"registered model {name!r}: {CHAMPION} moved from {_named(champion_seen)} to "
+            f"{_named(before)} while this gate ran; run model_registration again"
         )
     reference = None
     if champion_here is not None and current is not None and current.version != existing:
@@ -230,6 +230,11 @@ def register_gated(
         # The alias moves later (promote), after everything the registration records.
         result |= {"version": version, "champion_after": version}
     return result
+
+
+def _named(version: str | None) -> str:
+    """A champion's version in a message: "version 3", or "no version" when there was none."""
+    return f"version {version}" if version is not None else "no version"
 
 
 def _gated_again(

@@ -33,7 +33,9 @@ def summary(root: Path) -> list[str]:
         verdict = f"{name} version {version} is now champion ({was})"
     elif decision["decision"] == "rejected":
         what = f"version {version} gated again" if version is not None else "not registered"
-        verdict = f"rejected, {what}; champion stays version {decision['champion_before']}"
+        before = decision["champion_before"]
+        stays = f"champion stays version {before}" if before is not None else "no champion yet"
+        verdict = f"rejected, {what}; {stays}"
     else:
         verdict = decision["reason"]
     lines = [
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args in (["-h"], ["--help"]):
         sys.stderr.write(
-            "usage: python -m lab1.core.report [METRICS_JSON | --summary]\n"
+            "usage: .venv/bin/python -m lab1.core.report [METRICS_JSON | --summary]\n"
             "Print the accuracy line from reports/metrics.json (or METRICS_JSON); with\n"
             "--summary, the last run's decision, outputs and links (to stderr).\n"
         )

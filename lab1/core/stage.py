@@ -75,9 +75,9 @@ class StageRun:
 
     def dataset(self, path: Path, context: str = "input") -> Dataset:
         """``path`` (a file or folder the stage declares, stage_io.py) as an MLflow dataset
-        named by its path, with its content digest (lineage.PathDataset), for
+        named by its path, with its content digest (records.PathDataset), for
         ``mlflow.log_input``."""
-        from lab1.core.lineage import PathDataset
+        from lab1.core.records import PathDataset
 
         check_declared(self.stage, path, "reads" if context == "input" else "writes")
         # An input was hashed by the input check, and cannot change while the workspace is held.
@@ -107,7 +107,7 @@ def run(name: str, params: Params) -> Iterator[StageRun]:
         used = {"dataset": params.dataset, name: used_by(params, name)}
         mlflow.set_tag("mlops.params", json.dumps(used, sort_keys=True))
         # Inside the run: a refusal is recorded as the stage's FAILED run, with its reason.
-        here.ancestry = lineage.check_inputs(name, client, [info.experiment_id])
+        here.ancestry = lineage.check_inputs(name, client, [info.experiment_id], params.dataset)
         for path in STAGE_IO[name].reads:  # what the next stage's check follows back
             mlflow.log_input(here.dataset(PATHS.root / path), context="input")
         yield here

@@ -52,7 +52,7 @@ REPORTS = Path("reports/monitoring")
 
 def parser() -> argparse.ArgumentParser:
     cli = stage_parser(__doc__)
-    cli.prog = "python -m lab3.monitor"
+    cli.prog = ".venv/bin/python -m lab3.monitor"
     cli.add_argument("--since", type=parse_time, help="ISO time (UTC); default: until - window")
     cli.add_argument("--until", type=parse_time, help="ISO time (UTC); default: now")
     cli.add_argument("--labels", type=Path, help="CSV: request_id, row, label[, fault_kind]")

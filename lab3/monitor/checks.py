@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lab1.core import profile as profiles
+from lab1.core.gate import side_by_side
 from lab1.core.params import GateParams, MonitoringParams
 from lab3.monitor.traffic import Traffic
 
@@ -199,9 +200,10 @@ def alarms(result: Result, settings: MonitoringParams, gate: GateParams) -> list
         d.name + ("" if d.computable else " (not computable)") for d in result.drift if d.drifted
     ]
     if result.drift_share > settings.drift.max_share:
+        share, limit = side_by_side(result.drift_share, settings.drift.max_share, percent=True)
         found.append(
             f"the inputs drifted: {len(moved)} of {len(result.drift)} measures moved "
-            f"(over {settings.drift.max_share:.0%}): {', '.join(moved)}"
+            f"({share}, over {limit}): {', '.join(moved)}"
         )
     if result.prediction.drifted:
         found.append(
@@ -209,19 +211,30 @@ def alarms(result: Result, settings: MonitoringParams, gate: GateParams) -> list
             f"{result.traffic.predicted.mean():.0%} of rows (PSI {result.prediction.psi:.2f})"
         )
     if result.missing_share > settings.max_missing_share:
-        found.append(
-            f"{result.missing_share:.0%} of readings are missing (over "
-            f"{settings.max_missing_share:.0%}; training: {result.reference_missing_share:.0%})"
+        missing, limit = side_by_side(
+            result.missing_share, settings.max_missing_share, percent=True
         )
-    for name, floor in (("accuracy", gate.min_accuracy), ("f1", gate.min_f1)):
+        found.append(
+            f"{missing} of readings are missing (over {limit}; "
+            f"training: {result.reference_missing_share:.0%})"
+        )
+    for name, floor in floors(gate).items():
         # Only a shortfall beyond chance: a few hundred rows vary by a few points from week to
         # week, and a model at 0.93 would otherwise be flagged for a week at 0.89.
         if name in result.quality and result.quality[f"{name}_high"] < floor:
+            value, high, minimum = side_by_side(
+                result.quality[name], result.quality[f"{name}_high"], floor
+            )
             found.append(
-                f"{name} on served traffic {result.quality[name]:.3f}, surely under {floor:.3f} "
-                f"(95 % interval up to {result.quality[f'{name}_high']:.3f}; the gate's min_{name})"
+                f"{name} on served traffic {value}, surely under {minimum} "
+                f"(95 % interval up to {high}; the gate's min_{name})"
             )
     return found
+
+
+def floors(gate: GateParams) -> dict[str, float]:
+    """The gate's minimum of each quality measure that the monitor checks served traffic for."""
+    return {"accuracy": gate.min_accuracy, "f1": gate.min_f1}
 
 
 # Where new training data goes in: readings from the stations that moved, faults injected into
@@ -244,23 +257,33 @@ def advise(
             "and run again with --labels FILE: they say whether to retrain or to accept the change"
         )
         return "no labels: quality unknown", "; ".join(steps)
-    measured = f"accuracy {q['accuracy']:.3f}, F1 {q['f1']:.3f} on {n} labelled rows" + (
+    minimums = floors(gate)
+    # Each measure, the high end of its interval and the gate's minimum, as many digits as
+    # tell them apart; a sentence names only the minimums its comparison holds for.
+    shown = {k: side_by_side(q[k], q[f"{k}_high"], floor) for k, floor in minimums.items()}
+    measured = f"accuracy {shown['accuracy'][0]}, F1 {shown['f1'][0]} on {n} labelled rows" + (
         f" (test accuracy when registered: {tested:.3f})" if tested is not None else ""
     )
-    floors = f"the gate's min_accuracy {gate.min_accuracy:.3f}, min_f1 {gate.min_f1:.3f}"
-    fell = q["accuracy_high"] < gate.min_accuracy or q["f1_high"] < gate.min_f1
+
+    def the_gates(names: list[str]) -> str:
+        return "the gate's " + ", ".join(f"min_{k} {shown[k][2]}" for k in names)
+
+    fell = [k for k, floor in minimums.items() if q[f"{k}_high"] < floor]
     if fell:
         steps.append(
             "retrain on readings from the conditions served (the stations and seasons that "
-            f"moved): python -m lab3.monitor --retrain -- -S {CSV_OVERRIDE}=FILE (columns date, "
-            "station, temperature); the synthetic data's climates would not teach it the change"
+            f"moved): .venv/bin/python -m lab3.monitor --retrain -- -S {CSV_OVERRIDE}=FILE "
+            "(columns date, station, temperature); the synthetic data's climates would not "
+            "teach it the change"
         )
-        return f"quality fell: {measured}, surely under {floors}", "; ".join(steps)
-    if q["accuracy"] < gate.min_accuracy or q["f1"] < gate.min_f1:
+        return f"quality fell: {measured}, surely under {the_gates(fell)}", "; ".join(steps)
+    under = [k for k, floor in minimums.items() if q[k] < floor]
+    if under:
         steps.append("label more rows: these are too few to say whether the model got worse")
+        highs = ", ".join(f"{k} up to {shown[k][1]}" for k in under)
         return (
-            f"quality may have fallen: {measured}, under {floors} but within chance "
-            f"(95 % interval up to {q['accuracy_high']:.3f} / {q['f1_high']:.3f})",
+            f"quality may have fallen: {measured}, under {the_gates(under)} but within chance "
+            f"(95 % interval: {highs})",
             "; ".join(steps),
         )
     if result.prediction.drifted:
@@ -273,4 +296,4 @@ def advise(
         f"on data that includes it (-S {CSV_OVERRIDE}=FILE) moves the reference, and until then "
         "this alarm repeats"
     )
-    return f"quality held: {measured}, over {floors}", "; ".join(steps)
+    return f"quality held: {measured}, at or above {the_gates(list(minimums))}", "; ".join(steps)

@@ -14,11 +14,11 @@ a labels file. Kinds of week:
     .venv/bin/python -m lab3.monitor.simulate    # one normal week, then one shifted week
     .venv/bin/python -m lab3.monitor.simulate --weeks 20 --kinds normal climate sensor shifted
 
-Each week is monitored with `python -m lab3.monitor` (report, MLflow run); the last lines on
-stderr give the share of weeks of each kind that raised an alarm, and the command that judges the
-last week of each kind again. The weeks are sent seconds apart: `make monitor` alone judges the
-last 7 days, all weeks mixed (a shifted week beside a normal one is half diluted), so a week is
-judged on its own with its window: `make monitor SINCE=... UNTIL=...`.
+Each week is monitored with `.venv/bin/python -m lab3.monitor` (report, MLflow run); the last lines
+on stderr give the share of weeks of each kind that raised an alarm, and the command that judges the
+last week of each kind again. The weeks are sent seconds apart: `make monitor` alone judges the last
+7 days, all weeks mixed (a shifted week beside a normal one is half diluted), so a week is judged on
+its own with its window: `make monitor SINCE=... UNTIL=...`.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def service_url(text: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     cli = stage_parser(__doc__)
-    cli.prog = "python -m lab3.monitor.simulate"
+    cli.prog = ".venv/bin/python -m lab3.monitor.simulate"
     cli.add_argument(
         "--url",
         type=service_url,

@@ -1,10 +1,12 @@
 """The quality gate and the evaluation metrics: pure functions."""
 
+import json
+
 import numpy as np
 import pytest
 
 from lab1.core.evaluation import classification_metrics, grouped_accuracy, plot_confusion_matrix
-from lab1.core.gate import Reference, decide
+from lab1.core.gate import Reference, decide, side_by_side
 from lab1.core.params import GateParams
 
 RULES = GateParams(min_accuracy=0.9, min_f1=0.8)
@@ -37,6 +39,32 @@ def test_a_tie_with_the_champion_passes_and_names_both_numbers_and_the_settings(
     assert decision.passed
     assert "accuracy 0.940, f1 0.900 pass min_accuracy 0.900, min_f1 0.800" in decision.reason
     assert "(at least as good as champion version 2: 0.940)" in decision.reason
+
+
+def test_a_refusal_prints_as_many_digits_as_make_its_comparison_true():
+    """0.8797 < 0.88 printed at three decimals read "0.880 < min_accuracy 0.880"."""
+    rules = GateParams(min_accuracy=0.88, min_f1=0.8)
+    decision = decide({"accuracy": 0.8797, "f1": 0.9}, None, rules)
+    assert "accuracy 0.8797 < min_accuracy 0.8800" in decision.reason
+    champion = Reference(0.8801, "champion version 3")
+    decision = decide({"accuracy": 0.88, "f1": 0.79996}, champion, rules)
+    assert "f1 0.79996 < min_f1 0.80000" in decision.reason
+    assert "accuracy 0.8800 < 0.8801 of champion version 3" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("numbers", "percent", "printed"),
+    [
+        ((0.8797, 0.88), False, ("0.8797", "0.8800")),
+        ((0.88, 0.88), False, ("0.880", "0.880")),  # equal: alike, at the least precision
+        ((0.87, 0.8799, 0.88), False, ("0.8700", "0.8799", "0.8800")),
+        ((0.0504, 0.05), True, ("5.04%", "5.00%")),
+        ((0.3, 0.25), True, ("30%", "25%")),
+        ((0.25, 0.25), True, ("25%", "25%")),
+    ],
+)
+def test_numbers_side_by_side_differ_in_print_as_they_differ(numbers, percent, printed):
+    assert side_by_side(*numbers, percent=percent) == printed
 
 
 @pytest.mark.parametrize("loss", [0.009, 0.001, 1e-5])
@@ -89,3 +117,22 @@ def test_a_rejection_says_registered_only_of_a_new_model(caplog):
     first, second = (record.getMessage() for record in caplog.records)
     assert "version 1 gated again and rejected" in first and "not registered" not in first
     assert "rejected, not registered" in second
+
+
+@pytest.mark.parametrize(
+    ("before", "verdict"),
+    [
+        (None, "rejected, not registered; no champion yet"),
+        ("2", "rejected, not registered; champion stays version 2"),
+    ],
+)
+def test_the_summary_of_a_rejection_names_the_champion_or_that_there_is_none(
+    before, verdict, tmp_path
+):
+    from lab1.core.report import summary
+
+    (tmp_path / "reports").mkdir()
+    decision = {"registered_model": "m", "decision": "rejected", "version": None}
+    decision |= {"champion_before": before, "reason": "accuracy 0.8797 < min_accuracy 0.8800"}
+    (tmp_path / "reports" / "registration.json").write_text(json.dumps(decision))
+    assert summary(tmp_path)[0] == f"decision  {verdict}"

@@ -103,6 +103,20 @@ def test_a_refusal_names_the_file_that_changed_with_both_digests(broken):
     ), done.stderr
 
 
+def test_another_datasets_outputs_are_named_as_such_not_as_changed(broken):
+    """After a pipeline of one dataset, a stage of another finds the first one's outputs in the
+    workspace: nothing changed by hand, and the refusal says whose they are and what to run."""
+    done = broken.run("data_preprocessing", *SMALL, "--dataset", "fashion_mnist")
+    assert_clean_failure(
+        done,
+        "data/raw holds the temperature pipeline's output (from a finished temperature "
+        "data_creation run), not fashion_mnist's: the fashion_mnist stages need their own; run "
+        "bash pipeline.sh --dataset fashion_mnist first",
+        untouched=broken.root / "data" / "processed",
+    )
+    assert "changed since" not in done.stderr
+
+
 def test_missing_raw_file(broken):
     train = a_station(broken, "train")
     raw(broken, train).unlink()

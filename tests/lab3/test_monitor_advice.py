@@ -10,7 +10,7 @@ from html import escape
 import numpy as np
 import pytest
 
-from lab1.core.params import load_params
+from lab1.core.params import GateParams, load_params
 from lab3.monitor import __main__ as monitor_cli
 from lab3.monitor import checks, publish, report, traffic
 from tests.lab3.test_monitor_log import COLUMNS, gate, profile
@@ -62,6 +62,26 @@ def test_with_labels_and_quality_fallen_it_says_which_data_to_retrain_on():
     assert "Quality fell: accuracy 0.000" in line and "surely under" in line
     assert "--retrain -- -S data_creation.temperature.csv_path=FILE" in line
     assert "test accuracy when registered" not in line  # a version without the tag
+
+
+def test_quality_near_the_gate_prints_digits_enough_and_names_only_what_fell():
+    """0.8797 against a minimum of 0.88 at three decimals read "0.880, surely under 0.880"; and
+    the F1, well above its minimum, is not said to be under it."""
+    result = judged(None)
+    settings = load_params(REPO / "params.yaml").monitoring
+    floors = GateParams(min_accuracy=0.88, min_f1=0.85)
+    result.quality = {"accuracy": 0.8797, "accuracy_high": 0.8799, "f1": 0.95, "f1_high": 0.97}
+    alarm = checks.alarms(result, settings, floors)[-1]
+    assert alarm.startswith(
+        "accuracy on served traffic 0.8797, surely under 0.8800 (95 % interval up to 0.8799"
+    )
+    matters, _next = checks.advise(result, settings, floors)
+    assert matters.startswith("quality fell: accuracy 0.8797, F1 0.950 on ")
+    assert matters.endswith("surely under the gate's min_accuracy 0.8800")
+    result.quality |= {"accuracy": 0.88, "accuracy_high": 0.91}  # a tie holds
+    matters, _next = checks.advise(result, settings, floors)
+    assert "accuracy 0.880, F1 0.950" in matters
+    assert matters.endswith("at or above the gate's min_accuracy 0.880, min_f1 0.850")
 
 
 @pytest.mark.parametrize("labels", [None, "right", "wrong"])
