@@ -153,7 +153,10 @@ def test_the_steps_work_as_written_in_order(tmp_path):
         params = row["data"]["params"]["params.yaml"]["data"]["model_preparation"]
         rates.append(params["hist_gradient_boosting"]["learning_rate"])
     assert rates[1] == 0.1 and rates[0] != 0.1, rates
-    assert "metrics.accuracy" in output_of("dvc metrics diff")[0]
+    # `dvc metrics diff` lists the metrics that differ, each with both values ("-": none).
+    header, *lines = output_of("dvc metrics diff")[0].splitlines()
+    assert re.split(r"\s{2,}", header.strip())[2:4] == ["HEAD", "workspace"], header
+    assert lines and all(re.split(r"\s{2,}", line.strip())[2] != "-" for line in lines), lines
     assert (root / "dvc_plots" / "index.html").is_file()  # where `dvc plots diff` wrote
     # The checkout's outputs are the commit's again: what dvc.lock (unchanged) names.
     assert "up to date" in dvc(root, "status", env=env)
