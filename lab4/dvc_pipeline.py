@@ -38,13 +38,15 @@ def render() -> str:
             "deps": [f"lab1/{name}.py", CODE, *io.reads],
             "params": list(io.params),
         }
-        outs = [*io.writes, *({path: {"cache": False}} for path in io.records)]
-        if outs:
-            stage["outs"] = outs
+        # Every output is cached, the small ones too: dvc.lock names each one's hash, so
+        # `dvc exp show` and `dvc metrics diff` read any commit's or experiment's metrics from
+        # the cache, `dvc checkout` brings all of them back, and a fresh clone pulls them.
+        if io.writes or io.records:
+            stage["outs"] = [*io.writes, *io.records]
         if io.metrics:
-            stage["metrics"] = [{path: {"cache": False}} for path in io.metrics]
+            stage["metrics"] = list(io.metrics)
         if io.plots:
-            stage["plots"] = [{path: {"cache": False}} for path in io.plots]
+            stage["plots"] = list(io.plots)
         stages[name] = stage
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=100)
 

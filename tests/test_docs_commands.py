@@ -100,7 +100,8 @@ HEALTH = DOCKER + "test_the_health_check_module_says_healthy_only_for_a_200"
 BUILD = DOCKER + "test_build_script_tags_commit_and_branch_and_guards_push"
 IMAGE = CONTAINER + "test_the_image_serves_the_champion_once_the_trainer_made_one"
 LIGHT_STACK = CONTAINER + "test_the_light_compose_stack_trains_registers_and_serves"
-REPRO = DVC + "test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affects"
+REPRO = DVC + "test_repro_skips_every_stage_when_nothing_changed"
+LAB4_STEPS = "tests/lab4/test_readme_steps.py::test_the_steps_work_as_written_in_order"
 S3_STEPS = DVC + "test_the_pipeline_outputs_go_to_s3_and_come_back_byte_for_byte"
 EXERCISE = VERSIONS + "test_the_three_versions_are_what_the_course_asks"
 BAD_S3 = VERSIONS + "test_a_bad_s3_remote_is_one_line_within_seconds_before_any_work"
@@ -191,17 +192,29 @@ TESTED: dict[str, str] = {
     "jenkins-jobs --conf jenkins_jobs.ini update lab2/jobs": "tests/lab2/test_job_config.py::"
     "test_exported_config_xml_is_what_the_yaml_renders",
     ".venv/bin/dvc repro": REPRO,
-    "dvc repro": REPRO,
-    ".venv/bin/dvc exp run -S model_preparation.hist_gradient_boosting.learning_rate=0.1": REPRO,
-    "dvc exp run -S model_preparation.hist_gradient_boosting.learning_rate=0.1": REPRO,
-    "dvc exp show ; dvc metrics diff ; dvc plots diff": REPRO,
+    # lab4/README.md's steps, walked in order as written:
+    "dvc repro": LAB4_STEPS,
+    'git add dvc.lock && git commit -m "dvc repro: the pipeline outputs"': LAB4_STEPS,
+    ".venv/bin/dvc exp run -S model_preparation.hist_gradient_boosting.learning_rate=0.1": (
+        LAB4_STEPS
+    ),
+    "dvc exp run -S model_preparation.hist_gradient_boosting.learning_rate=0.1": LAB4_STEPS,
+    "dvc exp show": LAB4_STEPS,
+    "dvc metrics diff": LAB4_STEPS,
+    "dvc plots diff": LAB4_STEPS,
+    "git checkout params.yaml dvc.lock && dvc checkout": LAB4_STEPS,
+    "dvc remote add --local -d storage ../lab4-remote": LAB4_STEPS,
+    "dvc push": LAB4_STEPS,
+    "dvc status -c": LAB4_STEPS,
+    "git clone . ../lab4-clone && cd ../lab4-clone": LAB4_STEPS,
+    "dvc pull": LAB4_STEPS,
+    "dvc status": LAB4_STEPS,
+    "cd -": LAB4_STEPS,
     "dvc remote add --local -d storage s3://BUCKET/PATH": S3_STEPS,
     "dvc remote modify --local storage endpointurl http://127.0.0.1:9000": S3_STEPS,
     "dvc remote modify --local storage access_key_id KEY_ID": S3_STEPS,
     "dvc remote modify --local storage secret_access_key SECRET_KEY": S3_STEPS,
     "dvc repro && dvc push": S3_STEPS,
-    "dvc status -c": S3_STEPS,
-    "dvc pull": S3_STEPS,
     ".venv/bin/python -m lab4.dataset_versions": EXERCISE,
     ".venv/bin/python -m lab4.dataset_versions --repo ~/ds --remote /srv/dvc-remote": EXERCISE,
     ".venv/bin/moto_server -H 127.0.0.1 -p 9000 &": BAD_S3,
@@ -472,11 +485,14 @@ def test_each_test_named_in_the_table_exists():
 
 def test_every_dvc_remote_step_shown_is_one_the_s3_test_runs(shown):
     """The docs' `dvc remote` steps for the project's outputs are the ones .dvc/config
-    documents, which the S3 test runs as written: a step that writes the remote's settings into
+    documents, which the S3 test runs as written, or lab4/README.md's steps, which their walk
+    runs as written and checks `git status` after: a step that writes the remote's settings into
     the tracked .dvc/config (no `--local`) would leave the checkout dirty."""
     from tests.lab4.test_dvc_pipeline import documented_remote_commands
+    from tests.lab4.test_readme_steps import walked_commands
 
     tested = {" ".join(["dvc", *c]) for c in documented_remote_commands(REPO / ".dvc" / "config")}
+    tested |= set(walked_commands())
     steps = {s.command for s in shown if s.command.startswith("dvc remote ")}
     exercise = {"dvc remote add -d storage /path/to/remote"}  # lab4's scratch repository
     assert steps - exercise <= tested, steps - exercise - tested

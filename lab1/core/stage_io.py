@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 class StageIO:
     params: tuple[str, ...]  # params.yaml sections (or top-level keys) the stage reads
     reads: tuple[str, ...]  # files or folders, relative to the project root
-    writes: tuple[str, ...] = ()  # outputs DVC caches
-    metrics: tuple[str, ...] = ()  # small JSON outputs kept in git, not in DVC's cache
+    # DVC caches all of writes, metrics, plots and records (lab4/README.md says why).
+    writes: tuple[str, ...] = ()  # the data and the model
+    metrics: tuple[str, ...] = ()  # small JSON files DVC reads as metrics (`dvc metrics diff`)
     plots: tuple[str, ...] = ()
-    records: tuple[str, ...] = ()  # other small outputs kept in git
+    records: tuple[str, ...] = ()  # other small outputs (model_registration's decision)
     # Outputs DVC does not track: written for some datasets only, or a download cache.
     untracked: tuple[str, ...] = ()
 

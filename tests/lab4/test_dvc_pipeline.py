@@ -61,34 +61,14 @@ def reproduced(tmp_path_factory) -> Project:
 
 
 @pytest.mark.e2e
-def test_repro_runs_once_skips_when_unchanged_and_reruns_only_what_a_param_affects(
-    reproduced, tmp_path
-):
+def test_repro_skips_every_stage_when_nothing_changed(reproduced):
+    """(The first run, the experiment and the comparisons: tests/lab4/test_readme_steps.py.)"""
     project = reproduced
     started = time.perf_counter()
     second = dvc(project, "repro").stdout
     assert ran(second) == [] and "Data and pipelines are up to date" in second
     assert time.perf_counter() - started < 30  # the figure is in bench/, this only bounds it
     assert "up to date" in dvc(project, "status").stdout
-
-    change = "model_preparation.hist_gradient_boosting.learning_rate=0.1"
-    experiment = dvc(project, "exp", "run", "-S", change).stdout
-    assert ran(experiment) == ["model_preparation", "model_testing", "model_registration"]
-    shown = dvc(project, "exp", "show", "--json").stdout
-    assert '"learning_rate": 0.1' in shown and '"learning_rate": 0.08' in shown
-    dvc(project, "metrics", "diff")
-    dvc(project, "plots", "diff", "-o", str(tmp_path / "plots"))
-
-    # The registered versions lead back to DVC's hash of the data they were trained on.
-    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
-    raw_md5 = next(
-        out["md5"] for out in lock["stages"]["data_creation"]["outs"] if out["path"] == "data/raw"
-    )
-    client = project.client()
-    versions = client.search_model_versions("name='temperature-classifier'")
-    assert len(versions) == 2
-    assert {v.tags["dvc.data_md5"] for v in versions} == {raw_md5}
-    assert {v.tags["dvc.stage"] for v in versions} == {"model_registration"}
 
 
 def documented_remote_commands(config: Path) -> list[list[str]]:
