@@ -26,6 +26,8 @@ ENTRY ?= model_testing
 SETTINGS := PORT SERVE_PORT DATASET ARGS SINCE UNTIL LABELS ENTRY
 $(foreach name,$(SETTINGS),$(eval override $(name) := $$(value $(name))))
 export $(SETTINGS)
+# `mlflow run` (make mlflow-run) is MLflow's own process: its telemetry off, as lab1 sets it.
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
 # The MLflow UI that links open: make ui's, on PORT. A tracking server (MLFLOW_TRACKING_URI=
 # http...) is its own UI, and an MLFLOW_UI_URL of your own wins (lab1/core/mlflow_ui.py).

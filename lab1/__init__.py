@@ -80,6 +80,10 @@ def _excepthook(
 
 
 sys.excepthook = _excepthook
+# MLflow's telemetry sends usage events to MLflow's host from every process that imports it. An
+# offline-first project whose users were never asked keeps it off (MLflow reads this when it
+# sends); a user who wants it sets MLFLOW_DISABLE_TELEMETRY=false. lab3-5 import lab1 first.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 if sys.version_info < NEEDS:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} ERROR {wrong_python()}\n")
     raise SystemExit(1)
