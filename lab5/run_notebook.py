@@ -1,4 +1,4 @@
-"""Execute lab5's notebook top to bottom with nbclient, as the test command does.
+"""Execute lab5's notebook top to bottom with nbclient.
 
     .venv/bin/python -m lab5.run_notebook              run it; its executed copy, with the
                                                        outputs, goes to reports/lab5/
@@ -6,9 +6,9 @@
                                                        notebook itself (then commit it)
 
 The committed notebook carries the outputs of one run. Every run gives slightly different ones
-(pytest's timing, how the kernel splits a stream), so by default the executed copy goes to the
-git-ignored reports/lab5/ and the checkout stays as it was; --in-place is for whoever changed
-the notebook and commits its new outputs.
+(pytest's timing at least), so by default the executed copy goes to the git-ignored
+reports/lab5/ and the checkout stays as it was; --in-place is for whoever changed the notebook
+and commits its new outputs.
 
 The notebook runs in its own folder (lab5/): it writes regression/*.py with %%writefile (the
 committed files, byte for byte, unless the notebook was edited), the datasets and the model to
