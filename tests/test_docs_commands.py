@@ -104,8 +104,9 @@ LAB4_STEPS = "tests/lab4/test_readme_steps.py::test_the_steps_work_as_written_in
 S3_STEPS = DVC + "test_the_pipeline_outputs_go_to_s3_and_come_back_byte_for_byte"
 EXERCISE = VERSIONS + "test_the_three_versions_are_what_the_course_asks"
 BAD_S3 = VERSIONS + "test_a_bad_s3_remote_is_one_line_within_seconds_before_any_work"
-RUNS_NOTEBOOK = NOTEBOOK + "test_the_notebook_writes_exactly_the_committed_modules"
-SUITE_PASSES = QUALITY + "test_the_suite_passes_on_the_freshly_trained_model"
+RUNS_NOTEBOOK = NOTEBOOK + "test_running_the_notebook_leaves_the_checkout_as_it_was"
+# lab5/README.md's suite block, typed in order in a fresh clone (after its `bash pipeline.sh`).
+QUALITY_WALK = QUALITY + "test_the_readme_commands_work_in_order_on_a_fresh_clone"
 
 # (b) Run by an existing test: the command's form (pipelines mostly on small data, servers on
 # free ports, `make serve` as the command it stands for, .venv/bin/python -m lab3.serve).
@@ -188,8 +189,6 @@ TESTED: dict[str, str] = {
     "MLFLOW_PORT=5000 API_PORT=8080 TAG=main bash lab3/podman/compose.sh -p mlops -f "
     "lab3/docker-compose.light.yml up -d": LIGHT_STACK,
     "bash lab3/podman/compose.sh -p mlops -f lab3/docker-compose.light.yml down -v": LIGHT_STACK,
-    "jenkins-jobs --conf jenkins_jobs.ini update lab2/jobs": "tests/lab2/test_job_config.py::"
-    "test_exported_config_xml_is_what_the_yaml_renders",
     # lab4/README.md's steps, walked in order as written:
     "dvc repro": LAB4_STEPS,
     'git add dvc.lock && git commit -m "dvc repro: the pipeline outputs"': LAB4_STEPS,
@@ -226,21 +225,19 @@ TESTED: dict[str, str] = {
     'git commit -m "dataset v1" && git tag v1 && dvc push': EXERCISE,
     "git checkout v1 && dvc checkout": VERSIONS
     + "test_a_fresh_clone_pulls_every_version_with_the_pushed_hash",
+    # lab5/README.md's notebook block, typed in order in a fresh clone by one fixture.
     ".venv/bin/python -m lab5.run_notebook": RUNS_NOTEBOOK,
-    "python -m lab5.run_notebook": RUNS_NOTEBOOK,
-    ".venv/bin/python -m lab5.run_notebook --check": NOTEBOOK
-    + "test_run_notebook_reports_the_failing_cell",
     ".venv/bin/python -m pytest lab5/regression": NOTEBOOK
-    + "test_the_notebook_runs_the_suite_and_it_passes",
-    ".venv/bin/python -m pytest lab5/quality": QUALITY
-    + "test_by_default_it_tests_the_registry_champion",
-    ".venv/bin/python -m pytest lab5/quality --model-uri models/model": SUITE_PASSES,
-    ".venv/bin/python -m pytest lab5/quality --junitxml=reports/junit-lab5.xml": SUITE_PASSES,
-    ".venv/bin/python -m pytest lab5/quality --model-uri models:/temperature-classifier/3": (
-        QUALITY + "test_a_model_uri_that_does_not_exist"
+    + "test_pytest_runs_the_written_suite_after_the_notebook",
+    ".venv/bin/python -m lab5.run_notebook --in-place": NOTEBOOK
+    + "test_in_place_saves_the_outputs_into_the_notebook_only",
+    ".venv/bin/python -m pytest lab5/quality": QUALITY_WALK,
+    ".venv/bin/python -m pytest lab5/quality --model-uri models:/temperature-classifier/1": (
+        QUALITY_WALK
     ),
-    ".venv/bin/python -m pytest lab5/quality -m data_quality": QUALITY
-    + "test_the_data_checks_run_without_any_model",
+    ".venv/bin/python -m pytest lab5/quality -m data_quality": QUALITY_WALK,
+    ".venv/bin/python -m pytest lab5/quality --model-uri models/model "
+    "--junitxml=reports/junit-lab5.xml": QUALITY_WALK,
 }
 
 BENCH = "a benchmark (minutes on a quiet machine; figures for the README), not a test"
@@ -256,6 +253,8 @@ NOT_HERE: dict[str, str] = {
     "bash tests/run.sh": SUITE,
     "bash tests/run.sh --integration": SUITE,
     "bash tests/run.sh tests/lab2": SUITE,
+    "bash tests/run.sh --integration tests/lab2": SUITE,
+    "bash tests/run.sh --integration tests/lab5": SUITE,
     "bash tests/run.sh tests/lab1 -k gate": SUITE,
     "make test": SUITE,
     "make test-integration": SUITE,
@@ -325,6 +324,9 @@ NOT_HERE: dict[str, str] = {
     ".venv/bin/python -m lab4.dataset_versions --remote s3://bucket/dvc --endpoint-url "
     "http://minio:9000": "a MinIO host (" + MOTO + ")",
     "cd lab2/jenkins": "the first step of starting the Jenkins container (below)",
+    "jenkins-jobs --conf jenkins_jobs.ini update lab2/jobs": "sends the job to a Jenkins server "
+    "(none here); what it sends, rendered by `jenkins-jobs test`: tests/lab2/test_job_config.py::"
+    "test_exported_config_xml_is_what_the_yaml_renders",
     "JENKINS_ADMIN_PASSWORD=change-me REPO_URL=https://github.com/<you>/mlops-labs.git "
     "docker-compose up -d --build": "Docker and the Jenkins image (not here); the compose file "
     "is checked: tests/lab2/test_job_config.py::test_jenkins_compose_file_is_valid",

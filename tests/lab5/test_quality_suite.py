@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 
 from lab1.core.io import file_sha256, read_json, write_json
 from tests.conftest import SMALL, Project, clean_env
+from tests.lab5.readme import Step, block_commands, git_clone, run_as_written
 
 pytestmark = pytest.mark.e2e
 SUITE_SIZE = 15  # 9 data checks + 6 model checks
@@ -59,11 +61,46 @@ def fails_with_one_line(done: subprocess.CompletedProcess, *expected: str) -> st
     return lines[0]
 
 
+JENKINS_COMMAND = ".venv/bin/python -m pytest lab5/quality --model-uri models/model "
+JENKINS_COMMAND += "--junitxml=reports/junit-lab5.xml"
+QUALITY_STEPS = {
+    # The README's "2. The quality suite of the pipeline's model" block, in its order: what
+    # each command must print (exit 0 for all).
+    "bash pipeline.sh": "Model test accuracy is: ",
+    ".venv/bin/python -m pytest lab5/quality": f"{SUITE_SIZE} passed",
+    ".venv/bin/python -m pytest lab5/quality --model-uri models:/temperature-classifier/1": (
+        f"{SUITE_SIZE} passed"
+    ),
+    ".venv/bin/python -m pytest lab5/quality -m data_quality": "9 passed, 6 deselected",
+    JENKINS_COMMAND: f"{SUITE_SIZE} passed",
+}
+
+
+@dataclass(frozen=True)
+class Walk:
+    project: Project
+    steps: dict[str, Step]
+
+
 @pytest.fixture(scope="module")
-def trained(module_project: Project) -> Project:
-    done = module_project.pipeline(*SMALL)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return module_project
+def walked(tmp_path_factory: pytest.TempPathFactory) -> Walk:
+    """lab5/README.md's suite commands typed one after the other in a fresh clone. Its
+    `bash pipeline.sh` runs on one year of data (MLOPS_OVERRIDES, as a Jenkins build's
+    PARAMS_OVERRIDES): SMALL, as every other test here."""
+    commands = block_commands("## 2. The quality suite of the pipeline's model")
+    assert commands == list(QUALITY_STEPS), "the README's suite block changed: update this"
+    root = git_clone(tmp_path_factory.mktemp("quality") / "project")
+    years = SMALL[1]
+    steps = {c: run_as_written(root, c, MLOPS_OVERRIDES=years) for c in commands}
+    return Walk(Project(root), steps)
+
+
+@pytest.fixture(scope="module")
+def trained(walked: Walk) -> Project:
+    """The walked clone: data, a model and its champion from a 1-year pipeline."""
+    step = walked.steps["bash pipeline.sh"]
+    assert step.done.returncode == 0, step.output[-3000:]
+    return walked.project
 
 
 def variant(trained: Project, tmp_path: Path) -> Project:
@@ -83,10 +120,18 @@ def retrain(project: Project, *stages: str, overrides: tuple[str, ...]) -> None:
 # --- a good model passes --------------------------------------------------------------------
 
 
-def test_the_suite_passes_on_the_freshly_trained_model(trained, tmp_path):
-    junit = tmp_path / "quality.xml"
-    done = run_suite(trained.root, "--model-uri", "models/model", junit=junit)
-    assert done.returncode == 0, done.stdout[-3000:]
+def test_the_readme_commands_work_in_order_on_a_fresh_clone(walked):
+    for command, said in QUALITY_STEPS.items():
+        step = walked.steps[command]
+        assert step.done.returncode == 0, f"{command}: {step.output[-3000:]}"
+        assert said in step.output, f"{command}: no {said!r} in {step.output[-3000:]}"
+        assert step.status == "", f"{command} left the checkout dirty:\n{step.status}"
+
+
+def test_the_suite_passes_on_the_freshly_trained_model(walked, trained):
+    step = walked.steps[JENKINS_COMMAND]
+    assert step.done.returncode == 0, step.output[-3000:]
+    junit = trained.root / "reports" / "junit-lab5.xml"
     found = outcomes(junit)
     assert len(found) == SUITE_SIZE and set(found.values()) == {"passed"}, found
     figures = properties(junit)
@@ -100,14 +145,13 @@ def test_the_suite_passes_on_the_freshly_trained_model(trained, tmp_path):
     )
 
 
-def test_by_default_it_tests_the_registry_champion(trained, tmp_path):
+def test_by_default_it_tests_the_registry_champion(walked, trained):
     registration = read_json(trained.root / "reports" / "registration.json")
     assert registration["decision"] == "promoted", registration  # the first model
-    junit = tmp_path / "quality.xml"
-    done = run_suite(trained.root, junit=junit)
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert "lab5 quality: model the champion" in done.stdout
-    assert set(outcomes(junit).values()) == {"passed"}
+    step = walked.steps[".venv/bin/python -m pytest lab5/quality"]
+    assert step.done.returncode == 0, step.output[-3000:]
+    assert "lab5 quality: model the champion" in step.done.stdout
+    assert f"{SUITE_SIZE} passed" in step.done.stdout and "failed" not in step.done.stdout
 
 
 def test_the_data_checks_run_without_any_model(trained, tmp_path):
