@@ -108,6 +108,9 @@ RUNS_NOTEBOOK = NOTEBOOK + "test_running_the_notebook_leaves_the_checkout_as_it_
 # lab5/README.md's suite block, typed in order in a fresh clone (after its `bash pipeline.sh`).
 QUALITY_WALK = QUALITY + "test_the_readme_commands_work_in_order_on_a_fresh_clone"
 
+TWO_NODES = "tests/lab1/test_distributed.py::"
+TWO_NODES += "test_two_nodes_train_one_model_that_rank_0_records_and_its_node_registers"
+
 # (b) Run by an existing test: the command's form (pipelines mostly on small data, servers on
 # free ports, `make serve` as the command it stands for, .venv/bin/python -m lab3.serve).
 TESTED: dict[str, str] = {
@@ -152,6 +155,8 @@ TESTED: dict[str, str] = {
     "test_two_processes_train_the_model_one_process_would",
     "python -m lab1.core.distributed --standalone --nproc-per-node N -m lab1.model_preparation"
     " ...": "tests/lab1/test_distributed.py::test_two_processes_train_the_model_one_process_would",
+    "bash pipeline.sh --dataset fashion_mnist --stage model_testing": TWO_NODES,
+    "bash pipeline.sh --dataset fashion_mnist --stage model_registration": TWO_NODES,
     "make mlflow-run": MLFLOW_RUN,
     "make mlflow-run ENTRY=model_testing": MLFLOW_RUN,
     "make serve": SIMULATED,
@@ -243,8 +248,6 @@ TESTED: dict[str, str] = {
 BENCH = "a benchmark (minutes on a quiet machine; figures for the README), not a test"
 SUITE = "the test command itself: CI (.ci/run) runs it; run from the suite it would nest it"
 PYPI = "installs from PyPI (no network here; tests/run.sh runs the set-up before every run)"
-AFTER_TWO_MACHINES = "follows the two-machine training above (the stage itself runs in "
-AFTER_TWO_MACHINES += "tests/lab1/test_images.py::test_image_pipeline_end_to_end)"
 REPLICAS = "replicas on 0.0.0.0 behind a load balancer: a team's machines (one replica with "
 REPLICAS += "its log: tests/lab3/test_prediction_log.py)"
 MOTO = "moto's S3 server stands in: " + EXERCISE
@@ -272,9 +275,8 @@ NOT_HERE: dict[str, str] = {
     "processes on the full dataset (minutes); tests/lab1/test_distributed.py, on a small one",
     ".venv/bin/python -m lab1.core.distributed --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d "
     "--rdzv-endpoint node1.example:29400 --rdzv-id fmnist-42 -m lab1.model_preparation "
-    "--dataset fashion_mnist -S model_preparation.cnn.processes=4": "two machines, 4 GPUs each",
-    "bash pipeline.sh --dataset fashion_mnist --stage model_testing": AFTER_TWO_MACHINES,
-    "bash pipeline.sh --dataset fashion_mnist --stage model_registration": AFTER_TWO_MACHINES,
+    "--dataset fashion_mnist -S model_preparation.cnn.processes=4": "two machines, 4 GPUs each; "
+    "its shape on one machine (two launchers, c10d on 127.0.0.1, one process each): " + TWO_NODES,
     ".venv/bin/python bench/cnn_bench.py": BENCH,
     ".venv/bin/python bench/cnn_bench.py --processes 1 2": BENCH,
     ".venv/bin/python bench/cnn_bench.py [--processes 1 2] "

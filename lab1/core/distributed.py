@@ -6,9 +6,11 @@ the project's Python (.venv/bin/python), as
     python -m lab1.core.distributed --standalone --nproc-per-node N -m lab1.model_preparation ...
 
 which is torchrun itself (``torch.distributed.run``, the same options: ``--nnodes``,
-``--rdzv-endpoint``... for several machines) with two additions: the pipeline's workspace lock
-reaches the ranks (torchrun closes inherited descriptors), and a failed rank ends the job with
-one line naming the rank and the cause instead of torchrun's report. Each rank is one process
+``--rdzv-endpoint``... for several machines) with two additions: the launcher holds the
+checkout's workspace lock for its ranks (pipeline.sh's, or its own when run alone, as on each
+node of a multi-node job) and passes it on (torchrun closes inherited descriptors); and a failed
+rank, a failed rendezvous or an interruption ends the job with one line instead of torchrun's
+report. Each rank is one process
 (one GPU on CUDA, backend nccl; gloo on the CPU). Every rank draws the same permutation and the
 same augmentation as one process would and trains on its share of each global batch
 (``shard``); DDP averages the gradients, so a global batch's gradient is the one-process one up
@@ -199,28 +201,33 @@ def processes(params: Params) -> int:
     return wanted
 
 
-def _pass_workspace_lock() -> None:
+def _pass_workspace_lock(fd: int) -> None:
     """torchrun starts each rank with subprocess.Popen, which closes inherited descriptors:
-    the pipeline's workspace lock (lab1/core/workspace.py) is passed on explicitly, or rank 0
-    would wait for the lock its own pipeline holds."""
+    the workspace lock (lab1/core/workspace.py) that this launcher holds (or its pipeline.sh) is
+    passed on explicitly, or every rank would wait for it, and the job would never start."""
     from torch.distributed.elastic.multiprocessing.subprocess_handler import subprocess_handler
 
-    from lab1.core.workspace import inherited_fd
+    from lab1.core.workspace import LOCK_FD_ENV
 
-    fd = inherited_fd()
-    if fd is not None:
-        popen = functools.partial(subprocess_handler.Popen, pass_fds=(fd,))
-        setattr(subprocess_handler, "Popen", popen)  # noqa: B010 (mypy: a class, replaced)
+    os.environ[LOCK_FD_ENV] = str(fd)  # the ranks' environment is this one's, plus torchrun's
+    popen = functools.partial(subprocess_handler.Popen, pass_fds=(fd,))
+    setattr(subprocess_handler, "Popen", popen)  # noqa: B010 (mypy: a class, replaced)
 
 
 def launch(argv: list[str]) -> int:
-    """torchrun with ``argv``; a failed rank: one ERROR line naming it and the cause, exit 1."""
+    """torchrun with ``argv``, holding this checkout's workspace for its ranks; a failed rank:
+    one ERROR line naming it and the cause, exit 1. A rendezvous that fails (the other nodes
+    never came) is one line too, and an interrupted launcher stops its ranks and exits 128+N."""
     try:
         from torch.distributed import run as torchrun
     except ModuleNotFoundError:  # an environment made without the image datasets' lock
         logger.error("torch is not installed: `bash pipeline.sh --setup --images` installs it")
         return 1
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError, RendezvousTimeoutError
+
+    from lab1.core.workspace import workspace_held
 
     # torchrun's own report of a failure is a page; the line below says what it says. Its
     # loggers set their own levels, so each is quietened by name.
@@ -229,10 +236,13 @@ def launch(argv: list[str]) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     # torchrun's choice for ranks on one machine (it warns when it makes it): one thread each.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _pass_workspace_lock()
     args = torchrun.parse_args(["--monitor-interval", MONITOR_INTERVAL_S, *argv])
     try:
-        torchrun.run(args)
+        # This node's ranks share this checkout, as one pipeline's stages do: the launcher holds
+        # the workspace for all of them (pipeline.sh's lock, when pipeline.sh started it).
+        with workspace_held("lab1/core/distributed.py (torchrun)") as fd:
+            _pass_workspace_lock(fd)
+            torchrun.run(args)
     except ChildFailedError as exc:
         # The first to fail is the cause (the others lost it in an all-reduce, or were stopped);
         # failure times are whole seconds: on a tie, a rank killed by a signal went first.
@@ -246,6 +256,24 @@ def launch(argv: list[str]) -> int:
         )
         logger.error("model_preparation failed: rank %s stopped first: %s", failed, cause)
         return 1
+    except RendezvousError as exc:
+        # A timeout (torchrun's message is empty): fewer nodes came than --nnodes asks for.
+        reason = (
+            f"not all {args.nnodes} nodes joined in time"
+            if isinstance(exc, RendezvousTimeoutError)
+            else one_line(exc)
+        )
+        logger.error(
+            "model_preparation failed: torchrun's rendezvous %s at %s: %s",
+            args.rdzv_id,
+            args.rdzv_endpoint,
+            reason,
+        )
+        return 1
+    except SignalException as exc:  # Ctrl-C or SIGTERM (pipeline.sh's): the ranks were stopped
+        signame = exc.sigval.name
+        logger.warning("model_preparation interrupted (%s); its ranks were stopped", signame)
+        return 128 + int(exc.sigval)
     return 0
 
 

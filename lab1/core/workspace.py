@@ -4,8 +4,9 @@ Two pipelines in one checkout would overwrite each other's data/, models/ and re
 stages and register one pipeline's model under the other's params. pipeline.sh takes the lock
 with util-linux ``flock`` on its fd 9, which it and every stage it starts keep open (the stages
 find it in ``MLOPS_WORKSPACE_LOCK_FD`` and do not lock again); a stage run alone (by hand,
-Jenkins' steps, ``dvc repro``) takes it here. A second one waits, and says whom for. The kernel
-drops the lock when its last holder exits, even on SIGKILL: no stale lock files.
+Jenkins' steps, ``dvc repro``) or torchrun's launcher run alone (for its ranks) takes it here. A
+second one waits, and says whom for. The kernel drops the lock when its last holder exits, even
+on SIGKILL: no stale lock files.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from pathlib import Path
 from lab1.core.paths import PATHS
 
 logger = logging.getLogger(__name__)
+LOCK_FD_ENV = "MLOPS_WORKSPACE_LOCK_FD"  # the lock's fd, held by a parent (pipeline.sh: 9)
 
 
 def inherited_fd() -> int | None:
     """The fd of this workspace's lock that pipeline.sh passed down, if any."""
     with contextlib.suppress(ValueError, OSError):
-        fd = int(os.environ.get("MLOPS_WORKSPACE_LOCK_FD", ""))
+        fd = int(os.environ.get(LOCK_FD_ENV, ""))
         held, ours = os.fstat(fd), PATHS.workspace_lock.stat()
         if (held.st_dev, held.st_ino) == (ours.st_dev, ours.st_ino):
             return fd
@@ -36,11 +38,13 @@ def inherited_fd() -> int | None:
 
 
 @contextlib.contextmanager
-def workspace_held(what: str) -> Iterator[None]:
+def workspace_held(what: str) -> Iterator[int]:
     """Hold the workspace lock while a stage runs: already held when pipeline.sh passed its fd
-    down, otherwise taken here (waiting for a running pipeline) and released on exit."""
-    if inherited_fd() is not None:
-        yield
+    down, otherwise taken here (waiting for a running pipeline) and released on exit. Yields the
+    lock's fd (torchrun's launcher passes it on to its ranks)."""
+    fd = inherited_fd()
+    if fd is not None:
+        yield fd
         return
     PATHS.workspace_lock.parent.mkdir(parents=True, exist_ok=True)
     with open(PATHS.workspace_lock, "a+") as lock:  # closing it releases the lock
@@ -59,7 +63,7 @@ def workspace_held(what: str) -> Iterator[None]:
         lock.truncate(0)
         lock.write(f"{what} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})")
         lock.flush()
-        yield
+        yield lock.fileno()
 
 
 def _listening() -> dict[str, str]:

@@ -1,24 +1,31 @@
 """Data-parallel CNN training under torchrun (lab1/core/distributed.py): bad `processes` values
 are refused in one line before any work; two gloo processes on the CPU train the model one
 process would, recorded once; a rank killed mid-training fails the job in one line and leaves
-the champion where it was."""
+the champion where it was. Across machines (the README's multi-node commands, two launchers on
+this machine standing for two nodes): one model, recorded by rank 0 alone, then tested and
+registered on its node; a launcher run alone holds its checkout for its ranks; a rendezvous
+that never completes and an interrupted launcher end in one line."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab1.core.errors import UsageError
 from lab1.core.params import load_params
 from lab1.core.paths import PATHS
-from tests.conftest import error_lines
+from tests.conftest import Project, clean_env, copy_project, error_lines
 from tests.lab1.image_archives import write_fashion_mnist
 
 CPUS = len(os.sched_getaffinity(0))
@@ -218,3 +225,171 @@ def test_a_rank_killed_mid_training_fails_the_run_and_keeps_the_champion(project
     after = client.get_model_version_by_alias("fashion_mnist-classifier", "champion")
     assert after.version == champion.version
     assert len(client.search_model_versions("name='fashion_mnist-classifier'")) == 1
+
+
+# --- across machines: one torchrun launcher per node ----------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def launcher(node: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:
+    """`python -m lab1.core.distributed ARGS` in the checkout ``node``, as the README runs it on
+    each node; stdout and stderr to ``log`` (a pipe nobody reads could stall it)."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lab1.core.distributed", *args],
+            cwd=node,
+            env=clean_env(PYTHONPATH=str(node), **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def finish(processes: list[subprocess.Popen], timeout: float) -> list[int]:
+    """The exit codes of ``processes``; any still running after ``timeout`` s is killed."""
+    deadline = time.monotonic() + timeout
+    try:
+        return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in processes]
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def shared_store(path: Path) -> tuple[str, Any]:
+    """A sqlite MLflow store outside both checkouts (the team's server of item 3), and a client."""
+    from mlflow.tracking import MlflowClient
+
+    path.mkdir()
+    uri = f"sqlite:///{path / 'mlflow.db'}"
+    return uri, MlflowClient(uri, registry_uri=uri)
+
+
+@pytest.mark.images
+@pytest.mark.e2e
+def test_two_nodes_train_one_model_that_rank_0_records_and_its_node_registers(project, tmp_path):
+    """The README's multi-node commands, with two launchers on this machine for two nodes: each
+    node is its own checkout with its own data/processed (what `dvc pull` gives it) and both
+    record to one MLflow store; c10d rendezvous on 127.0.0.1, one process per node."""
+    folder = write_fashion_mnist(tmp_path / "data", train=800, test=300)
+    store, client = shared_store(tmp_path / "store")
+    nodes = [project.root, copy_project(tmp_path / "node2")]
+    # One process makes the new store (data_creation), before the two nodes use it at once.
+    for stage in ("data_creation", "data_preprocessing"):
+        done = project.pipeline(*tiny(folder), "--stage", stage, MLFLOW_TRACKING_URI=store)
+        assert done.returncode == 0, done.stderr[-3000:]
+    shutil.copytree(nodes[0] / "data" / "processed", nodes[1] / "data" / "processed")
+
+    rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
+    rendezvous += ["--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "fmnist-test"]
+    # `processes` is per node: one each.
+    settings = tiny(folder, "model_preparation.cnn.fashion_mnist.epochs=3")
+    stage = ["-m", "lab1.model_preparation", *settings, "-S", "model_preparation.cnn.processes=1"]
+    logs = [tmp_path / f"node{number}.log" for number in (1, 2)]
+    launched = [
+        launcher(node, *rendezvous, *stage, log=log, MLFLOW_TRACKING_URI=store)
+        for node, log in zip(nodes, logs, strict=True)
+    ]
+    codes = finish(launched, timeout=400)
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n----\n".join(o[-3000:] for o in outputs)
+    for output in outputs:
+        assert not error_lines(output) and "Traceback" not in output, output[-3000:]
+
+    # Rank 0 alone opened a run and wrote models/; the other node trained and recorded nothing.
+    [writer] = [node for node in nodes if (node / "models" / "model.json").exists()]
+    experiment = client.get_experiment_by_name("lab1-fashion_mnist").experiment_id
+    runs = client.search_runs([experiment])
+    [training] = [run for run in runs if run.info.run_name == "model_preparation"]
+    assert [("model_preparation run" in output) for output in outputs] == [
+        node == writer for node in nodes
+    ]
+    assert training.info.status == "FINISHED"
+    assert training.data.params["world_size"] == "2" and training.data.params["backend"] == "gloo"
+    assert training.data.params["per_rank_batch_size"] == "32"
+    history = client.get_metric_history(training.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2, 3]
+
+    # Then, on the node whose rank 0 wrote models/: the README's two follow-up commands.
+    node = Project(writer)
+    for stage_name in ("model_testing", "model_registration"):
+        done = node.pipeline(*tiny(folder), "--stage", stage_name, MLFLOW_TRACKING_URI=store)
+        assert done.returncode == 0, done.stderr[-3000:]
+    [version] = client.search_model_versions("name='fashion_mnist-classifier'")
+    assert version.run_id == training.info.run_id
+    champion = client.get_model_version_by_alias("fashion_mnist-classifier", "champion")
+    assert champion.version == version.version
+
+
+@pytest.mark.images
+@pytest.mark.e2e
+@pytest.mark.faults
+def test_a_launcher_run_alone_holds_the_workspace_for_its_ranks_and_stops_them(project, tmp_path):
+    """The launcher as each node runs it (not under pipeline.sh), with 2 ranks in one checkout:
+    it holds the checkout's workspace and its ranks share it (each taking the lock itself, rank
+    1 would wait for rank 0, which waits for rank 1 to start training). SIGTERM stops the job:
+    rank 0's run ends KILLED, and the launcher says so in one line."""
+    folder = write_fashion_mnist(tmp_path / "data", train=800, test=300)
+    for stage in ("data_creation", "data_preprocessing"):
+        done = project.pipeline(*tiny(folder), "--stage", stage)
+        assert done.returncode == 0, done.stderr[-3000:]
+    long = ["model_preparation.cnn.fashion_mnist.epochs=200", "model_preparation.cnn.processes=2"]
+    stage = tiny(folder, *long, "model_preparation.cnn.fashion_mnist.patience=200")
+    log = tmp_path / "launcher.log"
+    launch = ["--standalone", "--nproc-per-node", "2", "-m", "lab1.model_preparation", *stage]
+    job = launcher(project.root, *launch, log=log)
+    try:
+        deadline = time.monotonic() + 240
+        while "epoch 2/200" not in log.read_text():  # both ranks train: nobody waits for the lock
+            assert job.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        holder = (project.root / ".mlops" / "workspace.lock").read_text()
+        assert holder.startswith(f"lab1/core/distributed.py (torchrun) (pid {job.pid},"), holder
+        job.send_signal(signal.SIGTERM)
+        [code] = finish([job], timeout=120)
+    finally:
+        stop(job)
+    output = log.read_text()
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    assert "Traceback" not in output and not error_lines(output), output[-3000:]
+    assert output.splitlines()[-1].endswith(
+        "WARNING __main__: model_preparation interrupted (SIGTERM); its ranks were stopped"
+    )
+    assert training_runs(project)[-1].info.status == "KILLED"
+    assert not (project.root / "models" / "model.json").exists()
+
+
+@pytest.mark.images
+def test_a_rendezvous_that_never_completes_is_one_line(project):
+    """One node of two: the other never comes, and the launcher gives up after the join timeout
+    with one line naming the rendezvous (no rank ever started)."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    args = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
+    args += ["--rdzv-endpoint", endpoint, "--rdzv-id", "alone", "--rdzv-conf", "join_timeout=3"]
+    stage = ["-m", "lab1.model_preparation", *DATASET]
+    done = subprocess.run(
+        [sys.executable, "-m", "lab1.core.distributed", *args, *stage],
+        cwd=project.root,
+        env=clean_env(PYTHONPATH=str(project.root)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    [line] = error_lines(done.stderr)
+    assert line.endswith(
+        f"model_preparation failed: torchrun's rendezvous alone at {endpoint}: "
+        "not all 2 nodes joined in time"
+    )
