@@ -55,6 +55,55 @@ def tracked_files(root: Path) -> list[str]:
     ]
 
 
+# What the test command may leave in a checkout: the environments pipeline.sh and tests/tools.sh
+# install before the tests start, and the caches of Python and of the linters run.sh runs first.
+# Coverage data (.coverage*) is written by the test command itself, after the tests.
+ENVIRONMENTS = {".venv", ".uv", "lab2/lint/node_modules"}  # paths from the checkout's root
+CACHES = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}  # names, anywhere
+
+
+def checkout_files(root: Path, skip: set[str] = CACHES) -> dict[str, tuple[int, int] | None]:
+    """Every file and folder under ``root`` but ENVIRONMENTS, coverage data and the folders named
+    in ``skip``: its path relative to ``root`` -> (size, modification time in ns), None for a
+    folder. Two of these, before and after a test run, say what the run wrote (``written``)."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder).relative_to(root)
+        dirs[:] = [d for d in dirs if d not in skip and (here / d).as_posix() not in ENVIRONMENTS]
+        found.update({(here / d).as_posix() + "/": None for d in dirs})
+        for name in files:
+            if here == Path(".") and name.startswith(".coverage"):
+                continue
+            try:
+                stat = os.lstat(Path(folder) / name)
+            except FileNotFoundError:  # removed since the listing (a process still running)
+                continue
+            found[(here / name).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def written(
+    before: dict[str, tuple[int, int] | None], after: dict[str, tuple[int, int] | None]
+) -> list[str]:
+    """What changed between two ``checkout_files``: each new, changed or removed file, saying
+    which (a folder only when nothing under it is named: an empty one)."""
+    new = _innermost([path for path in after if path not in before])
+    removed = _innermost([path for path in before if path not in after])
+    changed = [path for path in after if path in before and after[path] != before[path]]
+    return sorted(
+        [
+            *(f"{path} (new)" for path in new),
+            *(f"{path} (changed)" for path in changed),
+            *(f"{path} (removed)" for path in removed),
+        ]
+    )
+
+
+def _innermost(paths: list[str]) -> list[str]:
+    """``paths`` without the folders (ending in /) that hold another of them."""
+    return [p for p in paths if not any(q != p and q.startswith(p) for q in paths if p[-1] == "/")]
+
+
 def copy_project(dest: Path) -> Path:
     for name in tracked_files(REPO):
         source = REPO / name
@@ -105,6 +154,17 @@ class Project:
             stderr=subprocess.PIPE,
             text=True,
             **popen,
+        )
+
+    def start_stage(self, name: str, *args: str, **env: str) -> subprocess.Popen:
+        """Start ``python -m lab1.<name>`` without waiting (stderr piped, text mode)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", f"lab1.{name}", *args],
+            cwd=self.root,
+            env=clean_env(PYTHONPATH=str(self.root), **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def run(self, name: str, *args: str, **env: str) -> StageResult:
