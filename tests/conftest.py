@@ -24,6 +24,7 @@ from tests.project import (  # noqa: F401  (re-exported: tests import them from 
     checkout_files,
     clean_env,
     copy_project,
+    git_tracked,
     tracked_files,
     written,
 )
@@ -31,8 +32,9 @@ from tests.project import (  # noqa: F401  (re-exported: tests import them from 
 
 @pytest.fixture(scope="session", autouse=True)
 def checkout_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test works in a temporary folder: the run fails if its tests left anything new or
-    changed in the checkout (git-ignored paths included: an mlruns/, a prediction log)."""
+    """Every test works in a temporary folder: the run fails if its tests left an untracked or
+    git-ignored file new or changed in the checkout (an mlruns/, a prediction log: what git
+    status does not show). Tracked files are left to git status: one may be edited meanwhile."""
     yield from left_as_found(REPO, request)
 
 
@@ -44,11 +46,12 @@ def left_as_found(root: Path, request: pytest.FixtureRequest) -> Iterator[None]:
     skip = CACHES
     if not request.config.pluginmanager.has_plugin("cacheprovider"):
         skip = CACHES - {".pytest_cache"}
-    before = checkout_files(root, skip)
+    tracked = git_tracked(root)
+    before = checkout_files(root, skip, tracked)
     yield
     if request.session.shouldstop or request.session.shouldfail:
         return  # stopped early (-x, Ctrl-C): the run fails anyway, and fixtures are torn down late
-    changes = written(before, checkout_files(root, skip))
+    changes = written(before, checkout_files(root, skip, tracked))
     if changes:
         pytest.fail(
             f"the tests wrote into the checkout {root} (a test must work in tmp_path):\n  "

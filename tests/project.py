@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,24 +62,36 @@ ENVIRONMENTS = {".venv", ".uv", "lab2/lint/node_modules"}  # paths from the chec
 CACHES = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}  # names, anywhere
 
 
-def checkout_files(root: Path, skip: set[str] = CACHES) -> dict[str, tuple[int, int] | None]:
-    """Every file and folder under ``root`` but ENVIRONMENTS, coverage data and the folders named
-    in ``skip``: its path relative to ``root`` -> (size, modification time in ns), None for a
-    folder. Two of these, before and after a test run, say what the run wrote (``written``)."""
+def checkout_files(
+    root: Path, skip: set[str] = CACHES, tracked: Collection[str] = ()
+) -> dict[str, tuple[int, int] | None]:
+    """Every file and folder under ``root`` but ENVIRONMENTS, coverage data, the folders named
+    in ``skip`` and the ``tracked`` files: its path relative to ``root`` -> (size, modification
+    time in ns), None for a folder. Two of these, before and after a test run, say what the run
+    wrote (``written``)."""
     found: dict[str, tuple[int, int] | None] = {}
     for folder, dirs, files in os.walk(root):
         here = Path(folder).relative_to(root)
         dirs[:] = [d for d in dirs if d not in skip and (here / d).as_posix() not in ENVIRONMENTS]
         found.update({(here / d).as_posix() + "/": None for d in dirs})
         for name in files:
-            if here == Path(".") and name.startswith(".coverage"):
+            path = (here / name).as_posix()
+            if path in tracked or (here == Path(".") and name.startswith(".coverage")):
                 continue
             try:
                 stat = os.lstat(Path(folder) / name)
             except FileNotFoundError:  # removed since the listing (a process still running)
                 continue
-            found[(here / name).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+            found[path] = (stat.st_size, stat.st_mtime_ns)
     return found
+
+
+def git_tracked(root: Path) -> set[str]:
+    """The files git tracks in the checkout at ``root`` (none outside a git checkout)."""
+    done = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=root, capture_output=True)
+    if done.returncode:
+        return set()
+    return {name for name in done.stdout.decode().split("\0") if name}
 
 
 def written(

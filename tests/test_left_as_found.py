@@ -36,6 +36,9 @@ def test_a_cache_and_a_file_changed_and_an_empty_folder():
     with open("data/raw/a.csv", "a") as raw:
         raw.write("1,2\\n")
     Path("mlruns").mkdir()
+
+def test_a_tracked_file_edited():  # git status shows that one
+    Path("params.yaml").write_text("seed: 2\\n")
 """
 
 
@@ -54,11 +57,14 @@ def test_a_run_that_writes_into_its_checkout_fails_naming_each_path(tmp_path):
     checkout = tmp_path / "checkout"
     (checkout / "data" / "raw").mkdir(parents=True)
     (checkout / "data" / "raw" / "a.csv").write_text("x,y\n")
+    (checkout / "params.yaml").write_text("seed: 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
+    subprocess.run(["git", "add", "params.yaml"], cwd=checkout, check=True)
     (checkout / "conftest.py").write_text(CONFTEST)
     (checkout / "test_writes.py").write_text(textwrap.dedent(TESTS))
     done = run_pytest(checkout)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "3 passed, 1 error" in done.stdout, done.stdout
+    assert "4 passed, 1 error" in done.stdout, done.stdout
     report = done.stdout[done.stdout.index("the tests wrote into the checkout") :]
     named = [line.strip() for line in report.splitlines()[1:5]]
     assert named == [
@@ -68,6 +74,7 @@ def test_a_run_that_writes_into_its_checkout_fails_naming_each_path(tmp_path):
         "reports/predictions/predictions-1.jsonl (new)",
     ], report
     assert "__pycache__" not in report  # Python's own (conftest.py's bytecode) is not counted
+    assert "params.yaml" not in report
 
 
 def test_a_run_that_writes_nothing_passes(tmp_path):

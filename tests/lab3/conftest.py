@@ -97,8 +97,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     return Models(uri, folders, sample, expected)
 
 
-def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
-    """Poll ``condition()`` until it is truthy; returns its value or fails the test."""
+def wait_for(condition, timeout: float = 120.0, every: float = 0.05):
+    """Poll ``condition()`` until it is truthy; returns its value or fails the test. The timeout
+    is a failure guard only (generous: a busy machine may be slow)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
