@@ -9,20 +9,63 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.project import (  # noqa: F401  (re-exported: tests import them from here)
+    CACHES,
     NOT_COPIED,
     REPO,
     SMALL,
     Project,
+    checkout_files,
     clean_env,
     copy_project,
+    git_tracked,
     tracked_files,
+    written,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test works in a temporary folder: the run fails if its tests left an untracked or
+    git-ignored file new or changed in the checkout (an mlruns/, a prediction log: what git
+    status does not show). Tracked files are left to git status: one may be edited meanwhile."""
+    yield from left_as_found(REPO, request)
+
+
+def left_as_found(root: Path, request: pytest.FixtureRequest) -> Iterator[None]:
+    """The body of ``checkout_left_as_found`` for any ``root`` (its own test uses another).
+    Torn down after the last test, before pytest writes what its options ask for (the cache,
+    a --junitxml report, coverage data). With ``-p no:cacheprovider`` (CI) a .pytest_cache
+    that a test made counts too."""
+    skip = CACHES
+    if not request.config.pluginmanager.has_plugin("cacheprovider"):
+        skip = CACHES - {".pytest_cache"}
+    tracked = git_tracked(root)
+    before = checkout_files(root, skip, tracked)
+    yield
+    if request.session.shouldstop or request.session.shouldfail:
+        return  # stopped early (-x, Ctrl-C): the run fails anyway, and fixtures are torn down late
+    changes = written(before, checkout_files(root, skip, tracked))
+    if changes:
+        pytest.fail(
+            f"the tests wrote into the checkout {root} (a test must work in tmp_path):\n  "
+            + "\n  ".join(changes),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Hypothesis (under schemathesis) keeps caches in ./.hypothesis: here, in a temporary one."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
 
 
 @pytest.fixture

@@ -325,6 +325,9 @@ def model_service(
     once /ready says a model is loaded (``ready=False``: once /health answers). ``checkout``: run
     that checkout's code (e.g. a worktree of an older commit) instead of this one's."""
     port = port or free_port()
+    # The prediction log goes to ``workdir`` unless ``env`` says where (by default the service
+    # logs under the checkout's reports/: the tests' lines were once left there).
+    env = {"PREDICTION_LOG": str(workdir / "predictions"), **env}
     argv = [sys.executable, "-m", "lab3.serve", "--port", str(port)]
     if checkout is not None:  # `python -m` imports from its working directory first
         env = {**env, "PYTHONPATH": str(checkout)}

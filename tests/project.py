@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,67 @@ def tracked_files(root: Path) -> list[str]:
         for path in root.rglob("*")
         if path.is_file() and not NOT_COPIED & set(path.relative_to(root).parts)
     ]
+
+
+# What the test command may leave in a checkout: the environments pipeline.sh and tests/tools.sh
+# install before the tests start, and the caches of Python and of the linters run.sh runs first.
+# Coverage data (.coverage*) is written by the test command itself, after the tests.
+ENVIRONMENTS = {".venv", ".uv", "lab2/lint/node_modules"}  # paths from the checkout's root
+CACHES = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}  # names, anywhere
+
+
+def checkout_files(
+    root: Path, skip: set[str] = CACHES, tracked: Collection[str] = ()
+) -> dict[str, tuple[int, int] | None]:
+    """Every file and folder under ``root`` but ENVIRONMENTS, coverage data, the folders named
+    in ``skip`` and the ``tracked`` files: its path relative to ``root`` -> (size, modification
+    time in ns), None for a folder. Two of these, before and after a test run, say what the run
+    wrote (``written``)."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder).relative_to(root)
+        dirs[:] = [d for d in dirs if d not in skip and (here / d).as_posix() not in ENVIRONMENTS]
+        found.update({(here / d).as_posix() + "/": None for d in dirs})
+        for name in files:
+            path = (here / name).as_posix()
+            if path in tracked or (here == Path(".") and name.startswith(".coverage")):
+                continue
+            try:
+                stat = os.lstat(Path(folder) / name)
+            except FileNotFoundError:  # removed since the listing (a process still running)
+                continue
+            found[path] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def git_tracked(root: Path) -> set[str]:
+    """The files git tracks in the checkout at ``root`` (none outside a git checkout)."""
+    done = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=root, capture_output=True)
+    if done.returncode:
+        return set()
+    return {name for name in done.stdout.decode().split("\0") if name}
+
+
+def written(
+    before: dict[str, tuple[int, int] | None], after: dict[str, tuple[int, int] | None]
+) -> list[str]:
+    """What changed between two ``checkout_files``: each new, changed or removed file, saying
+    which (a folder only when nothing under it is named: an empty one)."""
+    new = _innermost([path for path in after if path not in before])
+    removed = _innermost([path for path in before if path not in after])
+    changed = [path for path in after if path in before and after[path] != before[path]]
+    return sorted(
+        [
+            *(f"{path} (new)" for path in new),
+            *(f"{path} (changed)" for path in changed),
+            *(f"{path} (removed)" for path in removed),
+        ]
+    )
+
+
+def _innermost(paths: list[str]) -> list[str]:
+    """``paths`` without the folders (ending in /) that hold another of them."""
+    return [p for p in paths if not any(q != p and q.startswith(p) for q in paths if p[-1] == "/")]
 
 
 def copy_project(dest: Path) -> Path:
@@ -105,6 +166,17 @@ class Project:
             stderr=subprocess.PIPE,
             text=True,
             **popen,
+        )
+
+    def start_stage(self, name: str, *args: str, **env: str) -> subprocess.Popen:
+        """Start ``python -m lab1.<name>`` without waiting (stderr piped, text mode)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", f"lab1.{name}", *args],
+            cwd=self.root,
+            env=clean_env(PYTHONPATH=str(self.root), **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def run(self, name: str, *args: str, **env: str) -> StageResult:

@@ -137,14 +137,15 @@ def test_logged_models_load_without_unpickling(tmp_path, monkeypatch):
     from lab1.core.model_io import keep_copy, load_torch_model, torch_options
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from lab1.core.mlflow_ui import experiment_id
     from lab1.core.tracking import connect
 
-    connect()
+    experiment = experiment_id(connect(), "images")  # artifacts beside the store, not ./mlruns
     labels = np.arange(64) % 2
     images = pattern_images(labels, 16, 1, seed=4)
     model = cnn.ImageClassifier(*cnn.channel_stats(images), classes=2, width=4, dropout=0.0)
     model.eval()
-    with mlflow.start_run() as run:  # as model_preparation does
+    with mlflow.start_run(experiment_id=experiment) as run:  # as model_preparation does
         served = cnn.Probabilities(model).eval()
         options = torch_options(served, images[:2], ["a", "b"])
         info = mlflow.pytorch.log_model(served, name="model", **options)

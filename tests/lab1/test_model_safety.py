@@ -122,10 +122,15 @@ def test_a_registered_pickled_model_is_refused_through_its_uri(tmp_path, monkeyp
     """models:/ URIs no longer go through mlflow.sklearn.load_model (which unpickles)."""
     import mlflow
 
+    from lab1.core.mlflow_ui import experiment_id
+    from lab1.core.tracking import connect
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     marker = tmp_path / "ran"
     folder = cloudpickle_model(tmp_path / "model", marker)
-    with mlflow.start_run() as run:
+    # The project's experiment keeps its artifacts beside the store (MLflow's default one, in
+    # ./mlruns: this crafted model was once left in the checkout).
+    with mlflow.start_run(experiment_id=experiment_id(connect(), "model-safety")) as run:
         mlflow.log_artifacts(str(folder), "model")
     with pytest.raises(DataError, match="a pickled model"):
         model_io.load_model(f"runs:/{run.info.run_id}/model")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -159,24 +158,49 @@ def test_a_model_trained_on_another_data_seed_is_compared_on_its_own_test_set(tm
 
 
 def test_a_second_pipeline_in_the_workspace_waits_for_the_first(registered):
-    """A stage run by hand while the workspace is held waits, saying for whom."""
+    """A stage run by hand while the workspace is held waits, saying for whom, and goes on when
+    the holder lets go. The holder keeps the lock until the stage has said that it waits: each
+    step waits for an event, never for a time (a stage starts in 3 s here, in 30 on a slow
+    laptop beside another test run)."""
     from lab1.core.workspace import workspace_held
 
     project = registered
-    held = threading.Event()
+    held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         with project_at(project.root), workspace_held("pipeline.sh (test)"):
             held.set()
-            time.sleep(3)
+            release.wait()
 
     holder = threading.Thread(target=hold)
     holder.start()
-    held.wait()
-    started = time.monotonic()
-    done = project.stage("model_registration", *SMALL)
-    holder.join()
-    assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started >= 2
-    assert "another pipeline is running in this workspace: pipeline.sh (test) (pid" in done.stderr
+    assert held.wait(timeout=600)  # (a failure guard only)
+    stage = project.start_stage("model_registration", *SMALL)
+    lines: list[str] = []
+    waiting = threading.Event()  # the stage said that it waits, or ended without saying it
+
+    def read() -> None:
+        for line in stage.stderr:
+            lines.append(line)
+            if "another pipeline is running in this workspace" in line:
+                waiting.set()
+        waiting.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        waiting.wait(timeout=600)  # a failure guard only: the stage says it long before that
+        still_waiting = stage.poll() is None
+    finally:
+        release.set()
+        holder.join()
+    try:
+        returncode = stage.wait(timeout=600)
+    finally:
+        stage.kill()  # (a no-op once it has ended)
+        reader.join()
+    stderr = "".join(lines)
+    assert returncode == 0 and still_waiting, stderr  # it had not ended when it said it waits
+    waits = stderr.find("another pipeline is running in this workspace: pipeline.sh (test) (pid")
+    assert 0 <= waits < stderr.find("workspace free after"), stderr
     assert json.loads((project.root / "reports" / "registration.json").read_text())["version"]

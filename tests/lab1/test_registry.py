@@ -184,13 +184,16 @@ def test_a_registration_killed_before_any_of_its_writes_never_contradicts_the_al
         assert states[now] == "promoted" and now in (before, max(states, key=int)), (n, states)
 
 
-def test_two_spellings_of_one_sqlite_store_share_one_registry_lock(tmp_path, monkeypatch):
+def test_two_spellings_of_one_sqlite_store_share_one_registry_lock(tmp_path, monkeypatch, caplog):
     """sqlite:////x/./a.db and sqlite:////x/a.db are one store: one gate at a time on it (the
     lock was keyed on the URI's text, and one of two pipelines failed "champion moved")."""
+    import logging
     import threading
+    import time
 
     from lab1.core.registration import registry_lock
 
+    caplog.set_level(logging.INFO, logger="lab1.core.registration")
     entered = threading.Event()
 
     def second_gate():
@@ -202,6 +205,10 @@ def test_two_spellings_of_one_sqlite_store_share_one_registry_lock(tmp_path, mon
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a.db")
         thread = threading.Thread(target=second_gate)
         thread.start()
-        assert not entered.wait(0.5)  # waits for the first gate
-    assert entered.wait(10)
+        # The second gate says that it waits for the first (an event, however slow the machine).
+        while "waiting for another registration to finish" not in caplog.text:
+            assert thread.is_alive() and not entered.is_set(), "it did not wait for the first"
+            time.sleep(0.01)
+        assert not entered.is_set()
     thread.join()
+    assert entered.is_set()

@@ -97,8 +97,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     return Models(uri, folders, sample, expected)
 
 
-def wait_for(condition, timeout: float = 30.0, every: float = 0.05):
-    """Poll ``condition()`` until it is truthy; returns its value or fails the test."""
+def wait_for(condition, timeout: float = 120.0, every: float = 0.05):
+    """Poll ``condition()`` until it is truthy; returns its value or fails the test. The timeout
+    is a failure guard only (generous: a busy machine may be slow)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -159,10 +160,11 @@ def image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
     model.eval()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        from lab1.core.mlflow_ui import experiment_id
         from lab1.core.tracking import connect
 
-        connect()
-        with mlflow.start_run():  # as model_preparation does
+        # The project's experiment keeps artifacts beside the store (MLflow's default: ./mlruns).
+        with mlflow.start_run(experiment_id=experiment_id(connect(), "image-model")):
             served = cnn.Probabilities(model).eval()
             options = torch_options(served, images[:2], ["circle", "square", "star"])
             keep_copy(mlflow.pytorch.log_model(served, name="model", **options), root / "model")

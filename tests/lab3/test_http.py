@@ -140,27 +140,37 @@ def capped_port(models):
         yield serving
 
 
+# How long a test waits for the server to close a connection: a failure guard only. The time
+# limits' own tests check that it is not closed before its deadline, and that the deadline does
+# not move, without an upper bound on how late a busy machine may be.
+GUARD_S = 60
+
+
 def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed_at_the_deadline(quick_port):
     """A slow-loris client: one byte of its head every 0.1 s keeps an idle timer from ever
-    firing; the head's deadline does not move. It was held open forever."""
-    with socket.create_connection(("127.0.0.1", quick_port), timeout=5) as sock:
+    firing; the head's deadline does not move: the server closes the connection while the
+    client is still sending (for a minute, if let). It was held open forever."""
+    trickle = b"X-Slow: " + b"a" * (10 * GUARD_S)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=GUARD_S) as sock:
         started = time.perf_counter()
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            for byte in b"X-Slow: " + b"a" * 40:
+            for byte in trickle:
                 time.sleep(0.1)
                 sock.sendall(bytes([byte]))
-        answer, _ = wait_answer(sock)
+                sent += 1
+        answer, _ = wait_answer(sock, timeout=GUARD_S)
         seconds = time.perf_counter() - started
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b"not complete within 0.5 s" in answer
-    assert 0.4 < seconds < 2.5, seconds
+    assert sent < len(trickle) and seconds > 0.4, (sent, seconds)
 
 
 def test_a_connection_that_sends_nothing_is_closed_silently_after_the_head_timeout(quick_port):
-    with socket.create_connection(("127.0.0.1", quick_port), timeout=5) as sock:
-        answer, seconds = wait_answer(sock)
-    assert answer == b"" and 0.4 < seconds < 2.5, (answer, seconds)
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=GUARD_S) as sock:
+        answer, seconds = wait_answer(sock, timeout=GUARD_S)
+    assert answer == b"" and seconds > 0.4, (answer, seconds)
 
 
 def test_a_body_that_never_ends_gets_408_and_the_application_no_traceback(quick_port, caplog):
@@ -168,11 +178,11 @@ def test_a_body_that_never_ends_gets_408_and_the_application_no_traceback(quick_
         b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 1000\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", quick_port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=GUARD_S) as sock:
         sock.sendall(head + b'{"instances": [[1.0,')
-        answer, seconds = wait_answer(sock)
+        answer, seconds = wait_answer(sock, timeout=GUARD_S)
     assert answer.startswith(b"HTTP/1.1 408 ") and b"body: not complete" in answer, answer
-    assert 0.4 < seconds < 2.5, seconds
+    assert seconds > 0.4, seconds
     assert status_of(quick_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
@@ -190,7 +200,7 @@ def test_past_the_cap_the_longest_waiting_half_sent_head_makes_room(capped_port)
         assert status_of(capped_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 200
         closed = 0
         for sock in socks[:21]:  # the oldest: closed to make room, without an answer
-            sock.settimeout(0.5)
+            sock.settimeout(GUARD_S)
             with contextlib.suppress(ConnectionResetError):
                 closed += sock.recv(64) == b""
         assert closed == 21, closed
@@ -202,17 +212,20 @@ def test_past_the_cap_the_longest_waiting_half_sent_head_makes_room(capped_port)
 def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503(capped_port):
     """Connections whose requests are in progress (head complete, body still coming) are never
     closed to make room: the newcomer is refused instead."""
+    # "Expect: 100-continue": the server says "100 Continue" once the application waits for the
+    # body, which tells the test that the request is in progress (no guess at how long it takes).
     head = (
         b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n"
+        b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
     )
     socks = []
     try:
         for _ in range(CAPPED["max_connections"]):
-            sock = socket.create_connection(("127.0.0.1", capped_port), timeout=5)
+            sock = socket.create_connection(("127.0.0.1", capped_port), timeout=GUARD_S)
             sock.sendall(head)
             socks.append(sock)
-        time.sleep(0.1)
+        for sock in socks:
+            assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue")
         assert status_of(capped_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == 503
     finally:
         for sock in socks:

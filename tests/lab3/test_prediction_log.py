@@ -89,10 +89,9 @@ def test_an_unwritable_log_never_fails_a_prediction_and_is_said_once(models, tmp
     data = rows(models.sample.head(2))
     with served(models, blocker / "log") as client:
         wait_for(lambda: client.get("/ready").status_code == 200)
-        for _ in range(5):
+        for n in range(1, 6):  # each request handed over on its own: a streak of five failures
             assert client.post("/predict", json={"instances": data}).status_code == 200
-            time.sleep(0.6)  # each request handed over on its own: a streak of five failures
-        wait_for(lambda: 'outcome="failed"} 10.0' in client.get("/metrics").text)
+            wait_for(lambda n=n: f'outcome="failed"}} {2.0 * n}' in client.get("/metrics").text)
     # The writer process logs to the service's stderr.
     said = [line for line in capfd.readouterr().err.splitlines() if "prediction log" in line]
     assert len(said) == 1 and str(blocker / "log") in said[0], said

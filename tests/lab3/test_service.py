@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -602,7 +601,15 @@ def test_a_store_not_made_yet_is_waited_for_not_made_and_not_called_vanished(
         assert ready.status_code == 503 and NAME in ready.json()["last_error"]
         assert "does not exist yet" in ready.json()["last_error"]
         assert "no longer" not in ready.json()["last_error"]
-        time.sleep(0.3)  # a few more polls
+        # A whole poll more, at least: each poll starts by setting last_checked (whole seconds).
+        seen = {ready.json()["last_checked"]}
+
+        def a_later_poll() -> str | None:
+            checked = client.get("/ready").json()["last_checked"]
+            return checked if checked not in seen else None
+
+        for _ in range(2):
+            seen.add(wait_for(a_later_poll))
         assert not db.exists()
         shutil.copy(models.tracking_uri.removeprefix("sqlite:///"), db)  # the trainer made it
         wait_for(lambda: client.get("/ready").status_code == 200)

@@ -219,7 +219,9 @@ def test_a_bad_s3_remote_is_one_line_within_seconds_before_any_work(
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and said in errors[0] and remote[0] in errors[0], done.stderr
-    assert elapsed < 15, f"{elapsed:.1f} s"
+    # Seconds (two attempts, short timeouts), not the minutes of boto's and DVC's own retries; a
+    # minute leaves a slow, busy machine room to start Python and DVC.
+    assert elapsed < 60, f"{elapsed:.1f} s"
     assert not repo.exists()  # refused before any work
 
 
