@@ -214,6 +214,14 @@ def _pass_workspace_lock(fd: int) -> None:
     setattr(subprocess_handler, "Popen", popen)  # noqa: B010 (mypy: a class, replaced)
 
 
+def _quiet_torchrun_loggers() -> None:
+    """torchrun's own report of a failure is a page; launch's one line says what it says. Its
+    loggers set their own levels, so each is quietened by name."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def launch(argv: list[str]) -> int:
     """torchrun with ``argv``, holding this checkout's workspace for its ranks; a failed rank:
     one ERROR line naming it and the cause, exit 1. A rendezvous that fails (the other nodes
@@ -229,11 +237,7 @@ def launch(argv: list[str]) -> int:
 
     from lab1.core.workspace import workspace_held
 
-    # torchrun's own report of a failure is a page; the line below says what it says. Its
-    # loggers set their own levels, so each is quietened by name.
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("torch.distributed"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+    _quiet_torchrun_loggers()
     # torchrun's choice for ranks on one machine (it warns when it makes it): one thread each.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     args = torchrun.parse_args(["--monitor-interval", MONITOR_INTERVAL_S, *argv])
