@@ -77,6 +77,11 @@ def render(lineage: dict[str, Any]) -> str:
     aliases = f" @{', @'.join(model['aliases'])}" if model["aliases"] else ""
     lines = [
         f"model    {model['uri']}{aliases}: {model['decision']} ({model['reason']})",
+        *(
+            [f"         gated again since: rejected ({model['last_reason']})"]
+            if model.get("last_decision") == "rejected"
+            else []
+        ),
         f"         fingerprint {model['fingerprint']}; {model['url']}",
         f"code     commit {code['commit']}, uncommitted changes: {code['dirty']}"
         + (f" (diff: {code['diff']})" if code["diff"] else ""),

@@ -228,6 +228,8 @@ def version_lineage(client: MlflowClient, version: ModelVersion) -> dict[str, An
             "aliases": list(version.aliases or []),
             "decision": tags.get("gate.decision"),
             "reason": tags.get("gate.reason"),
+            "last_decision": tags.get("gate.last_decision"),
+            "last_reason": tags.get("gate.last_reason"),
             "fingerprint": tags.get("model.fingerprint"),
             "url": version_link(version.name, version.version),
         },

@@ -241,9 +241,14 @@ def _gated_again(
     client: MlflowClient, name: str, version: str, checked: dict[str, str], result: dict[str, Any]
 ) -> dict[str, Any]:
     """The decision for a version that already holds the candidate model: its tags say what
-    this gate decided; a passing one is promoted back (by the caller), and the champion itself,
-    gated under new settings, stays champion either way."""
-    _set_tags(client, name, version, {**checked, "gate.last_decision": result["decision"]})
+    this gate decided (``gate.last_decision``, ``gate.last_reason``); a passing one is promoted
+    back (by the caller), and the champion itself, gated under new settings, stays champion
+    either way. A rejection leaves ``gate.reason`` as it was: the reason of the decision the
+    version still carries (``promoted``), which a later gate's reason would contradict."""
+    last = {"gate.last_decision": result["decision"], "gate.last_reason": checked["gate.reason"]}
+    if not result["passed"]:
+        checked = {SETTINGS: checked[SETTINGS]}
+    _set_tags(client, name, version, {**checked, **last})
     before = result["champion_before"]
     if version == before:
         result["decision"] = "unchanged" if result["passed"] else "rejected"

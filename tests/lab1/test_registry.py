@@ -88,7 +88,11 @@ def test_a_model_registered_before_is_gated_again_not_registered_twice(client):
     # A trained again under a better champion: rejected, its version's tags say so.
     again = gate(client, 0.93, champion_here=0.95, fingerprint="A")
     assert again["decision"] == "rejected" and str(again["version"]) == "1"
-    assert client.get_model_version(NAME, "1").tags["gate.last_decision"] == "rejected"
+    tags = client.get_model_version(NAME, "1").tags
+    assert tags["gate.last_decision"] == "rejected"
+    assert "0.930 < 0.950 of champion version 2" in tags["gate.last_reason"]
+    # Its decision is still "promoted", and its reason still the promotion's, not this rejection's.
+    assert tags["gate.decision"] == "promoted" and "<" not in tags["gate.reason"]
     registry.rollback(client, NAME)  # the champion is version 1 (0.93) again
     # B trained again under a worse champion: version 2 is promoted back, no version 3.
     back = gate(client, 0.95, champion_here=0.93, fingerprint="B")
